@@ -1,0 +1,56 @@
+# Set-up is part of every target: the first run creates .venv with Python 3.10 and installs
+# the pinned stack from requirements.lock (uv resolves and installs in seconds).
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+UV_VERSION := 0.13.9
+
+DATASET  ?= synthetic
+DATA_DIR ?=
+WORKDIR  ?= workdir
+ARGS     ?=
+PYTEST_ARGS ?=
+
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONUNBUFFERED := 1
+
+DATA_DIR_ARG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
+
+.PHONY: install demo test bench-quality lock clean help
+
+help:
+	@echo "make demo [DATASET=synthetic|ml-100k|ml-1m] [DATA_DIR=...] [WORKDIR=workdir] [ARGS=...]"
+	@echo "make test            # the test suite (pytest)"
+	@echo "make bench-quality   # top-k accuracy vs a most-popular baseline [DATA_DIR=ml-100k folder]"
+	@echo "make lock            # re-resolve requirements.in into requirements.lock"
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock setup.py
+	@set -e; \
+	if [ ! -x $(PY) ]; then \
+	  python=$${PYTHON:-$$(scripts/find_python310.sh)}; \
+	  echo "Creating $(VENV) with $$python"; \
+	  "$$python" -m venv $(VENV); \
+	fi; \
+	$(PY) -m pip install -q "uv==$(UV_VERSION)"; \
+	$(VENV)/bin/uv pip install --python $(PY) -r requirements.lock; \
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .; \
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m pipeline run --dataset $(DATASET) $(DATA_DIR_ARG) --workdir $(WORKDIR) $(ARGS)
+	$(PY) -m pipeline recommend --workdir $(WORKDIR) --user 1 --user 2 -k 10
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench-quality: $(STAMP)
+	$(PY) -m benchmarks.quality $(DATA_DIR_ARG) $(ARGS)
+
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile --python-version 3.10 requirements.in -o requirements.lock
+
+clean:
+	rm -rf $(WORKDIR) .pytest_cache

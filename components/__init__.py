@@ -1,0 +1,1 @@
+"""TFX components and model code for the MovieLens recommender."""

@@ -1,0 +1,40 @@
+"""The Evaluator's TFMA config: top-k accuracy over the whole catalogue, gated on one k.
+
+The model's eval signature returns `classes` (top-k movie ids) and `scores`; with the movie id
+as the label, TFMA's SetMatchRecall at top_k is the share of eval ratings whose movie is in the
+user's top k: the top-k accuracy the TFRS tutorials report.
+"""
+from typing import Sequence
+
+import tensorflow_model_analysis as tfma
+
+from components import features as f
+from components.model.export import EVAL_SIGNATURE
+
+
+def top_k_metric_name(k: int) -> str:
+  return f'top_{k}_accuracy'
+
+
+def make_eval_config(top_ks: Sequence[int], gate_k: int, min_accuracy: float,
+                     max_regression: float = 0.0) -> tfma.EvalConfig:
+  """Reports top-k accuracy for each k; blesses only if top-`gate_k` accuracy is at least
+  `min_accuracy` and at most `max_regression` below the latest blessed model's."""
+  if gate_k not in top_ks:
+    raise ValueError(f'the gated k ({gate_k}) must be one of the reported ks {list(top_ks)}')
+  gate = tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_accuracy}),
+      change_threshold=tfma.GenericChangeThreshold(
+          direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+          absolute={'value': -max_regression - 1e-10}))
+  metrics = [
+      tfma.MetricConfig(
+          class_name='SetMatchRecall',
+          config=f'"name": "{top_k_metric_name(k)}", "top_k": {k}',
+          threshold=gate if k == gate_k else None)
+      for k in sorted(top_ks)
+  ]
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(signature_name=EVAL_SIGNATURE, label_key=f.MOVIE_ID)],
+      slicing_specs=[tfma.SlicingSpec()],
+      metrics_specs=[tfma.MetricsSpec(metrics=metrics)])

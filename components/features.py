@@ -1,0 +1,42 @@
+"""Feature names shared by ingestion, transform, trainer, evaluator and serving.
+
+Every stage refers to features through these constants, so a rename happens in one place.
+"""
+
+# Raw features: what ExampleGen writes into each tf.Example (one example per rating).
+USER_ID = 'user_id'  # bytes, e.g. b'42'
+MOVIE_ID = 'movie_id'  # bytes, e.g. b'1'
+MOVIE_TITLE = 'movie_title'  # bytes, e.g. b'Toy Story (1995)'
+MOVIE_GENRES = 'movie_genres'  # bytes list (0..n values), e.g. [b'Animation', b'Comedy']
+TIMESTAMP = 'timestamp'  # int64, seconds since the epoch
+USER_RATING = 'user_rating'  # float, 1..5
+USER_AGE = 'user_age'  # int64: years (ml-100k) or the age-group code (ml-1m)
+USER_GENDER = 'user_gender'  # bytes: b'M' or b'F'
+USER_OCCUPATION = 'user_occupation'  # bytes, e.g. b'engineer'
+USER_ZIP_CODE = 'user_zip_code'  # bytes
+
+RAW_STRING_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, USER_GENDER, USER_OCCUPATION, USER_ZIP_CODE)
+RAW_INT_FEATURES = (TIMESTAMP, USER_AGE)
+RAW_FLOAT_FEATURES = (USER_RATING,)
+RAW_STRING_LIST_FEATURES = (MOVIE_GENRES,)
+
+# Transformed features: what the Transform component's preprocessing_fn outputs.
+USER_ID_INDEX = 'user_id_index'  # int64 index into the user id vocabulary
+MOVIE_ID_INDEX = 'movie_id_index'  # int64 index into the movie id vocabulary
+MOVIE_TITLE_TOKEN_INDICES = 'movie_title_token_indices'  # varlen int64, title-token vocabulary
+MOVIE_GENRE_INDICES = 'movie_genre_indices'  # varlen int64, genre vocabulary
+TIMESTAMP_BUCKET = 'timestamp_bucket'  # int64 quantile bucket of the timestamp
+TIMESTAMP_Z = 'timestamp_z'  # float32 z-scored timestamp
+# MOVIE_ID, MOVIE_TITLE and USER_RATING also pass through Transform unchanged: the trainer
+# needs the raw ids and titles to build the candidate catalogue that serving returns.
+
+# Vocabulary names, as written by tft.vocabulary into the transform output.
+USER_ID_VOCAB = 'user_id_vocab'
+MOVIE_ID_VOCAB = 'movie_id_vocab'
+MOVIE_TITLE_TOKEN_VOCAB = 'movie_title_token_vocab'
+MOVIE_GENRE_VOCAB = 'movie_genre_vocab'
+
+# Serving signature outputs.
+OUTPUT_MOVIE_IDS = 'movie_ids'
+OUTPUT_MOVIE_TITLES = 'movie_titles'
+OUTPUT_SCORES = 'scores'

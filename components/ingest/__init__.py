@@ -1,0 +1,1 @@
+"""Raw MovieLens data: GroupLens file readers, a synthetic generator and a downloader."""

@@ -1,0 +1,1 @@
+"""TFRS models: towers shared by every variant, one task module per model kind."""

@@ -1,0 +1,90 @@
+"""The candidate catalogue: every movie the model can recommend, with its features.
+
+Built from the transformed training split: a movie never rated in training has an untrained
+id embedding, so it is left out of the index rather than ranked at random.
+"""
+import dataclasses
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from components import features as f
+
+
+def _row_values(values, row: int) -> np.ndarray:
+  """The ids in one row of a sparse or ragged batch feature, as numpy."""
+  if isinstance(values, tf.SparseTensor):
+    mask = values.indices[:, 0] == row
+    return values.values.numpy()[mask.numpy()]
+  return values[row].numpy()
+
+
+def _ragged(rows: List[np.ndarray]) -> tf.RaggedTensor:
+  values = np.concatenate(rows) if rows else np.zeros([0], np.int64)
+  return tf.RaggedTensor.from_row_lengths(
+      values.astype(np.int64), np.array([len(row) for row in rows], np.int64))
+
+
+@dataclasses.dataclass
+class Catalogue:
+  """One row per movie, ordered by movie_id_index.
+
+  Attributes:
+    movie_ids, movie_titles: raw byte strings, returned to clients.
+    movie_id_indices: the movie id vocabulary index of each movie.
+    title_token_indices, genre_indices: per movie, the id lists the candidate tower embeds.
+    rating_counts: ratings per movie in the training split (popularity).
+  """
+  movie_ids: np.ndarray
+  movie_titles: np.ndarray
+  movie_id_indices: np.ndarray
+  title_token_indices: List[np.ndarray]
+  genre_indices: List[np.ndarray]
+  rating_counts: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.movie_ids)
+
+  @classmethod
+  def from_dataset(cls, dataset: tf.data.Dataset) -> 'Catalogue':
+    """Collects the distinct movies of a batched, finite dataset of transformed features."""
+    movies: Dict[int, dict] = {}
+    counts: Dict[int, int] = {}
+    for batch in dataset:
+      indices = batch[f.MOVIE_ID_INDEX].numpy().reshape(-1)
+      for row, index in enumerate(indices):
+        index = int(index)
+        counts[index] = counts.get(index, 0) + 1
+        if index in movies:
+          continue
+        movies[index] = {
+            'movie_id': batch[f.MOVIE_ID].numpy().reshape(-1)[row],
+            'title': batch[f.MOVIE_TITLE].numpy().reshape(-1)[row],
+            'tokens': _row_values(batch[f.MOVIE_TITLE_TOKEN_INDICES], row),
+            'genres': _row_values(batch[f.MOVIE_GENRE_INDICES], row),
+        }
+    if not movies:
+      raise ValueError('the training split holds no ratings: cannot build a catalogue')
+    order = sorted(movies)
+    return cls(
+        movie_ids=np.array([movies[i]['movie_id'] for i in order], dtype=object),
+        movie_titles=np.array([movies[i]['title'] for i in order], dtype=object),
+        movie_id_indices=np.array(order, dtype=np.int64),
+        title_token_indices=[movies[i]['tokens'].astype(np.int64) for i in order],
+        genre_indices=[movies[i]['genres'].astype(np.int64) for i in order],
+        rating_counts=np.array([counts[i] for i in order], dtype=np.int64))
+
+  def candidate_features(self) -> Dict[str, tf.Tensor]:
+    """The catalogue as one batch of candidate-tower inputs."""
+    return {
+        f.MOVIE_ID_INDEX: tf.constant(self.movie_id_indices),
+        f.MOVIE_TITLE_TOKEN_INDICES: _ragged(self.title_token_indices),
+        f.MOVIE_GENRE_INDICES: _ragged(self.genre_indices),
+    }
+
+  def sampling_probability(self, table_size: int) -> tf.Tensor:
+    """P(movie index) in training, for the logQ correction; a table of table_size rows."""
+    probability = np.full(table_size, 1.0 / max(1, self.rating_counts.sum()), np.float32)
+    probability[self.movie_id_indices] = self.rating_counts / self.rating_counts.sum()
+    return tf.constant(probability)

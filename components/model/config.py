@@ -1,0 +1,52 @@
+"""Model hyper-parameters: one dataclass, carried to the Trainer as its custom_config."""
+import dataclasses
+from typing import Any, Dict, Tuple
+
+MODEL_KINDS = ('retrieval',)
+INDEX_KINDS = ('scann', 'brute-force')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """What the trainer builds and how it trains it. Defaults are tuned on ml-100k."""
+  kind: str = 'retrieval'
+  embedding_dim: int = 64
+  # Dense layers on top of each tower's concatenated embeddings; the last one is the output
+  # size. Empty: no dense layers (needs a single embedding per tower of equal size).
+  layer_sizes: Tuple[int, ...] = (64,)
+  use_timestamps: bool = False  # timestamp bucket + z-score in the query tower
+  use_title: bool = True  # title-token embedding in the candidate tower
+  use_genres: bool = True  # genre embedding in the candidate tower
+  epochs: int = 10
+  batch_size: int = 1024
+  learning_rate: float = 0.05
+  optimizer: str = 'adagrad'
+  # Correct the in-batch softmax for how often each movie is sampled as a negative (logQ):
+  # without it the model learns to push popular movies down.
+  sampling_correction: bool = True
+  temperature: float = 1.0
+  timestamp_buckets: int = 1000
+  top_k: int = 100  # results per query in the exported model
+  index: str = 'scann'  # serving index: 'scann' or 'brute-force' (stock TF Serving)
+  seed: int = 42
+
+  def __post_init__(self):
+    if self.kind not in MODEL_KINDS:
+      raise ValueError(f'model kind {self.kind!r} is not one of {MODEL_KINDS}')
+    if self.index not in INDEX_KINDS:
+      raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
+    for name in ('embedding_dim', 'epochs', 'batch_size', 'top_k', 'timestamp_buckets'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+
+  def to_dict(self) -> Dict[str, Any]:
+    """JSON-friendly form for the Trainer's custom_config."""
+    return {**dataclasses.asdict(self), 'layer_sizes': list(self.layer_sizes)}
+
+  @classmethod
+  def from_dict(cls, values: Dict[str, Any]) -> 'ModelConfig':
+    known = {field.name for field in dataclasses.fields(cls)}
+    values = {key: value for key, value in values.items() if key in known}
+    if 'layer_sizes' in values:
+      values['layer_sizes'] = tuple(int(size) for size in values['layer_sizes'])
+    return cls(**values)

@@ -1,0 +1,116 @@
+"""Exports a trained model as a SavedModel that takes raw features and returns top-k movies.
+
+Two SavedModels come out of one trained model (see write_saved_models):
+- the serving model (Trainer's Format-Serving, what the Pusher pushes): serving_default
+  searches a ScaNN index over the catalogue; it needs the ScaNN ops to load.
+- the evaluation model (Trainer's Format-TFMA, what the Evaluator loads): the same
+  signatures with brute-force top-k in plain TensorFlow, because the Evaluator's processes do
+  not load the ScaNN ops.
+Both carry the plain-TF eval signature that TFMA calls.
+"""
+import math
+from typing import Dict
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tensorflow_transform as tft
+
+from components import features as f
+from components.model.catalogue import Catalogue
+
+EVAL_SIGNATURE = 'eval_examples'
+EVAL_CLASSES = 'classes'  # the output names TFMA's top-k metrics read
+EVAL_SCORES = 'scores'
+
+
+def scann_parameters(num_candidates: int, k: int) -> Dict[str, int]:
+  """ScaNN tree sizes for a catalogue: sqrt(N) leaves, enough leaves searched to see ~4k
+  candidates, and exact re-scoring of the best 4k, so small catalogues lose no recall."""
+  num_leaves = max(1, int(math.sqrt(num_candidates)))
+  candidates_per_leaf = num_candidates / num_leaves
+  num_leaves_to_search = min(num_leaves, max(1, math.ceil(4 * k / candidates_per_leaf),
+                                             math.ceil(0.05 * num_leaves)))
+  return {
+      'num_leaves': num_leaves,
+      'num_leaves_to_search': num_leaves_to_search,
+      'num_reordering_candidates': min(num_candidates, 4 * k),
+  }
+
+
+def build_index(index_kind: str, candidate_embeddings: tf.Tensor, k: int) -> tfrs.layers.factorized_top_k.TopK:
+  """A top-k layer over the catalogue embeddings; it returns (scores, catalogue positions)."""
+  positions = tf.range(tf.shape(candidate_embeddings)[0])
+  if index_kind == 'scann':
+    layer = tfrs.layers.factorized_top_k.ScaNN(
+        k=k, **scann_parameters(int(candidate_embeddings.shape[0]), k))
+  else:
+    layer = tfrs.layers.factorized_top_k.BruteForce(k=k)
+  return layer.index(candidate_embeddings, positions)
+
+
+class RecommenderModule(tf.Module):
+  """Raw query features -> transform -> query tower -> index -> movie ids, titles, scores."""
+
+  def __init__(self, query_tower: tf.keras.Model, tft_output: tft.TFTransformOutput,
+               catalogue: Catalogue, candidate_embeddings: tf.Tensor, index_kind: str,
+               top_k: int, eval_k: int, use_timestamps: bool):
+    super().__init__()
+    self.query_tower = query_tower
+    self.tft_layer = tft_output.transform_features_layer()
+    self.raw_feature_spec = tft_output.raw_feature_spec()
+    self.use_timestamps = use_timestamps
+    self.movie_ids = tf.Variable(catalogue.movie_ids.astype(bytes), trainable=False)
+    self.movie_titles = tf.Variable(catalogue.movie_titles.astype(bytes), trainable=False)
+    self.candidate_embeddings = tf.Variable(candidate_embeddings, trainable=False)
+    self.top_k = min(top_k, len(catalogue))
+    self.eval_k = min(eval_k, len(catalogue))
+    self.index = build_index(index_kind, candidate_embeddings, self.top_k)
+
+  def _query_embeddings(self, raw_features: Dict[str, tf.Tensor]) -> tf.Tensor:
+    return self.query_tower(self.tft_layer(raw_features))
+
+  def _results(self, scores: tf.Tensor, positions: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return {
+        f.OUTPUT_MOVIE_IDS: tf.gather(self.movie_ids, positions),
+        f.OUTPUT_MOVIE_TITLES: tf.gather(self.movie_titles, positions),
+        f.OUTPUT_SCORES: scores,
+    }
+
+  def recommend(self, raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    scores, positions = self.index(self._query_embeddings(raw_features))
+    return self._results(scores, positions)
+
+  def eval_examples(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Exact top-k in plain TF for the Evaluator: classes are movie ids, as the label is."""
+    raw_features = tf.io.parse_example(serialized_examples, self.raw_feature_spec)
+    queries = self._query_embeddings(raw_features)
+    all_scores = tf.matmul(queries, self.candidate_embeddings, transpose_b=True)
+    scores, positions = tf.math.top_k(all_scores, k=self.eval_k)
+    return {EVAL_CLASSES: tf.gather(self.movie_ids, positions), EVAL_SCORES: scores}
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    """serving_default(user_id[, timestamp]) and eval_examples(examples)."""
+    if self.use_timestamps:
+      @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=f.USER_ID),
+                                    tf.TensorSpec([None], tf.int64, name=f.TIMESTAMP)])
+      def serve(user_id, timestamp):
+        return self.recommend({f.USER_ID: user_id, f.TIMESTAMP: timestamp})
+    else:
+      @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=f.USER_ID)])
+      def serve(user_id):
+        return self.recommend({f.USER_ID: user_id})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+    def evaluate(examples):
+      return self.eval_examples(examples)
+
+    return {
+        'serving_default': serve.get_concrete_function(),
+        EVAL_SIGNATURE: evaluate.get_concrete_function(),
+    }
+
+
+def save(module: RecommenderModule, path: str) -> None:
+  """Writes the SavedModel; ScaNN's ops live in the 'Scann' namespace and must be allowed."""
+  tf.saved_model.save(module, path, signatures=module.signatures(),
+                      options=tf.saved_model.SaveOptions(namespace_whitelist=['Scann']))

@@ -1,0 +1,103 @@
+"""Query and candidate towers, shared by every model variant.
+
+Each tower maps transformed features to one embedding per example; the variants differ only
+in the task on top (see retrieval.py), never in copies of these layers.
+"""
+from typing import Dict, Sequence
+
+import tensorflow as tf
+
+from components import features as f
+from components.model.config import ModelConfig
+from components.transform import NUM_OOV_BUCKETS
+
+
+class BagOfIdsEmbedding(tf.keras.layers.Layer):
+  """Mean embedding of a variable-length list of ids (title tokens, genres).
+
+  Expects a SparseTensor or RaggedTensor of int64 ids, [batch, None]; returns [batch, dim].
+  An empty list embeds to zeros.
+  """
+
+  def __init__(self, vocab_size: int, dim: int, **kwargs):
+    super().__init__(**kwargs)
+    self.vocab_size = vocab_size
+    self.dim = dim
+
+  def build(self, input_shape):
+    self.embeddings = self.add_weight(
+        name='embeddings', shape=(self.vocab_size, self.dim),
+        initializer='uniform', trainable=True)
+    super().build(input_shape)
+
+  def call(self, ids):
+    if isinstance(ids, tf.RaggedTensor):
+      ids = ids.to_sparse()
+    return tf.nn.safe_embedding_lookup_sparse(self.embeddings, ids, combiner='mean')
+
+
+def dense_stack(layer_sizes: Sequence[int], name: str) -> tf.keras.Sequential:
+  """ReLU layers with a linear last layer: the output is an embedding, not an activation."""
+  layers = [tf.keras.layers.Dense(size, activation='relu') for size in layer_sizes[:-1]]
+  layers += [tf.keras.layers.Dense(size) for size in layer_sizes[-1:]]
+  return tf.keras.Sequential(layers, name=name)
+
+
+def _to_column(values: tf.Tensor) -> tf.Tensor:
+  return tf.reshape(tf.cast(values, tf.float32), [-1, 1])
+
+
+class QueryTower(tf.keras.Model):
+  """Embeds who is asking (user id) and, optionally, when (timestamp bucket and z-score).
+
+  Expects transformed features: user_id_index [batch] and, with use_timestamps,
+  timestamp_bucket [batch] and timestamp_z [batch]. Returns [batch, output_dim].
+  """
+
+  def __init__(self, num_user_ids: int, config: ModelConfig, **kwargs):
+    super().__init__(**kwargs)
+    self.use_timestamps = config.use_timestamps
+    self.user_embedding = tf.keras.layers.Embedding(
+        num_user_ids + NUM_OOV_BUCKETS, config.embedding_dim, name='user_id_embedding')
+    if self.use_timestamps:
+      # bucketize returns 0..num_buckets: one more row than buckets for values past the top.
+      self.timestamp_embedding = tf.keras.layers.Embedding(
+          config.timestamp_buckets + 1, config.embedding_dim, name='timestamp_bucket_embedding')
+    self.dense = dense_stack(config.layer_sizes, name='query_dense')
+
+  def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
+    parts = [self.user_embedding(features[f.USER_ID_INDEX])]
+    if self.use_timestamps:
+      parts.append(self.timestamp_embedding(features[f.TIMESTAMP_BUCKET]))
+      parts.append(_to_column(features[f.TIMESTAMP_Z]))
+    return self.dense(tf.concat(parts, axis=1))
+
+
+class CandidateTower(tf.keras.Model):
+  """Embeds a movie from its id and, optionally, its title tokens and genres.
+
+  Expects transformed features: movie_id_index [batch], movie_title_token_indices and
+  movie_genre_indices ([batch, None], sparse or ragged). Returns [batch, output_dim].
+  """
+
+  def __init__(self, num_movie_ids: int, num_title_tokens: int, num_genres: int,
+               config: ModelConfig, **kwargs):
+    super().__init__(**kwargs)
+    dim = config.embedding_dim
+    self.movie_embedding = tf.keras.layers.Embedding(
+        num_movie_ids + NUM_OOV_BUCKETS, dim, name='movie_id_embedding')
+    self.title_embedding = (
+        BagOfIdsEmbedding(num_title_tokens + NUM_OOV_BUCKETS, dim, name='title_embedding')
+        if config.use_title else None)
+    self.genre_embedding = (
+        BagOfIdsEmbedding(num_genres + NUM_OOV_BUCKETS, dim, name='genre_embedding')
+        if config.use_genres else None)
+    self.dense = dense_stack(config.layer_sizes, name='candidate_dense')
+
+  def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
+    parts = [self.movie_embedding(features[f.MOVIE_ID_INDEX])]
+    if self.title_embedding is not None:
+      parts.append(self.title_embedding(features[f.MOVIE_TITLE_TOKEN_INDICES]))
+    if self.genre_embedding is not None:
+      parts.append(self.genre_embedding(features[f.MOVIE_GENRE_INDICES]))
+    return self.dense(tf.concat(parts, axis=1))

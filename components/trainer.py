@@ -1,0 +1,103 @@
+"""The Trainer component's run_fn: trains the configured TFRS model and exports it.
+
+Passed to the Trainer as a dotted path ('components.trainer.run_fn'), as the TFX taxi template
+does, so the same code runs locally and in a Kubeflow container.
+"""
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # TFRS 0.7.3 needs Keras 2 (tf-keras)
+
+from typing import Optional
+
+import absl.logging
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from components import features as f
+from components.model import export
+from components.model.catalogue import Catalogue
+from components.model.config import ModelConfig
+from components.model.retrieval import RetrievalModel
+from components.model.towers import CandidateTower, QueryTower
+from components.transform import NUM_OOV_BUCKETS
+
+# The Evaluator reports top-k accuracy up to this k, so the eval signature returns this many.
+EVAL_K = 100
+
+
+def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
+             tft_output: tft.TFTransformOutput, batch_size: int, shuffle: bool,
+             seed: Optional[int] = None) -> tf.data.Dataset:
+  """One pass over transformed examples, in batches of dicts of tensors."""
+  return data_accessor.tf_dataset_factory(
+      file_pattern,
+      tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=shuffle,
+                                     shuffle_seed=seed, shuffle_buffer_size=100_000),
+      tft_output.transformed_metadata.schema)
+
+
+def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
+                catalogue: Catalogue) -> RetrievalModel:
+  """Towers sized from the transform's vocabularies, and the task the config names."""
+  vocab_size = tft_output.vocabulary_size_by_name
+  query_tower = QueryTower(vocab_size(f.USER_ID_VOCAB), config, name='query_tower')
+  candidate_tower = CandidateTower(
+      vocab_size(f.MOVIE_ID_VOCAB), vocab_size(f.MOVIE_TITLE_TOKEN_VOCAB),
+      vocab_size(f.MOVIE_GENRE_VOCAB), config, name='candidate_tower')
+  sampling_probability = None
+  if config.sampling_correction:
+    sampling_probability = catalogue.sampling_probability(
+        vocab_size(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS)
+  return RetrievalModel(query_tower, candidate_tower, sampling_probability, config.temperature)
+
+
+def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
+  optimizers = {'adagrad': tf.keras.optimizers.Adagrad, 'adam': tf.keras.optimizers.Adam}
+  if config.optimizer not in optimizers:
+    raise ValueError(f'optimizer {config.optimizer!r} is not one of {sorted(optimizers)}')
+  return optimizers[config.optimizer](learning_rate=config.learning_rate)
+
+
+def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
+                     train_dataset: tf.data.Dataset, catalogue_dataset: tf.data.Dataset,
+                     eval_dataset: Optional[tf.data.Dataset], serving_model_dir: str,
+                     eval_model_dir: Optional[str] = None) -> RetrievalModel:
+  """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one."""
+  tf.keras.utils.set_random_seed(config.seed)
+  catalogue = Catalogue.from_dataset(catalogue_dataset)
+  absl.logging.info('Catalogue: %d movies', len(catalogue))
+  model = build_model(config, tft_output, catalogue)
+  model.compile(optimizer=_optimizer(config))
+  model.fit(train_dataset, epochs=config.epochs, validation_data=eval_dataset, verbose=2)
+
+  candidate_embeddings = model.candidate_tower(catalogue.candidate_features())
+
+  def module(index_kind):
+    return export.RecommenderModule(
+        model.query_tower, tft_output, catalogue, candidate_embeddings, index_kind,
+        top_k=config.top_k, eval_k=EVAL_K, use_timestamps=config.use_timestamps)
+
+  export.save(module(config.index), serving_model_dir)
+  if eval_model_dir:
+    export.save(module('brute-force'), eval_model_dir)
+  return model
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """TFX Trainer entry point."""
+  config = ModelConfig.from_dict(fn_args.custom_config or {})
+  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+
+  def dataset(files, shuffle):
+    return input_fn(files, fn_args.data_accessor, tft_output, config.batch_size, shuffle,
+                    seed=config.seed)
+
+  train_and_export(
+      config, tft_output,
+      train_dataset=dataset(fn_args.train_files, shuffle=True),
+      catalogue_dataset=dataset(fn_args.train_files, shuffle=False),
+      eval_dataset=dataset(fn_args.eval_files, shuffle=False),
+      serving_model_dir=fn_args.serving_model_dir,
+      eval_model_dir=fn_args.eval_model_dir)

@@ -1,0 +1,58 @@
+"""The Transform component's preprocessing_fn: vocabularies, timestamp buckets, z-scores.
+
+Everything a model needs to turn raw strings into indices lives in the transform graph, so the
+exported model takes raw features and the trainer reads vocabulary sizes from the transform
+output instead of hard-coding them.
+"""
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features as f
+
+DEFAULT_TIMESTAMP_BUCKETS = 1000
+# One out-of-vocabulary bucket per vocabulary: unseen ids at serving time map to index
+# vocab_size, which the embedding tables reserve.
+NUM_OOV_BUCKETS = 1
+
+
+def title_tokens(titles: tf.Tensor) -> tf.SparseTensor:
+  """Lower-cased word tokens of each title, '(1995)' kept as a token: the year is a feature."""
+  cleaned = tf.strings.regex_replace(tf.strings.lower(titles), r'[^a-z0-9()\' ]', ' ')
+  return tf.strings.split(cleaned).to_sparse()
+
+
+def preprocessing_fn(inputs: Dict[str, Any],
+                     custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+  """Maps raw rating features to model inputs.
+
+  Args:
+    inputs: raw features as parsed with the curated schema: dense [batch] tensors, and a
+      SparseTensor for movie_genres.
+    custom_config: optional {'timestamp_buckets': int}.
+
+  Returns:
+    Index features for the embedding tables, timestamp bucket and z-score, and the raw movie
+    id, title and rating passed through (the trainer builds the candidate catalogue from them).
+  """
+  custom_config = custom_config or {}
+  num_buckets = int(custom_config.get('timestamp_buckets', DEFAULT_TIMESTAMP_BUCKETS))
+  timestamp = tf.cast(inputs[f.TIMESTAMP], tf.float32)
+  return {
+      f.USER_ID_INDEX: tft.compute_and_apply_vocabulary(
+          inputs[f.USER_ID], vocab_filename=f.USER_ID_VOCAB, num_oov_buckets=NUM_OOV_BUCKETS),
+      f.MOVIE_ID_INDEX: tft.compute_and_apply_vocabulary(
+          inputs[f.MOVIE_ID], vocab_filename=f.MOVIE_ID_VOCAB, num_oov_buckets=NUM_OOV_BUCKETS),
+      f.MOVIE_TITLE_TOKEN_INDICES: tft.compute_and_apply_vocabulary(
+          title_tokens(inputs[f.MOVIE_TITLE]), vocab_filename=f.MOVIE_TITLE_TOKEN_VOCAB,
+          num_oov_buckets=NUM_OOV_BUCKETS),
+      f.MOVIE_GENRE_INDICES: tft.compute_and_apply_vocabulary(
+          inputs[f.MOVIE_GENRES], vocab_filename=f.MOVIE_GENRE_VOCAB,
+          num_oov_buckets=NUM_OOV_BUCKETS),
+      f.TIMESTAMP_BUCKET: tft.bucketize(timestamp, num_buckets=num_buckets),
+      f.TIMESTAMP_Z: tft.scale_to_z_score(timestamp),
+      f.MOVIE_ID: tf.identity(inputs[f.MOVIE_ID]),
+      f.MOVIE_TITLE: tf.identity(inputs[f.MOVIE_TITLE]),
+      f.USER_RATING: tf.identity(inputs[f.USER_RATING]),
+  }

@@ -1,0 +1,58 @@
+"""Every knob of the pipeline in one dataclass; create_pipeline(config) reads nothing else."""
+import dataclasses
+import os
+from typing import Optional, Tuple
+
+from components.model.config import ModelConfig
+
+CURATED_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              'components', 'schema', 'schema.pbtxt')
+SPLITS = ('random', 'time')
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Where data comes from and goes, how it is split, trained, gated and pushed.
+
+  All outputs live under `workdir`: pipeline_root/ (artifacts), metadata.sqlite (MLMD, which
+  also makes unchanged re-runs reuse cached outputs) and serving_models/<model name>/<version>/.
+  """
+  data_dir: str  # a raw MovieLens folder (ml-100k or ml-1m format)
+  workdir: str = 'workdir'
+  pipeline_name: str = 'movielens-recommender'
+  model: ModelConfig = ModelConfig()
+  split: str = 'random'  # 'random': stable hash 80/20; 'time': the latest ratings are eval
+  eval_percent: int = 20
+  schema_file: Optional[str] = CURATED_SCHEMA  # None: infer the schema with SchemaGen
+  eval_top_ks: Tuple[int, ...] = (10, 50, 100)
+  gate_k: int = 100
+  min_accuracy: float = 0.1  # absolute floor on top-gate_k accuracy
+  max_regression: float = 0.0  # allowed drop against the latest blessed model
+  model_name: Optional[str] = None  # defaults to the model kind
+  beam_args: Tuple[str, ...] = ()
+  enable_cache: bool = True
+
+  def __post_init__(self):
+    if self.split not in SPLITS:
+      raise ValueError(f'split {self.split!r} is not one of {SPLITS}')
+    if not 0 < self.eval_percent < 100:
+      raise ValueError(f'eval_percent must be in 1..99, got {self.eval_percent}')
+    if self.gate_k not in self.eval_top_ks:
+      raise ValueError(f'gate_k {self.gate_k} must be one of eval_top_ks {self.eval_top_ks}')
+
+  @property
+  def pipeline_root(self) -> str:
+    return os.path.join(self.workdir, 'pipeline_root')
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.workdir, 'metadata.sqlite')
+
+  @property
+  def serving_model_name(self) -> str:
+    return self.model_name or self.model.kind
+
+  @property
+  def serving_model_dir(self) -> str:
+    """The model base path TF Serving polls: versions appear as numbered folders in it."""
+    return os.path.join(self.workdir, 'serving_models', self.serving_model_name)

@@ -1,0 +1,90 @@
+"""create_pipeline(config): the TFX pipeline, components wired in data-flow order."""
+from tfx import v1 as tfx
+from tfx.components import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+
+from components.eval_config import make_eval_config
+from components.ingest import example_gen
+from components.validation import AnomaliesGate
+from pipeline.config import PipelineConfig
+
+
+def _example_gen(config: PipelineConfig) -> FileBasedExampleGen:
+  executor = example_gen.TimeSplitExecutor if config.split == 'time' else example_gen.Executor
+  return FileBasedExampleGen(
+      input_base=config.data_dir,
+      # One input split over the whole folder; its files' fingerprint drives caching.
+      input_config=example_gen_pb2.Input(splits=[
+          example_gen_pb2.Input.Split(name='raw', pattern='*')]),
+      output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+          example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=100 - config.eval_percent),
+          example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=config.eval_percent)])),
+      custom_executor_spec=executor_spec.BeamExecutorSpec(executor))
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+  """Raw MovieLens folder -> validated, transformed data -> model -> gate -> pushed model."""
+  # Reads the raw files into tf.Examples, one per rating, split into train and eval.
+  example_gen_component = _example_gen(config)
+  examples = example_gen_component.outputs['examples']
+
+  # Computes feature statistics, the schema (curated or inferred), and checks one against the other.
+  statistics_gen = tfx.components.StatisticsGen(examples=examples)
+  if config.schema_file:
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
+  else:
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'])
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+  # Stops the run on anomalies, naming each feature and why.
+  anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+
+  # Builds vocabularies, timestamp buckets and z-scores; transforms both splits.
+  transform = tfx.components.Transform(
+      examples=examples, schema=schema_gen.outputs['schema'],
+      preprocessing_fn='components.transform.preprocessing_fn',
+      custom_config={'timestamp_buckets': config.model.timestamp_buckets})
+  transform.add_upstream_node(anomalies_gate)
+
+  # Trains the TFRS model and exports the serving (ScaNN) and evaluation (plain TF) models.
+  trainer = tfx.components.Trainer(
+      run_fn='components.trainer.run_fn',
+      examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema_gen.outputs['schema'],
+      train_args=tfx.proto.TrainArgs(splits=['train']),
+      eval_args=tfx.proto.EvalArgs(splits=['eval']),
+      custom_config=config.model.to_dict())
+
+  # Finds the latest blessed model, the baseline a new model must not fall below.
+  model_resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id('latest_blessed_model_resolver')
+
+  # Computes top-k accuracy on the eval split and blesses the model if it clears the gate.
+  evaluator = tfx.components.Evaluator(
+      examples=examples, model=trainer.outputs['model'],
+      baseline_model=model_resolver.outputs['model'],
+      example_splits=['eval'],
+      eval_config=make_eval_config(config.eval_top_ks, config.gate_k, config.min_accuracy,
+                                   config.max_regression))
+
+  # Copies a blessed model into the serving model dir as a new version; skips the rest.
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.serving_model_dir)))
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=config.pipeline_root,
+      components=[example_gen_component, statistics_gen, schema_gen, example_validator,
+                  anomalies_gate, transform, trainer, model_resolver, evaluator, pusher],
+      enable_cache=config.enable_cache,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          config.metadata_path),
+      beam_pipeline_args=list(config.beam_args))

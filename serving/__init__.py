@@ -1,0 +1,1 @@
+"""Serving: loading pushed SavedModels and answering recommendation requests."""

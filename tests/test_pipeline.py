@@ -1,0 +1,118 @@
+"""The whole pipeline through LocalDagRunner on small synthetic data, via the CLI."""
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from components.ingest import movielens
+from pipeline import cli
+from pipeline.results import latest_run_results
+from serving import saved_model
+from tests.conftest import SMALL
+
+TOP_K = 20
+
+
+def _run(data_dir, workdir, *extra):
+  return cli.main(['run', '--data-dir', str(data_dir), '--workdir', str(workdir),
+                   '--epochs', '5', '--top-k', str(TOP_K), *extra])
+
+
+@pytest.fixture(scope='module')
+def first_run(small_dataset, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('workdir')
+  exit_code = _run(small_dataset, workdir, '--min-accuracy', '0.3')
+  return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
+
+
+def test_model_is_blessed_and_pushed_in_tf_serving_layout(first_run):
+  exit_code, workdir, results = first_run
+  assert exit_code == 0
+  assert results.blessed and results.pushed
+  versions = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
+  assert len(versions) == 1
+  assert pathlib.Path(results.pushed_path).resolve() == versions[0].resolve()
+
+
+def test_evaluator_reports_top_k_accuracy_well_above_chance(first_run):
+  _, _, results = first_run
+  accuracy = [results.metrics[f'top_{k}_accuracy'] for k in (10, 50, 100)]
+  assert accuracy == sorted(accuracy)
+  # A random ranking gets k / num_movies; the model must have learned the latent tastes.
+  assert accuracy[0] > 3 * 10 / SMALL['num_movies']
+
+
+def test_pushed_model_loads_in_a_fresh_process(first_run, small_dataset):
+  _, workdir, _ = first_run
+  version = saved_model.latest_version_dir(workdir / 'serving_models' / 'retrieval')
+  script = ('import json, sys\n'
+            'from serving import saved_model\n'
+            'fn = saved_model.load(sys.argv[1])\n'
+            'print(json.dumps(saved_model.recommend(fn, ["1", "2"], k=10)))\n')
+  output = subprocess.run([sys.executable, '-c', script, str(version)], check=True,
+                          capture_output=True, text=True).stdout
+  recommendations = json.loads(output.strip().splitlines()[-1])
+  movies = movielens.read_movies(small_dataset)
+  for user_movies in recommendations:
+    titles = [movie['title'] for movie in user_movies]
+    assert len(set(titles)) == 10
+    assert all(movies[movie['movie_id']].title == movie['title'] for movie in user_movies)
+    scores = [movie['score'] for movie in user_movies]
+    assert scores == sorted(scores, reverse=True)
+  assert recommendations[0] != recommendations[1]
+
+
+def test_scann_index_agrees_with_brute_force(first_run):
+  """The pushed ScaNN model against the plain-TF evaluation model of the same training."""
+  _, workdir, results = first_run
+  users = [str(user) for user in range(1, SMALL['num_users'] + 1)]
+  scann_top = saved_model.recommend(
+      saved_model.load(pathlib.Path(results.model_uri) / 'Format-Serving'), users)
+  exact_top = saved_model.recommend(
+      saved_model.load(pathlib.Path(results.model_uri) / 'Format-TFMA'), users)
+  overlap = [len({m['movie_id'] for m in a} & {m['movie_id'] for m in b}) / TOP_K
+             for a, b in zip(scann_top, exact_top)]
+  assert sum(overlap) / len(overlap) >= 0.95
+
+
+def test_unreachable_floor_is_not_blessed_and_pushes_nothing(first_run, small_dataset, capsys):
+  _, workdir, first = first_run
+  versions_before = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
+  exit_code = _run(small_dataset, workdir, '--min-accuracy', '1.01')
+  results = latest_run_results(str(workdir / 'metadata.sqlite'))
+  assert exit_code == cli.EXIT_NOT_BLESSED
+  assert results.blessed is False and not results.pushed
+  assert any('top_100_accuracy' in failure for failure in results.failed_thresholds)
+  assert saved_model.version_dirs(workdir / 'serving_models' / 'retrieval') == versions_before
+  assert 'NOT blessed' in capsys.readouterr().out
+  # Only the gate changed: the trained model came from the cache.
+  assert results.model_uri == first.model_uri
+
+
+def _copy_with_line(dataset, tmp_path, line_no, new_line):
+  data_dir = tmp_path / 'data'
+  shutil.copytree(dataset, data_dir)
+  lines = (data_dir / 'u.data').read_text().splitlines(keepends=True)
+  lines[line_no - 1] = new_line
+  (data_dir / 'u.data').write_text(''.join(lines))
+  return data_dir
+
+
+def test_anomalies_stop_the_run_before_training(small_dataset, tmp_path, capsys):
+  user, movie, _, timestamp = (small_dataset / 'u.data').read_text().splitlines()[4].split('\t')
+  data_dir = _copy_with_line(small_dataset, tmp_path, 5, f'{user}\t{movie}\t7\t{timestamp}\n')
+  assert _run(data_dir, tmp_path / 'workdir') == 1
+  error = capsys.readouterr().err
+  assert "feature 'user_rating'" in error
+  assert not (tmp_path / 'workdir' / 'pipeline_root' / 'Trainer').exists()
+
+
+def test_malformed_line_stops_the_run_naming_file_and_line(small_dataset, tmp_path, capsys):
+  data_dir = _copy_with_line(small_dataset, tmp_path, 7, '1\t2\tgood\t881250949\n')
+  assert _run(data_dir, tmp_path / 'workdir') == 1
+  error = capsys.readouterr().err
+  assert 'u.data:7' in error and 'rating' in error
+  assert not (tmp_path / 'workdir' / 'serving_models').exists()
