@@ -11,38 +11,14 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import argparse
-import collections
-import glob
 import sys
 import time
-from typing import Dict, List, Sequence
 
-import tensorflow as tf
-
-from components import features as f
 from pipeline import cli
+from pipeline.baselines import most_popular_accuracy, movie_ids_of_split
 from pipeline.results import latest_run_results
 
 TOP_KS = (10, 50, 100)
-
-
-def movie_ids_of_split(examples_uri: str, split: str) -> List[bytes]:
-  """The movie id of every rating in one ExampleGen split."""
-  files = glob.glob(os.path.join(examples_uri, f'Split-{split}', '*'))
-  dataset = tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096)
-  spec = {f.MOVIE_ID: tf.io.FixedLenFeature([], tf.string)}
-  ids = []
-  for batch in dataset:
-    ids.extend(tf.io.parse_example(batch, spec)[f.MOVIE_ID].numpy().tolist())
-  return ids
-
-
-def most_popular_accuracy(train_ids: Sequence[bytes], eval_ids: Sequence[bytes],
-                          ks: Sequence[int] = TOP_KS) -> Dict[str, float]:
-  """Share of eval ratings whose movie is among the k most rated training movies."""
-  ranking = [movie for movie, _ in collections.Counter(train_ids).most_common()]
-  return {f'top_{k}_accuracy': sum(movie in set(ranking[:k]) for movie in eval_ids) / len(eval_ids)
-          for k in ks}
 
 
 def main(argv=None) -> int:

@@ -23,10 +23,6 @@ from components.model.retrieval import RetrievalModel
 from components.model.towers import CandidateTower, QueryTower
 from components.transform import NUM_OOV_BUCKETS
 
-# The Evaluator reports top-k accuracy up to this k, so the eval signature returns this many.
-EVAL_K = 100
-
-
 def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
              tft_output: tft.TFTransformOutput, batch_size: int, shuffle: bool,
              seed: Optional[int] = None) -> tf.data.Dataset:
@@ -77,7 +73,9 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   def module(index_kind):
     return export.RecommenderModule(
         model.query_tower, tft_output, catalogue, candidate_embeddings, index_kind,
-        top_k=config.top_k, eval_k=EVAL_K, use_timestamps=config.use_timestamps)
+        top_k=config.top_k,
+        num_movie_indices=tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS,
+        use_timestamps=config.use_timestamps)
 
   export.save(module(config.index), serving_model_dir)
   if eval_model_dir:

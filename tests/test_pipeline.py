@@ -9,6 +9,7 @@ import pytest
 
 from components.ingest import movielens
 from pipeline import cli
+from pipeline.baselines import most_popular_accuracy, movie_ids_of_split
 from pipeline.results import latest_run_results
 from serving import saved_model
 from tests.conftest import SMALL
@@ -37,12 +38,16 @@ def test_model_is_blessed_and_pushed_in_tf_serving_layout(first_run):
   assert pathlib.Path(results.pushed_path).resolve() == versions[0].resolve()
 
 
-def test_evaluator_reports_top_k_accuracy_well_above_chance(first_run):
+def test_evaluator_reports_top_k_accuracy_above_chance_and_popularity(first_run):
   _, _, results = first_run
   accuracy = [results.metrics[f'top_{k}_accuracy'] for k in (10, 50, 100)]
   assert accuracy == sorted(accuracy)
   # A random ranking gets k / num_movies; the model must have learned the latent tastes.
-  assert accuracy[0] > 3 * 10 / SMALL['num_movies']
+  assert accuracy[0] > 2 * 10 / SMALL['num_movies']
+  examples = results.outputs[('FileBasedExampleGen', 'Examples')]
+  popular = most_popular_accuracy(movie_ids_of_split(examples, 'train'),
+                                  movie_ids_of_split(examples, 'eval'))
+  assert results.metrics['top_50_accuracy'] > popular['top_50_accuracy']
 
 
 def test_pushed_model_loads_in_a_fresh_process(first_run, small_dataset):
@@ -90,6 +95,20 @@ def test_unreachable_floor_is_not_blessed_and_pushes_nothing(first_run, small_da
   assert 'NOT blessed' in capsys.readouterr().out
   # Only the gate changed: the trained model came from the cache.
   assert results.model_uri == first.model_uri
+
+
+def test_retrained_model_is_compared_with_the_blessed_baseline(first_run, small_dataset):
+  """A new model (fewer epochs, so worse) against the blessed one: the change threshold."""
+  _, workdir, first = first_run
+  versions_before = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
+  cli.main(['run', '--data-dir', str(small_dataset), '--workdir', str(workdir),
+            '--epochs', '1', '--learning-rate', '0.001', '--top-k', str(TOP_K),
+            '--min-accuracy', '0.0'])
+  results = latest_run_results(str(workdir / 'metadata.sqlite'))
+  assert results.model_uri != first.model_uri
+  assert results.metrics['top_100_accuracy'] < first.metrics['top_100_accuracy']
+  assert results.blessed is False and not results.pushed
+  assert saved_model.version_dirs(workdir / 'serving_models' / 'retrieval') == versions_before
 
 
 def _copy_with_line(dataset, tmp_path, line_no, new_line):

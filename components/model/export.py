@@ -6,11 +6,13 @@ Two SavedModels come out of one trained model (see write_saved_models):
 - the evaluation model (Trainer's Format-TFMA, what the Evaluator loads): the same
   signatures with brute-force top-k in plain TensorFlow, because the Evaluator's processes do
   not load the ScaNN ops.
-Both carry the plain-TF eval signature that TFMA calls.
+Both carry the plain-TF signatures that TFMA calls: eval_examples (scores for every movie
+index) and transform_features (the label, movie_id_index).
 """
 import math
 from typing import Dict
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
@@ -19,8 +21,10 @@ from components import features as f
 from components.model.catalogue import Catalogue
 
 EVAL_SIGNATURE = 'eval_examples'
-EVAL_CLASSES = 'classes'  # the output names TFMA's top-k metrics read
 EVAL_SCORES = 'scores'
+TRANSFORM_SIGNATURE = 'transform_features'
+# Score of a movie index with no catalogue entry (out of vocabulary): never in any top k.
+MISSING_SCORE = -1e9
 
 
 def scann_parameters(num_candidates: int, k: int) -> Dict[str, int]:
@@ -53,7 +57,7 @@ class RecommenderModule(tf.Module):
 
   def __init__(self, query_tower: tf.keras.Model, tft_output: tft.TFTransformOutput,
                catalogue: Catalogue, candidate_embeddings: tf.Tensor, index_kind: str,
-               top_k: int, eval_k: int, use_timestamps: bool):
+               top_k: int, num_movie_indices: int, use_timestamps: bool):
     super().__init__()
     self.query_tower = query_tower
     self.tft_layer = tft_output.transform_features_layer()
@@ -63,8 +67,14 @@ class RecommenderModule(tf.Module):
     self.movie_titles = tf.Variable(catalogue.movie_titles.astype(bytes), trainable=False)
     self.candidate_embeddings = tf.Variable(candidate_embeddings, trainable=False)
     self.top_k = min(top_k, len(catalogue))
-    self.eval_k = min(eval_k, len(catalogue))
     self.index = build_index(index_kind, candidate_embeddings, self.top_k)
+    # The catalogue laid out by movie vocabulary index, for scoring every index at once.
+    by_index = np.zeros([num_movie_indices, candidate_embeddings.shape[1]], np.float32)
+    by_index[catalogue.movie_id_indices] = candidate_embeddings.numpy()
+    missing = np.full([num_movie_indices], MISSING_SCORE, np.float32)
+    missing[catalogue.movie_id_indices] = 0.0
+    self.embeddings_by_movie_index = tf.Variable(by_index, trainable=False)
+    self.missing_movie_penalty = tf.Variable(missing, trainable=False)
 
   def _query_embeddings(self, raw_features: Dict[str, tf.Tensor]) -> tf.Tensor:
     return self.query_tower(self.tft_layer(raw_features))
@@ -81,15 +91,22 @@ class RecommenderModule(tf.Module):
     return self._results(scores, positions)
 
   def eval_examples(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Exact top-k in plain TF for the Evaluator: classes are movie ids, as the label is."""
+    """Scores of every movie vocabulary index, [batch, num_movie_indices], in plain TF.
+
+    TFMA ranks them against the label index (transform_features) for top-k accuracy.
+    """
     raw_features = tf.io.parse_example(serialized_examples, self.raw_feature_spec)
     queries = self._query_embeddings(raw_features)
-    all_scores = tf.matmul(queries, self.candidate_embeddings, transpose_b=True)
-    scores, positions = tf.math.top_k(all_scores, k=self.eval_k)
-    return {EVAL_CLASSES: tf.gather(self.movie_ids, positions), EVAL_SCORES: scores}
+    scores = tf.matmul(queries, self.embeddings_by_movie_index, transpose_b=True)
+    return {EVAL_SCORES: scores + self.missing_movie_penalty}
+
+  def transform_features(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The evaluation label: the movie vocabulary index of each rating."""
+    raw_features = tf.io.parse_example(serialized_examples, self.raw_feature_spec)
+    return {f.MOVIE_ID_INDEX: self.tft_layer(raw_features)[f.MOVIE_ID_INDEX]}
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    """serving_default(user_id[, timestamp]) and eval_examples(examples)."""
+    """serving_default(user_id[, timestamp]); eval_examples and transform_features(examples)."""
     if self.use_timestamps:
       @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=f.USER_ID),
                                     tf.TensorSpec([None], tf.int64, name=f.TIMESTAMP)])
@@ -100,13 +117,13 @@ class RecommenderModule(tf.Module):
       def serve(user_id):
         return self.recommend({f.USER_ID: user_id})
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-    def evaluate(examples):
-      return self.eval_examples(examples)
-
+    examples_spec = [tf.TensorSpec([None], tf.string, name='examples')]
+    evaluate = tf.function(self.eval_examples, input_signature=examples_spec)
+    transform = tf.function(self.transform_features, input_signature=examples_spec)
     return {
         'serving_default': serve.get_concrete_function(),
         EVAL_SIGNATURE: evaluate.get_concrete_function(),
+        TRANSFORM_SIGNATURE: transform.get_concrete_function(),
     }
 
 
