@@ -12,7 +12,7 @@ ARGS     ?=
 PYTEST_ARGS ?=
 
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONUNBUFFERED := 1
 
 DATA_DIR_ARG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)

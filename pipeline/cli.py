@@ -2,7 +2,12 @@
 import os
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # before TensorFlow is first imported
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # no CUDA-plugin noise on CPU machines
+
+import warnings
+
+# Python 3.10 end-of-support notices from Google client libraries, printed on every import.
+warnings.filterwarnings('ignore', category=FutureWarning, module='google')
 
 import argparse
 import dataclasses
@@ -116,15 +121,20 @@ _PROGRESS_FILTER = _ProgressFilter()
 
 
 def _configure_logging(verbose: bool) -> None:
-  """absl's handler (on the root logger) prints; we only choose what gets through."""
+  """TFX logs through the 'absl' logger; without --verbose only its progress lines pass."""
   from absl import logging as absl_logging
   absl_logging.set_verbosity(absl_logging.INFO)
-  handler = absl_logging.get_absl_handler()
   if verbose:
-    handler.removeFilter(_PROGRESS_FILTER)
-  else:
-    handler.addFilter(_PROGRESS_FILTER)
-    handler.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
+    return
+  absl_logger = logging.getLogger('absl')
+  if _PROGRESS_FILTER not in absl_logger.filters:
+    absl_logger.addFilter(_PROGRESS_FILTER)
+    progress = logging.StreamHandler(sys.stderr)
+    progress.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
+    absl_logger.addHandler(progress)
+    absl_logger.propagate = False
+  for noisy in ('tensorflow', 'apache_beam'):
+    logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def user_error_message(error: BaseException) -> Optional[str]:
@@ -146,8 +156,11 @@ def print_results(config: PipelineConfig) -> int:
   from pipeline.results import latest_run_results
   results = latest_run_results(config.metadata_path)
   print('\nEvaluation (eval split, whole catalogue):')
+  baseline = results.baseline_metrics
+  print(f'  {"metric":<22} {"this model":>10}' + (f' {"blessed baseline":>17}' if baseline else ''))
   for name, value in sorted(results.metrics.items()):
-    print(f'  {name:<22} {value:.4f}')
+    baseline_value = f' {baseline[name]:>17.4f}' if name in baseline else ''
+    print(f'  {name:<22} {value:>10.4f}{baseline_value}')
   print(f'Model:      {results.model_uri}')
   print(f'Evaluation: {results.evaluation_uri}')
   if results.blessed:
@@ -164,11 +177,8 @@ def print_results(config: PipelineConfig) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-  from pipeline import datasets
-  from pipeline.pipeline import create_pipeline
-  from tfx import v1 as tfx
+  from pipeline import datasets  # light: resolve the data before TFX's slow imports
 
-  _configure_logging(args.verbose)
   size = SyntheticSize(args.synthetic_num_users, args.synthetic_num_movies,
                        args.synthetic_num_ratings, args.synthetic_seed)
   try:
@@ -181,6 +191,10 @@ def run(args: argparse.Namespace) -> int:
       raise
     print(f'error: {message}', file=sys.stderr)
     return 2
+  from pipeline.pipeline import create_pipeline
+  from tfx import v1 as tfx
+
+  _configure_logging(args.verbose)
   print(f'Data:     {config.data_dir}')
   print(f'Workdir:  {config.workdir} (artifacts in pipeline_root/, MLMD in metadata.sqlite)')
   started = time.time()

@@ -17,6 +17,7 @@ class RunResults:
   outputs: (component id, output artifact type) -> the artifact's URI.
   """
   metrics: Dict[str, float]
+  baseline_metrics: Dict[str, float]  # the latest blessed model's, when there was one
   blessed: Optional[bool]
   failed_thresholds: List[str]
   pushed: bool
@@ -39,12 +40,17 @@ def _int_property(artifact, name: str) -> Optional[int]:
   return None
 
 
-def _metric_values(evaluation_uri: str) -> Dict[str, float]:
+def _metric_values(evaluation_uri: str, model: str) -> Dict[str, float]:
+  """Overall metrics of one model of the evaluation: 'candidate' (or '' when it was
+  evaluated alone) or 'baseline'; the candidate-minus-baseline diffs are left out."""
   values = {}
   for slice_metrics in tfma.load_metrics(evaluation_uri):
     for key_and_value in slice_metrics.metric_keys_and_values:
+      key = key_and_value.key
+      if key.is_diff or key.model_name not in ({model, ''} if model == 'candidate' else {model}):
+        continue
       if key_and_value.value.HasField('double_value'):
-        values[key_and_value.key.name] = key_and_value.value.double_value.value
+        values[key.name] = key_and_value.value.double_value.value
   return values
 
 
@@ -83,7 +89,8 @@ def latest_run_results(metadata_path: str) -> RunResults:
   pushed_model = artifacts_by_output.get(('Pusher', 'PushedModel'))
   pushed = bool(pushed_model and _int_property(pushed_model, 'pushed'))
   return RunResults(
-      metrics=_metric_values(evaluation.uri) if evaluation else {},
+      metrics=_metric_values(evaluation.uri, 'candidate') if evaluation else {},
+      baseline_metrics=_metric_values(evaluation.uri, 'baseline') if evaluation else {},
       blessed=None if blessing is None else bool(_int_property(blessing, 'blessed')),
       failed_thresholds=_failed_thresholds(evaluation.uri) if evaluation else [],
       pushed=pushed,

@@ -27,18 +27,30 @@ TRANSFORM_SIGNATURE = 'transform_features'
 MISSING_SCORE = -1e9
 
 
+# Up to this many candidates ScaNN scores them all: cheap, and no recall is lost to the tree.
+# Past it, a tree of sqrt(N) leaves pays off. (Exhaustive is two leaves, both searched: ScaNN
+# 1.3.2's tree with a single leaf returns near-random neighbours.)
+EXHAUSTIVE_SEARCH_MAX_CANDIDATES = 10_000
+
+
 def scann_parameters(num_candidates: int, k: int) -> Dict[str, int]:
-  """ScaNN tree sizes for a catalogue: sqrt(N) leaves, enough leaves searched to see ~4k
-  candidates, and exact re-scoring of the best 4k, so small catalogues lose no recall."""
-  num_leaves = max(1, int(math.sqrt(num_candidates)))
+  """ScaNN settings for a catalogue of num_candidates and k results.
+
+  Quantized (asymmetric hashing) scores pick the candidates; the best max(4k, 100) are then
+  re-scored exactly. Small catalogues are searched exhaustively; large ones through a tree of
+  sqrt(N) leaves, searching enough leaves to see ~20k candidates (at least 5% of the leaves).
+  """
+  reordering = min(num_candidates, max(4 * k, 100))
+  if num_candidates <= EXHAUSTIVE_SEARCH_MAX_CANDIDATES:
+    leaves = min(2, num_candidates)
+    return {'num_leaves': leaves, 'num_leaves_to_search': leaves,
+            'num_reordering_candidates': reordering}
+  num_leaves = int(math.sqrt(num_candidates))
   candidates_per_leaf = num_candidates / num_leaves
-  num_leaves_to_search = min(num_leaves, max(1, math.ceil(4 * k / candidates_per_leaf),
+  num_leaves_to_search = min(num_leaves, max(math.ceil(20_000 / candidates_per_leaf),
                                              math.ceil(0.05 * num_leaves)))
-  return {
-      'num_leaves': num_leaves,
-      'num_leaves_to_search': num_leaves_to_search,
-      'num_reordering_candidates': min(num_candidates, 4 * k),
-  }
+  return {'num_leaves': num_leaves, 'num_leaves_to_search': num_leaves_to_search,
+          'num_reordering_candidates': reordering}
 
 
 def build_index(index_kind: str, candidate_embeddings: tf.Tensor, k: int) -> tfrs.layers.factorized_top_k.TopK:
