@@ -138,3 +138,33 @@ def test_malformed_line_stops_the_run_naming_file_and_line(small_dataset, tmp_pa
   error = capsys.readouterr().err
   assert 'u.data:7' in error and 'rating' in error
   assert not (tmp_path / 'workdir' / 'serving_models').exists()
+
+
+def test_model_with_timestamp_features_serves_with_a_timestamp(first_run, tmp_path):
+  """The query tower with timestamp buckets and z-score, trained on the run's Transform output."""
+  import tensorflow_transform as tft
+  from tfx_bsl.public import tfxio
+
+  from components.model.config import ModelConfig
+  from components.trainer import train_and_export
+
+  _, _, results = first_run
+  tft_output = tft.TFTransformOutput(results.outputs[('Transform', 'TransformGraph')])
+  examples = results.outputs[('Transform', 'Examples')]
+
+  def dataset(split):
+    return tfxio.TFExampleRecord(
+        f'{examples}/Split-{split}/*', schema=tft_output.transformed_metadata.schema,
+    ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
+
+  config = ModelConfig(use_timestamps=True, epochs=1, top_k=5)
+  serving_dir, eval_dir = tmp_path / 'serving', tmp_path / 'eval'
+  train_and_export(config, tft_output, dataset('train'), dataset('train'), None,
+                   str(serving_dir), str(eval_dir))
+  serving_fn = saved_model.load(serving_dir)
+  assert set(serving_fn.structured_input_signature[1]) == {'user_id', 'timestamp'}
+  with pytest.raises(ValueError, match='timestamps'):
+    saved_model.recommend(serving_fn, ['1'])
+  early, late = saved_model.recommend(serving_fn, ['1', '1'], timestamps=[880_000_000, 900_000_000])
+  assert len(early) == 5 and len({movie['movie_id'] for movie in early}) == 5
+  assert [m['score'] for m in early] != [m['score'] for m in late]  # time changes the query
