@@ -17,12 +17,19 @@ export PYTHONUNBUFFERED := 1
 
 DATA_DIR_ARG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 
-.PHONY: install demo test bench-quality lock clean help
+# Kubeflow: where the pipeline's data, artifacts and pushed models live on the cluster.
+DATA_ROOT     ?= gs://YOUR_BUCKET/movielens/ml-100k
+PIPELINE_ROOT ?= gs://YOUR_BUCKET/movielens/root
+IMAGE         ?= movielens-recommender-pipeline:latest
+
+.PHONY: install demo test bench-quality lock clean help kubeflow-compile kubeflow-image
 
 help:
 	@echo "make demo [DATASET=synthetic|ml-100k|ml-1m] [DATA_DIR=...] [WORKDIR=workdir] [ARGS=...]"
 	@echo "make test            # the test suite (pytest)"
 	@echo "make bench-quality   # top-k accuracy vs a most-popular baseline [DATA_DIR=ml-100k folder]"
+	@echo "make kubeflow-compile DATA_ROOT=gs://... PIPELINE_ROOT=gs://... IMAGE=...  # KFP V2 spec"
+	@echo "make kubeflow-image IMAGE=...   # build the pipeline image (needs Docker)"
 	@echo "make lock            # re-resolve requirements.in into requirements.lock"
 
 install: $(STAMP)
@@ -48,6 +55,13 @@ test: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(PY) -m benchmarks.quality $(DATA_DIR_ARG) $(ARGS)
+
+kubeflow-compile: $(STAMP)
+	$(PY) -m kubeflow.runner --data-root $(DATA_ROOT) --pipeline-root $(PIPELINE_ROOT) \
+	  --image $(IMAGE) $(ARGS)
+
+kubeflow-image:
+	docker build -f kubeflow/Dockerfile -t $(IMAGE) .
 
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile --python-version 3.10 requirements.in -o requirements.lock

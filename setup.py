@@ -10,7 +10,7 @@ setup(
     description='End-to-end TFX pipeline: MovieLens -> TFRS retrieval -> ScaNN -> TF Serving',
     python_requires='>=3.9,<3.11',
     packages=find_packages(include=['pipeline', 'pipeline.*', 'components', 'components.*',
-                                    'serving', 'serving.*']),
+                                    'serving', 'serving.*', 'kubeflow', 'kubeflow.*']),
     package_data={'components': ['schema/*.pbtxt']},
     install_requires=[
         'tfx>=1.16,<1.17',
@@ -22,5 +22,7 @@ setup(
         'tf-keras>=2.16,<2.17',
         'apache-beam[gcp]>=2.59,<2.60',
         'tensorflow-serving-api>=2.16,<2.17',
+        'kfp>=2',
+        'kfp-pipeline-spec>=0.2.2',
     ],
 )

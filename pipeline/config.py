@@ -14,8 +14,10 @@ SPLITS = ('random', 'time')
 class PipelineConfig:
   """Where data comes from and goes, how it is split, trained, gated and pushed.
 
-  All outputs live under `workdir`: pipeline_root/ (artifacts), metadata.sqlite (MLMD, which
-  also makes unchanged re-runs reuse cached outputs) and serving_models/<model name>/<version>/.
+  All outputs live under `workdir` (a local folder, or gs://... / s3://... on a cluster):
+  pipeline_root/ (artifacts), metadata.sqlite (MLMD for local runs, which also makes unchanged
+  re-runs reuse cached outputs) and serving_models/<model name>/<version>/ (or under
+  `serving_models_root`).
   """
   data_dir: str  # a raw MovieLens folder (ml-100k or ml-1m format)
   workdir: str = 'workdir'
@@ -29,8 +31,11 @@ class PipelineConfig:
   min_accuracy: float = 0.1  # absolute floor on top-gate_k accuracy
   max_regression: float = 0.0  # allowed drop against the latest blessed model
   model_name: Optional[str] = None  # defaults to the model kind
+  serving_models_root: Optional[str] = None  # defaults to <workdir>/serving_models
   beam_args: Tuple[str, ...] = ()
   enable_cache: bool = True
+  # Local runs keep MLMD in <workdir>/metadata.sqlite; Kubeflow brings its own MLMD.
+  local_metadata: bool = True
 
   def __post_init__(self):
     if self.split not in SPLITS:
@@ -55,4 +60,5 @@ class PipelineConfig:
   @property
   def serving_model_dir(self) -> str:
     """The model base path TF Serving polls: versions appear as numbered folders in it."""
-    return os.path.join(self.workdir, 'serving_models', self.serving_model_name)
+    root = self.serving_models_root or os.path.join(self.workdir, 'serving_models')
+    return os.path.join(root, self.serving_model_name)

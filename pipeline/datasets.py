@@ -37,7 +37,7 @@ def resolve_data_dir(dataset: str, workdir: str, data_dir: Optional[str] = None,
     size = synthetic_size
     path = pathlib.Path(workdir, 'data', f'synthetic-u{size.num_users}-m{size.num_movies}'
                         f'-r{size.num_ratings}-s{size.seed}')
-    if not movielens.ratings_path(path, 'ml-100k').exists():
+    if not movielens.is_file(movielens.ratings_path(path, 'ml-100k')):
       print(f'Generating synthetic MovieLens data into {path}')
       synthetic.generate(path, num_users=size.num_users, num_movies=size.num_movies,
                          num_ratings=size.num_ratings, seed=size.seed)

@@ -85,6 +85,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
                   anomalies_gate, transform, trainer, model_resolver, evaluator, pusher],
       enable_cache=config.enable_cache,
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          config.metadata_path),
+      metadata_connection_config=(
+          tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+          if config.local_metadata else None),
       beam_pipeline_args=list(config.beam_args))

@@ -57,8 +57,8 @@ def at(name, line_no, message):
 def test_detect_format(ml100k, ml1m):
   assert movielens.detect_format(ml100k) == 'ml-100k'
   assert movielens.detect_format(str(ml1m)) == 'ml-1m'
-  assert movielens.ratings_path(ml100k) == ml100k / 'u.data'
-  assert movielens.ratings_path(ml1m) == ml1m / 'ratings.dat'
+  assert movielens.ratings_path(ml100k) == str(ml100k / 'u.data')
+  assert movielens.ratings_path(ml1m) == str(ml1m / 'ratings.dat')
 
 
 def test_detect_format_names_folder_and_expected_files(tmp_path):
@@ -291,7 +291,7 @@ def test_error_carries_path_and_line(ml1m):
   replace_file(ml1m, 'ratings.dat', '1::10::5::978300760\n1::10::5\n')
   with pytest.raises(MovieLensFormatError) as caught:
     list(movielens.iter_ratings(ml1m))
-  assert (caught.value.path, caught.value.line_no) == (ml1m / 'ratings.dat', 2)
+  assert (caught.value.path, caught.value.line_no) == (str(ml1m / 'ratings.dat'), 2)
   assert isinstance(caught.value, ValueError)
 
 

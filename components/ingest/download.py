@@ -94,7 +94,7 @@ def fetch_dataset(name: str, cache_dir, *, url: str | None = None,
 
 
 def _is_complete(folder: pathlib.Path, name: str) -> bool:
-  return movielens.ratings_path(folder, fmt=name).is_file()
+  return movielens.is_file(movielens.ratings_path(folder, fmt=name))
 
 
 def _refuse_incomplete_folder(target: pathlib.Path, name: str) -> None:

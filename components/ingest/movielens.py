@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pathlib
 from typing import Callable, Iterator, Mapping, TypeVar, Union
 
 from components import features
@@ -96,11 +95,30 @@ class Rating:
 # Locating files.
 
 
+def _is_uri(path: str) -> bool:
+  return '://' in path
+
+
+def is_file(path: str) -> bool:
+  """A local path, or a URI TensorFlow's file systems read (gs://, s3://, hdfs://)."""
+  if _is_uri(path):
+    import tensorflow as tf  # only for remote data: local runs keep the CLI's start fast
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+  return os.path.isfile(path)
+
+
+def _open_binary(path: str):
+  if _is_uri(path):
+    import tensorflow as tf
+    return tf.io.gfile.GFile(path, 'rb')
+  return open(path, 'rb')
+
+
 def detect_format(data_dir: PathLike) -> str:
   """Tells the formats apart by their ratings file, so callers need not say which they have."""
-  folder = pathlib.Path(data_dir)
+  folder = os.fspath(data_dir)
   for fmt in FORMATS:
-    if (folder / FILE_NAMES[fmt]['ratings']).is_file():
+    if is_file(_path_in(folder, FILE_NAMES[fmt]['ratings'])):
       return fmt
   expected = ' or '.join(f"{FILE_NAMES[fmt]['ratings']} ({fmt})" for fmt in FORMATS)
   raise MovieLensFormatError(
@@ -108,7 +126,7 @@ def detect_format(data_dir: PathLike) -> str:
       path=folder)
 
 
-def ratings_path(data_dir: PathLike, fmt: str | None = None) -> pathlib.Path:
+def ratings_path(data_dir: PathLike, fmt: str | None = None) -> str:
   """The ratings file (u.data or ratings.dat), e.g. for ExampleGen to fingerprint."""
   return _data_file(data_dir, _resolve_format(data_dir, fmt), 'ratings')
 
@@ -121,14 +139,20 @@ def _resolve_format(data_dir: PathLike, fmt: str | None) -> str:
   return fmt
 
 
-def _data_file(data_dir: PathLike, fmt: str, kind: str) -> pathlib.Path:
-  return pathlib.Path(data_dir) / FILE_NAMES[fmt][kind]
+def _path_in(folder: str, name: str) -> str:
+  """Joins without normalising, so 'gs://bucket' keeps its double slash."""
+  return folder.rstrip('/') + '/' + name
 
 
-def _require_file(path: pathlib.Path, fmt: str, kind: str) -> None:
-  if not path.is_file():
+def _data_file(data_dir: PathLike, fmt: str, kind: str) -> str:
+  return _path_in(os.fspath(data_dir), FILE_NAMES[fmt][kind])
+
+
+def _require_file(path: str, fmt: str, kind: str) -> None:
+  if not is_file(path):
     raise MovieLensFormatError(
-        f'{path}: missing {kind} file {path.name} of the {fmt} format; {_OFFLINE_HINT}',
+        f'{path}: missing {kind} file {os.path.basename(path)} of the {fmt} format; '
+        f'{_OFFLINE_HINT}',
         path=path)
 
 
@@ -139,7 +163,7 @@ def _require_file(path: pathlib.Path, fmt: str, kind: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class _Record:
   """One non-empty line split into fields, able to say where it came from when it is wrong."""
-  path: pathlib.Path
+  path: str
   line_no: int
   fields: list[str]
 
@@ -168,14 +192,14 @@ def _separator_name(separator: str) -> str:
   return 'tab' if separator == '\t' else repr(separator)
 
 
-def _split_records(path: pathlib.Path, separator: str, num_fields: int) -> Iterator[_Record]:
+def _split_records(path: str, separator: str, num_fields: int) -> Iterator[_Record]:
   """Streams the non-empty lines of a latin-1 file as records of exactly num_fields fields.
 
   Lines end at '\\n' only (a stray '\\r' inside a title must not split it); a trailing '\\r'
   from CRLF files is dropped. Completely empty lines are skipped; anything else that does not
   split into num_fields fields is an error, because dropping it would lose data silently.
   """
-  with open(path, 'rb') as lines:
+  with _open_binary(path) as lines:
     for line_no, raw in enumerate(lines, start=1):
       line = raw.decode('latin-1').rstrip('\n')
       if line.endswith('\r'):
@@ -236,7 +260,7 @@ def read_movies(data_dir: PathLike, fmt: str | None = None) -> dict[str, Movie]:
 def _read_ml100k_genre_names(data_dir: PathLike) -> tuple[str, ...]:
   """Genre column names from u.genre (`name|index`), else the documented built-in list."""
   path = _data_file(data_dir, 'ml-100k', 'genres')
-  if not path.is_file():
+  if not is_file(path):
     return ML100K_GENRES
   names = []
   for record in _split_records(path, _SEPARATORS['ml-100k']['genres'], 2):

@@ -1,0 +1,90 @@
+"""The Kubeflow V2 spec compiled from the same create_pipeline(config) as local runs."""
+import json
+import os
+import pathlib
+
+import pytest
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kubeflow import runner
+from pipeline.config import CURATED_SCHEMA
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+IMAGE = 'registry.example/movielens-pipeline:test'
+
+
+@pytest.fixture(scope='module')
+def spec(tmp_path_factory):
+  output = tmp_path_factory.mktemp('kfp') / 'pipeline.json'
+  config = runner.kubeflow_config(
+      data_root='gs://bucket/movielens/ml-100k', pipeline_root='gs://bucket/movielens/root',
+      serving_model_dir='gs://bucket/serving', beam_args=['--direct_num_workers=0'], epochs=3)
+  runner.compile_pipeline(config, IMAGE, str(output))
+  job = json.loads(output.read_text())
+  # Strict parse: every field must be one the PipelineSpec proto knows.
+  return json_format.ParseDict(job['pipelineSpec'], pipeline_spec_pb2.PipelineSpec())
+
+
+def _parameter(spec, task, name):
+  # TFX 1.16 writes the schema 2.0 field constantValue.
+  return spec.root.dag.tasks[task].inputs.parameters[name].runtime_value.constant_value.string_value
+
+
+def test_components_depend_on_each_other_in_data_flow_order(spec):
+  tasks = spec.root.dag.tasks
+  flow = ['FileBasedExampleGen', 'StatisticsGen', 'ExampleValidator', 'AnomaliesGate',
+          'Transform', 'Trainer', 'Evaluator', 'Pusher']
+  for upstream, downstream in zip(flow, flow[1:]):
+    assert upstream in tasks[downstream].dependent_tasks, (upstream, downstream)
+  assert 'ImportSchemaGen' in tasks['ExampleValidator'].dependent_tasks
+
+
+def test_every_step_runs_the_pipeline_image_with_beam_args(spec):
+  executors = spec.deployment_spec.fields['executors'].struct_value.fields
+  containers = {name: executor.struct_value.fields['container'].struct_value.fields
+                for name, executor in executors.items()
+                if 'container' in executor.struct_value.fields}
+  # Every component runs in a container; only the resolver's two MLMD queries do not.
+  assert len(containers) == len(spec.root.dag.tasks) - 2
+  for name, container in containers.items():
+    assert container['image'].string_value == IMAGE, name
+  trainer_args = [value.string_value for value in
+                  executors['Trainer_executor'].struct_value.fields['container']
+                  .struct_value.fields['args'].list_value.values]
+  assert '--direct_num_workers=0' in trainer_args
+
+
+def test_functions_and_parameters_reach_the_components(spec):
+  assert _parameter(spec, 'Transform', 'preprocessing_fn') == 'components.transform.preprocessing_fn'
+  assert _parameter(spec, 'Trainer', 'run_fn') == 'components.trainer.run_fn'
+  assert json.loads(_parameter(spec, 'Trainer', 'custom_config'))['epochs'] == 3
+  assert _parameter(spec, 'FileBasedExampleGen', 'input_base') == 'gs://bucket/movielens/ml-100k'
+  assert _parameter(spec, 'ImportSchemaGen', 'schema_file') == runner.IMAGE_SCHEMA_FILE
+  push = json.loads(_parameter(spec, 'Pusher', 'push_destination'))
+  assert push['filesystem']['base_directory'] == 'gs://bucket/serving/retrieval'
+  executors = spec.deployment_spec.fields['executors'].struct_value.fields
+  example_gen_args = executors['FileBasedExampleGen_executor'].struct_value.fields[
+      'container'].struct_value.fields['args'].list_value.values
+  assert 'components.ingest.example_gen.Executor' in [v.string_value for v in example_gen_args]
+
+
+def test_resolver_evaluator_and_pusher_are_wired_as_locally(spec):
+  evaluator = spec.root.dag.tasks['Evaluator'].inputs.artifacts
+  assert evaluator['model'].task_output_artifact.producer_task == 'Trainer'
+  assert (evaluator['baseline_model'].task_output_artifact.producer_task
+          == 'latest_blessed_model_resolver-model-resolver')
+  assert evaluator['examples'].task_output_artifact.producer_task == 'FileBasedExampleGen'
+  pusher = spec.root.dag.tasks['Pusher'].inputs.artifacts
+  assert pusher['model_blessing'].task_output_artifact.producer_task == 'Evaluator'
+  assert pusher['model'].task_output_artifact.producer_task == 'Trainer'
+
+
+def test_dockerfile_installs_the_lock_file_and_puts_the_schema_where_the_spec_says():
+  dockerfile = (REPO / 'kubeflow' / 'Dockerfile').read_text()
+  assert 'COPY requirements.lock' in dockerfile
+  assert 'uv pip install --system --no-cache -r requirements.lock' in dockerfile
+  assert f'WORKDIR {runner.IMAGE_REPO_DIR}' in dockerfile
+  assert 'COPY components ./components' in dockerfile
+  schema_in_repo = os.path.relpath(CURATED_SCHEMA, REPO)
+  assert runner.IMAGE_SCHEMA_FILE == f'{runner.IMAGE_REPO_DIR}/{schema_in_repo}'
