@@ -18,6 +18,7 @@ import time
 from typing import List, Optional
 
 from components.model.config import INDEX_KINDS, MODEL_KINDS, ModelConfig
+from pipeline import beam_presets
 from pipeline.config import SPLITS, PipelineConfig
 from pipeline.datasets import DATASETS, SyntheticSize
 
@@ -84,9 +85,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
   run = parser.add_argument_group('run')
   run.add_argument('--workdir', default='workdir',
                    help='artifacts, MLMD and serving_models/ go here (default: ./workdir)')
+  run.add_argument('--beam-preset', choices=sorted(beam_presets.PRESETS), default='in-memory',
+                   help='named Beam options for the data stages (pipeline/beam_presets.py): '
+                   'in-memory, multi-processing (a worker per core), portable-local, flink, '
+                   'spark, dataflow')
   run.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
-                   help='a Beam pipeline option, e.g. --beam-arg=--direct_num_workers=2 '
-                   '(repeatable)')
+                   help='a Beam pipeline option added after the preset\'s, e.g. '
+                   '--beam-arg=--direct_num_workers=2 (repeatable)')
   run.add_argument('--no-cache', action='store_true',
                    help='re-run every component even if its inputs are unchanged')
   run.add_argument('--verbose', action='store_true', help='show all TFX and Beam logs')
@@ -105,7 +110,8 @@ def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
       split=args.split, eval_percent=args.eval_percent,
       schema_file=None if args.infer_schema else PipelineConfig.schema_file,
       gate_k=args.gate_k, min_accuracy=args.min_accuracy, max_regression=args.max_regression,
-      model_name=args.model_name, beam_args=tuple(args.beam_arg),
+      model_name=args.model_name,
+      beam_args=beam_presets.beam_args(args.beam_preset, args.beam_arg),
       enable_cache=not args.no_cache)
 
 

@@ -168,3 +168,24 @@ def test_model_with_timestamp_features_serves_with_a_timestamp(first_run, tmp_pa
   early, late = saved_model.recommend(serving_fn, ['1', '1'], timestamps=[880_000_000, 900_000_000])
   assert len(early) == 5 and len({movie['movie_id'] for movie in early}) == 5
   assert [m['score'] for m in early] != [m['score'] for m in late]  # time changes the query
+
+
+def test_pipeline_runs_through_beams_portable_runner(small_dataset, tmp_path, monkeypatch):
+  """The Fn API path of Flink, Spark and Dataflow, with a local job service: DoFns must pickle
+  and hold no in-process state, or this fails here rather than on a cluster."""
+  from apache_beam.runners.portability import portable_runner
+
+  portable_runs = []
+  run_pipeline = portable_runner.PortableRunner.run_pipeline
+
+  def counting_run_pipeline(self, pipeline, options):
+    portable_runs.append(pipeline)
+    return run_pipeline(self, pipeline, options)
+
+  monkeypatch.setattr(portable_runner.PortableRunner, 'run_pipeline', counting_run_pipeline)
+  exit_code = cli.main(['run', '--data-dir', str(small_dataset), '--workdir', str(tmp_path),
+                        '--epochs', '1', '--min-accuracy', '0', '--beam-preset', 'portable-local'])
+  results = latest_run_results(str(tmp_path / 'metadata.sqlite'))
+  assert exit_code == 0 and results.pushed
+  # ExampleGen, StatisticsGen, Transform and Evaluator each ran a Beam pipeline through it.
+  assert len(portable_runs) >= 4

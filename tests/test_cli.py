@@ -1,0 +1,40 @@
+"""The CLI's arguments map onto the config, without running anything."""
+import pytest
+
+from pipeline import beam_presets, cli
+
+
+def _config(*argv):
+  args = cli.build_parser().parse_args(['run', *argv])
+  return cli.config_from_args(args, '/data')
+
+
+def test_help_documents_every_run_option(capsys):
+  with pytest.raises(SystemExit):
+    cli.main(['run', '--help'])
+  help_text = capsys.readouterr().out
+  for option in ('--dataset', '--data-dir', '--model', '--workdir', '--epochs', '--beam-arg',
+                 '--beam-preset', '--split', '--top-k', '--index', '--min-accuracy', '--gate-k'):
+    assert option in help_text
+
+
+def test_beam_preset_comes_first_and_explicit_args_win():
+  config = _config('--beam-preset', 'multi-processing', '--beam-arg=--direct_num_workers=3')
+  assert config.beam_args[0] == '--direct_running_mode=multi_processing'
+  assert config.beam_args[-1] == '--direct_num_workers=3'
+  assert _config().beam_args == beam_presets.PRESETS['in-memory']
+
+
+def test_model_options_reach_the_model_config():
+  config = _config('--epochs', '3', '--layer-sizes', '128,32', '--use-timestamps', '--no-title',
+                   '--index', 'brute-force', '--top-k', '10', '--min-accuracy', '0.25')
+  assert (config.model.epochs, config.model.layer_sizes) == (3, (128, 32))
+  assert config.model.use_timestamps and not config.model.use_title
+  assert (config.model.index, config.model.top_k, config.min_accuracy) == ('brute-force', 10, 0.25)
+
+
+def test_bad_values_are_refused_with_the_field_name():
+  with pytest.raises(ValueError, match='epochs'):
+    _config('--epochs', '0')
+  with pytest.raises(ValueError, match='eval_percent'):
+    _config('--eval-percent', '100')
