@@ -22,12 +22,13 @@ DATA_ROOT     ?= gs://YOUR_BUCKET/movielens/ml-100k
 PIPELINE_ROOT ?= gs://YOUR_BUCKET/movielens/root
 IMAGE         ?= movielens-recommender-pipeline:latest
 
-.PHONY: install demo test bench-quality lock clean help kubeflow-compile kubeflow-image
+.PHONY: install demo test bench-quality bench-pipeline lock clean help kubeflow-compile kubeflow-image
 
 help:
 	@echo "make demo [DATASET=synthetic|ml-100k|ml-1m] [DATA_DIR=...] [WORKDIR=workdir] [ARGS=...]"
 	@echo "make test            # the test suite (pytest)"
 	@echo "make bench-quality   # top-k accuracy vs a most-popular baseline [DATA_DIR=ml-100k folder]"
+	@echo "make bench-pipeline  # wall time and peak memory per component [DATA_DIR=...] [ARGS=--skip-large]"
 	@echo "make kubeflow-compile DATA_ROOT=gs://... PIPELINE_ROOT=gs://... IMAGE=...  # KFP V2 spec"
 	@echo "make kubeflow-image IMAGE=...   # build the pipeline image (needs Docker)"
 	@echo "make lock            # re-resolve requirements.in into requirements.lock"
@@ -62,6 +63,9 @@ kubeflow-compile: $(STAMP)
 
 kubeflow-image:
 	docker build -f kubeflow/Dockerfile -t $(IMAGE) .
+
+bench-pipeline: $(STAMP)
+	$(PY) -m benchmarks.pipeline $(DATA_DIR_ARG) $(ARGS)
 
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile --python-version 3.10 requirements.in -o requirements.lock

@@ -7,12 +7,13 @@ tutorials report. (TFMA 0.47's SetMatchRecall over top-k movie ids gives the sam
 one model, but crashes when a baseline model is evaluated beside it, which the
 no-regression gate needs.)
 """
+import os
 from typing import Sequence
 
 import tensorflow_model_analysis as tfma
+from tfx.dsl.io import fileio
 
 from components import features as f
-from components.model.export import EVAL_SCORES, EVAL_SIGNATURE, TRANSFORM_SIGNATURE
 
 
 def top_k_metric_name(k: int) -> str:
@@ -39,7 +40,26 @@ def make_eval_config(top_ks: Sequence[int], gate_k: int, min_accuracy: float,
   ]
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
-          signature_name=EVAL_SIGNATURE, prediction_key=EVAL_SCORES,
-          preprocessing_function_names=[TRANSFORM_SIGNATURE], label_key=f.MOVIE_ID_INDEX)],
+          signature_name=f.EVAL_SIGNATURE, prediction_key=f.EVAL_SCORES,
+          preprocessing_function_names=[f.TRANSFORM_SIGNATURE], label_key=f.MOVIE_ID_INDEX)],
       slicing_specs=[tfma.SlicingSpec()],
       metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def plain_tf_model_path(serving_model_path: str) -> str:
+  """The trainer's Format-TFMA beside a Format-Serving folder, when there is one."""
+  plain = os.path.join(os.path.dirname(serving_model_path.rstrip('/')), 'Format-TFMA')
+  return plain if fileio.exists(os.path.join(plain, 'saved_model.pb')) else serving_model_path
+
+
+def custom_eval_shared_model(eval_saved_model_path: str, model_name: str,
+                             eval_config: tfma.EvalConfig, **kwargs) -> tfma.types.EvalSharedModel:
+  """The Evaluator's model loader (TFX calls it through Evaluator(module_path=this module)).
+
+  With an EvalConfig, TFX's Evaluator loads Format-Serving for every non-estimator model, and
+  ours holds a ScaNN index whose ops its Beam workers do not have. Both the candidate and the
+  baseline are evaluated from the plain-TF Format-TFMA instead: same towers and catalogue.
+  """
+  return tfma.default_eval_shared_model(
+      eval_saved_model_path=plain_tf_model_path(eval_saved_model_path), model_name=model_name,
+      eval_config=eval_config, **kwargs)

@@ -40,3 +40,9 @@ MOVIE_GENRE_VOCAB = 'movie_genre_vocab'
 OUTPUT_MOVIE_IDS = 'movie_ids'
 OUTPUT_MOVIE_TITLES = 'movie_titles'
 OUTPUT_SCORES = 'scores'
+
+# Signatures for the Evaluator (plain TF): eval_examples scores every movie index (output
+# `scores`); transform_features gives the label, movie_id_index.
+EVAL_SIGNATURE = 'eval_examples'
+EVAL_SCORES = 'scores'
+TRANSFORM_SIGNATURE = 'transform_features'

@@ -1,17 +1,8 @@
 """Command line: `python -m pipeline run ...` and `python -m pipeline recommend ...`."""
-import os
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # before TensorFlow is first imported
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # no CUDA-plugin noise on CPU machines
-
-import warnings
-
-# Python 3.10 end-of-support notices from Google client libraries, printed on every import.
-warnings.filterwarnings('ignore', category=FutureWarning, module='google')
-
 import argparse
 import dataclasses
 import logging
+import os
 import re
 import sys
 import time

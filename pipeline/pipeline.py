@@ -69,6 +69,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       examples=examples, model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
       example_splits=['eval'],
+      # Loads each model's plain-TF Format-TFMA (no ScaNN ops) rather than Format-Serving.
+      module_path='components.eval_config',
       eval_config=make_eval_config(config.eval_top_ks, config.gate_k, config.min_accuracy,
                                    config.max_regression))
 

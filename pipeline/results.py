@@ -13,7 +13,8 @@ from tfx.orchestration import metadata
 class RunResults:
   """The outcome of the latest run, for the CLI to print and tests to check.
 
-  component_seconds: (component id, wall seconds) in execution order; cached ones take ~0.
+  component_windows: (component id, wall seconds, start, end epoch seconds) in execution order;
+    cached executions take ~0 seconds.
   outputs: (component id, output artifact type) -> the artifact's URI.
   """
   metrics: Dict[str, float]
@@ -22,8 +23,12 @@ class RunResults:
   failed_thresholds: List[str]
   pushed: bool
   pushed_path: Optional[str]
-  component_seconds: List[Tuple[str, float]]
+  component_windows: List[Tuple[str, float, float, float]]
   outputs: Dict[Tuple[str, str], str]
+
+  @property
+  def component_seconds(self) -> List[Tuple[str, float]]:
+    return [(component, seconds) for component, seconds, _, _ in self.component_windows]
 
   @property
   def model_uri(self) -> Optional[str]:
@@ -72,13 +77,14 @@ def latest_run_results(metadata_path: str) -> RunResults:
   executions = sorted(store.get_executions_by_context(latest_run.id), key=lambda e: e.id)
   types = {artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()}
 
-  component_seconds, artifacts_by_output = [], {}
+  component_windows, artifacts_by_output = [], {}
   for execution in executions:
     node = [context.name for context in store.get_contexts_by_execution(execution.id)
             if context.type_id == store.get_context_type('node').id]
     component = node[0].split('.', 1)[-1] if node else str(execution.type_id)
-    seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
-    component_seconds.append((component, seconds))
+    start = execution.create_time_since_epoch / 1e3
+    end = execution.last_update_time_since_epoch / 1e3
+    component_windows.append((component, end - start, start, end))
     output_ids = [event.artifact_id for event in store.get_events_by_execution_ids([execution.id])
                   if event.type == metadata_store_pb2.Event.OUTPUT]
     for artifact in store.get_artifacts_by_id(output_ids):
@@ -96,5 +102,5 @@ def latest_run_results(metadata_path: str) -> RunResults:
       pushed=pushed,
       pushed_path=(pushed_model.custom_properties['pushed_destination'].string_value
                    if pushed else None),
-      component_seconds=component_seconds,
+      component_windows=component_windows,
       outputs={key: artifact.uri for key, artifact in artifacts_by_output.items()})

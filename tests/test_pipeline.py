@@ -189,3 +189,21 @@ def test_pipeline_runs_through_beams_portable_runner(small_dataset, tmp_path, mo
   assert exit_code == 0 and results.pushed
   # ExampleGen, StatisticsGen, Transform and Evaluator each ran a Beam pipeline through it.
   assert len(portable_runs) >= 4
+
+
+def test_evaluator_loads_the_plain_tf_model_in_a_process_without_scann(first_run):
+  """Beam workers of the Evaluator have no ScaNN ops: they must get Format-TFMA."""
+  _, _, results = first_run
+  script = (
+      'import sys\n'
+      'from components import eval_config\n'
+      'config = eval_config.make_eval_config((10, 50, 100), 100, 0.0)\n'
+      'shared = eval_config.custom_eval_shared_model(sys.argv[1], "", config)\n'
+      'assert "scann" not in sys.modules, "scann was imported"\n'
+      'shared.model_loader.load()\n'
+      'print(shared.model_path)\n')
+  completed = subprocess.run(
+      [sys.executable, '-c', script, f'{results.model_uri}/Format-Serving'],
+      capture_output=True, text=True)
+  assert completed.returncode == 0, completed.stderr[-2000:]
+  assert completed.stdout.strip().splitlines()[-1] == f'{results.model_uri}/Format-TFMA'

@@ -20,9 +20,9 @@ import tensorflow_transform as tft
 from components import features as f
 from components.model.catalogue import Catalogue
 
-EVAL_SIGNATURE = 'eval_examples'
-EVAL_SCORES = 'scores'
-TRANSFORM_SIGNATURE = 'transform_features'
+EVAL_SIGNATURE = f.EVAL_SIGNATURE
+EVAL_SCORES = f.EVAL_SCORES
+TRANSFORM_SIGNATURE = f.TRANSFORM_SIGNATURE
 # Score of a movie index with no catalogue entry (out of vocabulary): never in any top k.
 MISSING_SCORE = -1e9
 
