@@ -195,6 +195,9 @@ def run(args: argparse.Namespace) -> int:
   print(f'Data:     {config.data_dir}')
   print(f'Workdir:  {config.workdir} (artifacts in pipeline_root/, MLMD in metadata.sqlite)')
   started = time.time()
+  # TFX's Beam executors parse sys.argv + the Beam args as absl flags (its TODO b/174174381):
+  # this process's own arguments (a host's `-v`, read as --verbosity) must not reach them.
+  own_argv, sys.argv = sys.argv, sys.argv[:1]
   try:
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
   except Exception as error:  # pylint: disable=broad-except
@@ -203,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
       raise
     print(f'\nerror: {message}', file=sys.stderr)
     return 1
+  finally:
+    sys.argv = own_argv
   print(f'\nPipeline finished in {time.time() - started:.0f}s')
   return print_results(config)
 
