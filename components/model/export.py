@@ -20,9 +20,6 @@ import tensorflow_transform as tft
 from components import features as f
 from components.model.catalogue import Catalogue
 
-EVAL_SIGNATURE = f.EVAL_SIGNATURE
-EVAL_SCORES = f.EVAL_SCORES
-TRANSFORM_SIGNATURE = f.TRANSFORM_SIGNATURE
 # Score of a movie index with no catalogue entry (out of vocabulary): never in any top k.
 MISSING_SCORE = -1e9
 
@@ -110,7 +107,7 @@ class RecommenderModule(tf.Module):
     raw_features = tf.io.parse_example(serialized_examples, self.raw_feature_spec)
     queries = self._query_embeddings(raw_features)
     scores = tf.matmul(queries, self.embeddings_by_movie_index, transpose_b=True)
-    return {EVAL_SCORES: scores + self.missing_movie_penalty}
+    return {f.EVAL_SCORES: scores + self.missing_movie_penalty}
 
   def transform_features(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The evaluation label: the movie vocabulary index of each rating."""
@@ -134,8 +131,8 @@ class RecommenderModule(tf.Module):
     transform = tf.function(self.transform_features, input_signature=examples_spec)
     return {
         'serving_default': serve.get_concrete_function(),
-        EVAL_SIGNATURE: evaluate.get_concrete_function(),
-        TRANSFORM_SIGNATURE: transform.get_concrete_function(),
+        f.EVAL_SIGNATURE: evaluate.get_concrete_function(),
+        f.TRANSFORM_SIGNATURE: transform.get_concrete_function(),
     }
 
 
