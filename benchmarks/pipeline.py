@@ -5,12 +5,8 @@ sampling the resident memory of the child and all its workers every 0.2 s; each 
 peak is the largest sample inside its execution window (from MLMD). Datasets: ml-100k from
 DATA_DIR (or a synthetic set of ml-100k's shape), and synthetic data SCALE times larger.
 """
-import os
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-
 import argparse
+import os
 import subprocess
 import sys
 import tempfile

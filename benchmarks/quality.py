@@ -5,12 +5,8 @@ whole catalogue, movies the user rated in training not excluded. The baseline ra
 their training-split rating count and is scored on the same eval split in the same run.
 Runs on real ml-100k with DATA_DIR=<folder>; without it, on synthetic data (and says so).
 """
-import os
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 import argparse
+import os
 import sys
 import time
 

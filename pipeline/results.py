@@ -77,10 +77,11 @@ def latest_run_results(metadata_path: str) -> RunResults:
   executions = sorted(store.get_executions_by_context(latest_run.id), key=lambda e: e.id)
   types = {artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()}
 
+  node_type_id = store.get_context_type('node').id
   component_windows, artifacts_by_output = [], {}
   for execution in executions:
     node = [context.name for context in store.get_contexts_by_execution(execution.id)
-            if context.type_id == store.get_context_type('node').id]
+            if context.type_id == node_type_id]
     component = node[0].split('.', 1)[-1] if node else str(execution.type_id)
     start = execution.create_time_since_epoch / 1e3
     end = execution.last_update_time_since_epoch / 1e3

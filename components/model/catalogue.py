@@ -12,12 +12,11 @@ import tensorflow as tf
 from components import features as f
 
 
-def _row_values(values, row: int) -> np.ndarray:
-  """The ids in one row of a sparse or ragged batch feature, as numpy."""
+def _id_lists(values) -> List[list]:
+  """A sparse or ragged [batch, None] id feature as one python list per row."""
   if isinstance(values, tf.SparseTensor):
-    mask = values.indices[:, 0] == row
-    return values.values.numpy()[mask.numpy()]
-  return values[row].numpy()
+    values = tf.RaggedTensor.from_sparse(values)
+  return values.to_list()
 
 
 def _ragged(rows: List[np.ndarray]) -> tf.RaggedTensor:
@@ -52,18 +51,18 @@ class Catalogue:
     movies: Dict[int, dict] = {}
     counts: Dict[int, int] = {}
     for batch in dataset:
+      # Each feature leaves TensorFlow once per batch, not once per new movie.
       indices = batch[f.MOVIE_ID_INDEX].numpy().reshape(-1)
-      for row, index in enumerate(indices):
-        index = int(index)
+      movie_ids = batch[f.MOVIE_ID].numpy().reshape(-1)
+      titles = batch[f.MOVIE_TITLE].numpy().reshape(-1)
+      tokens = _id_lists(batch[f.MOVIE_TITLE_TOKEN_INDICES])
+      genres = _id_lists(batch[f.MOVIE_GENRE_INDICES])
+      for row, index in enumerate(indices.tolist()):
         counts[index] = counts.get(index, 0) + 1
-        if index in movies:
-          continue
-        movies[index] = {
-            'movie_id': batch[f.MOVIE_ID].numpy().reshape(-1)[row],
-            'title': batch[f.MOVIE_TITLE].numpy().reshape(-1)[row],
-            'tokens': _row_values(batch[f.MOVIE_TITLE_TOKEN_INDICES], row),
-            'genres': _row_values(batch[f.MOVIE_GENRE_INDICES], row),
-        }
+        if index not in movies:
+          movies[index] = {'movie_id': movie_ids[row], 'title': titles[row],
+                           'tokens': np.array(tokens[row], np.int64),
+                           'genres': np.array(genres[row], np.int64)}
     if not movies:
       raise ValueError('the training split holds no ratings: cannot build a catalogue')
     order = sorted(movies)
