@@ -22,11 +22,18 @@ DATA_ROOT     ?= gs://YOUR_BUCKET/movielens/ml-100k
 PIPELINE_ROOT ?= gs://YOUR_BUCKET/movielens/root
 IMAGE         ?= movielens-recommender-pipeline:latest
 
-.PHONY: install demo test bench-quality bench-pipeline lock clean help kubeflow-compile kubeflow-image
+MODEL_NAME ?= retrieval
+MODEL_BASE_PATH ?= $(WORKDIR)/serving_models/$(MODEL_NAME)
+
+.PHONY: install demo test serve serving-config bench-quality bench-pipeline bench-serving lock clean help \
+	kubeflow-compile kubeflow-image
 
 help:
 	@echo "make demo [DATASET=synthetic|ml-100k|ml-1m] [DATA_DIR=...] [WORKDIR=workdir] [ARGS=...]"
 	@echo "make test            # the test suite (pytest)"
+	@echo "make serve [MODEL_BASE_PATH=...] [ARGS=--enable_batching]  # TF Serving APIs on 8500/8501"
+	@echo "make serving-config MODEL_BASE_PATH=/models/retrieval  # models.config + batching file"
+	@echo "make bench-serving   # gRPC/REST latency and throughput; ScaNN vs brute force at 1M"
 	@echo "make bench-quality   # top-k accuracy vs a most-popular baseline [DATA_DIR=ml-100k folder]"
 	@echo "make bench-pipeline  # wall time and peak memory per component [DATA_DIR=...] [ARGS=--skip-large]"
 	@echo "make kubeflow-compile DATA_ROOT=gs://... PIPELINE_ROOT=gs://... IMAGE=...  # KFP V2 spec"
@@ -50,6 +57,14 @@ $(STAMP): requirements.lock setup.py
 demo: $(STAMP)
 	$(PY) -m pipeline run --dataset $(DATASET) $(DATA_DIR_ARG) --workdir $(WORKDIR) $(ARGS)
 	$(PY) -m pipeline recommend --workdir $(WORKDIR) --user 1 --user 2 -k 10
+	$(PY) -m serving.demo --model-base-path $(MODEL_BASE_PATH) --model-name $(MODEL_NAME)
+
+serve: $(STAMP)
+	$(PY) -m serving --model_name $(MODEL_NAME) --model_base_path $(MODEL_BASE_PATH) $(ARGS)
+
+serving-config: $(STAMP)
+	$(PY) -m serving.config_files --model-name $(MODEL_NAME) --model-base-path $(MODEL_BASE_PATH) \
+	  --models-config $(WORKDIR)/models.config --batching-config $(WORKDIR)/batching_parameters.txt $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
@@ -66,6 +81,10 @@ kubeflow-image:
 
 bench-pipeline: $(STAMP)
 	$(PY) -m benchmarks.pipeline $(DATA_DIR_ARG) $(ARGS)
+
+# REST load comes from wrk (Debian: apt-get install wrk); without it the script says so.
+bench-serving: $(STAMP)
+	$(PY) -m benchmarks.serving $(DATA_DIR_ARG) $(ARGS)
 
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile --python-version 3.10 requirements.in -o requirements.lock

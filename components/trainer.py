@@ -3,10 +3,6 @@
 Passed to the Trainer as a dotted path ('components.trainer.run_fn'), as the TFX taxi template
 does, so the same code runs locally and in a Kubeflow container.
 """
-import os
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # TFRS 0.7.3 needs Keras 2 (tf-keras)
-
 from typing import Optional
 
 import absl.logging

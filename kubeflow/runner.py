@@ -5,11 +5,8 @@ repository and the locked dependencies: functions are referenced by dotted path,
 schema by its path inside the image. Data, artifacts and pushed models live on storage every
 step can reach: gs://, s3:// or a volume mounted at the same path in each step.
 """
-import os
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-
 import argparse
+import os
 import sys
 from typing import List, Optional, Sequence
 

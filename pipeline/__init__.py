@@ -1,12 +1,2 @@
-"""The TFX pipeline: its config, its definition and the local runner's CLI.
-
-Importing the package sets up the process for everything under it (CLI, benchmarks, tests):
-TFRS 0.7.3 needs Keras 2, which TF_USE_LEGACY_KERAS selects before TensorFlow is first imported.
-"""
-import os
-import warnings
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # no CUDA-plugin noise on CPU machines
-# Python 3.10 end-of-support notices from Google client libraries, printed on every import.
-warnings.filterwarnings('ignore', category=FutureWarning, module='google')
+"""The TFX pipeline: its config, its definition and the local runner's CLI."""
+import components  # noqa: F401  (process set-up before TensorFlow loads: see components/__init__)

@@ -214,15 +214,19 @@ def run(args: argparse.Namespace) -> int:
 
 def recommend(args: argparse.Namespace) -> int:
   from serving import saved_model
+  from serving import errors as serving_errors
+  from serving.recommendations import print_recommendations
+  import tensorflow as tf
   model_dir = args.model_dir or saved_model.latest_version_dir(
       os.path.join(args.workdir, 'serving_models', args.model_name))
   print(f'Model: {model_dir}')
   serving_fn = saved_model.load(model_dir)
-  for user_id, movies in zip(args.user, saved_model.recommend(serving_fn, args.user, args.k)):
-    print(f'\nTop {len(movies)} movies for user {user_id}:')
-    for rank, movie in enumerate(movies, 1):
-      print(f'  {rank:>3}. {movie["title"]:<60} (movie {movie["movie_id"]}, '
-            f'score {movie["score"]:.3f})')
+  try:
+    rows = saved_model.recommend(serving_fn, args.user, args.k)
+  except tf.errors.InvalidArgumentError as error:  # an unknown user id, say
+    print(f'error: {serving_errors.from_tensorflow(error).message}', file=sys.stderr)
+    return 2
+  print_recommendations(args.user, rows)
   return 0
 
 

@@ -3,17 +3,14 @@
 The serving model searches a ScaNN index, whose TensorFlow ops live in the scann package:
 importing it registers them, which tf.saved_model.load needs.
 """
-import os
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-
 import pathlib
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import scann  # noqa: F401  (registers the ScaNN ops the serving signature uses)
 import tensorflow as tf
 
 from components import features as f
+from serving.recommendations import Recommendation, top_k_rows
 
 
 def version_dirs(model_base_path) -> List[pathlib.Path]:
@@ -41,7 +38,7 @@ def load(model_dir) -> tf.types.experimental.ConcreteFunction:
 
 
 def recommend(serving_fn, user_ids: Sequence[str], k: Optional[int] = None,
-              timestamps: Optional[Sequence[int]] = None) -> List[List[Dict[str, object]]]:
+              timestamps: Optional[Sequence[int]] = None) -> List[List[Recommendation]]:
   """Top-k movies per user: [{'movie_id', 'title', 'score'}, ...] for each user, best first."""
   inputs = {f.USER_ID: tf.constant(list(user_ids), tf.string)}
   if f.TIMESTAMP in serving_fn.structured_input_signature[1]:
@@ -49,10 +46,4 @@ def recommend(serving_fn, user_ids: Sequence[str], k: Optional[int] = None,
       raise ValueError('this model uses timestamps: pass one per user')
     inputs[f.TIMESTAMP] = tf.constant(list(timestamps), tf.int64)
   outputs = serving_fn(**inputs)
-  ids = outputs[f.OUTPUT_MOVIE_IDS].numpy()
-  titles = outputs[f.OUTPUT_MOVIE_TITLES].numpy()
-  scores = outputs[f.OUTPUT_SCORES].numpy()
-  k = k or ids.shape[1]
-  return [[{'movie_id': ids[row, rank].decode(), 'title': titles[row, rank].decode(),
-            'score': float(scores[row, rank])} for rank in range(min(k, ids.shape[1]))]
-          for row in range(len(user_ids))]
+  return top_k_rows({name: tensor.numpy() for name, tensor in outputs.items()}, k or 0)

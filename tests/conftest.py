@@ -1,13 +1,9 @@
 """Shared fixtures. TF_USE_LEGACY_KERAS must be set before TensorFlow is first imported."""
-import os
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 import pathlib
 
 import pytest
 
+import components  # noqa: F401  (process set-up before TensorFlow loads)
 from components.ingest import synthetic
 
 # Small enough for a pipeline run in a couple of minutes on 2 cores, big enough to learn from.
@@ -18,3 +14,26 @@ SMALL = dict(num_users=150, num_movies=200, num_ratings=6000, seed=3)
 def small_dataset(tmp_path_factory) -> pathlib.Path:
   """A synthetic ml-100k-format folder shared by the pipeline tests (read-only)."""
   return synthetic.generate(tmp_path_factory.mktemp('data') / 'synthetic', **SMALL)
+
+
+TOP_K = 20
+
+
+def run_pipeline(data_dir, workdir, *extra) -> int:
+  """The CLI's `run` on small data: 5 epochs, top 20 in the serving model."""
+  from pipeline import cli
+  return cli.main(['run', '--data-dir', str(data_dir), '--workdir', str(workdir),
+                   '--epochs', '5', '--top-k', str(TOP_K), *extra])
+
+
+@pytest.fixture(scope='session')
+def first_run(small_dataset, tmp_path_factory):
+  """One blessed and pushed pipeline run: (exit code, workdir, its MLMD results).
+
+  Shared by the pipeline and serving tests; tests that run again in this workdir must leave
+  its pushed versions as they are.
+  """
+  from pipeline.results import latest_run_results
+  workdir = tmp_path_factory.mktemp('workdir')
+  exit_code = run_pipeline(small_dataset, workdir, '--min-accuracy', '0.3')
+  return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))

@@ -3,6 +3,9 @@ import pathlib
 
 import yaml
 
+from serving import config_files
+from serving.server import parse_args
+
 SERVING = pathlib.Path(__file__).resolve().parents[1] / 'kubeflow' / 'serving'
 
 
@@ -10,30 +13,40 @@ def _load(name):
   return yaml.safe_load((SERVING / name).read_text())
 
 
-def test_kustomization_lists_existing_resources_and_the_model_settings():
+def test_kustomization_lists_existing_resources_and_config_files():
   kustomization = _load('kustomization.yaml')
   for resource in kustomization['resources']:
     assert (SERVING / resource).is_file(), resource
-  literals = dict(item.split('=', 1)
-                  for item in kustomization['configMapGenerator'][0]['literals'])
-  assert literals['MODEL_BASE_PATH'].endswith('/' + literals['MODEL_NAME'])
+  for name in kustomization['configMapGenerator'][0]['files']:
+    assert (SERVING / name).is_file(), name
+
+
+def test_config_files_are_what_the_writer_makes_and_parse_as_tf_serving_protos():
+  (model,) = config_files.read_models_config(SERVING / 'models.config')
+  assert (SERVING / 'models.config').read_text() == config_files.models_config_text([model])
+  batching = config_files.read_batching_parameters(SERVING / 'batching_parameters.txt')
+  assert (SERVING / 'batching_parameters.txt').read_text() == \
+      config_files.batching_parameters_text(batching)
+  assert model.version_policy == 'latest' and model.base_path.endswith('/' + model.name)
 
 
 def test_deployment_serves_grpc_and_rest_and_is_ready_on_model_status():
-  kustomization = _load('kustomization.yaml')
-  model_name = dict(item.split('=', 1) for item in
-                    kustomization['configMapGenerator'][0]['literals'])['MODEL_NAME']
+  (model,) = config_files.read_models_config(SERVING / 'models.config')
   pod = _load('deployment.yaml')['spec']['template']['spec']
   container = pod['containers'][0]
   assert {p['name']: p['containerPort'] for p in container['ports']} == {'grpc': 8500, 'rest': 8501}
-  assert '--model_base_path=$(MODEL_BASE_PATH)' in container['args']
-  assert container['readinessProbe']['httpGet']['path'] == f'/v1/models/{model_name}'
+  assert container['readinessProbe']['httpGet']['path'] == f'/v1/models/{model.name}'
   assert container['resources']['requests']['cpu'] and container['resources']['requests']['memory']
-  mount = container['volumeMounts'][0]
-  assert mount['name'] in {volume['name'] for volume in pod['volumes']}
-  base_path = dict(item.split('=', 1) for item in
-                   kustomization['configMapGenerator'][0]['literals'])['MODEL_BASE_PATH']
-  assert base_path.startswith(mount['mountPath'] + '/')
+  mounts = {mount['mountPath']: mount['name'] for mount in container['volumeMounts']}
+  volumes = {volume['name']: volume for volume in pod['volumes']}
+  assert set(mounts.values()) <= set(volumes)
+  assert model.base_path.startswith('/models/') and mounts['/models'] == 'models'
+  config_map = volumes[mounts['/config']]['configMap']['name']
+  assert config_map == _load('kustomization.yaml')['configMapGenerator'][0]['name']
+  # The same flags start our local server: the arguments are TF Serving's.
+  args = parse_args(container['args'])
+  assert args.model_config_file == '/config/models.config' and args.enable_batching is True
+  assert args.batching_parameters_file == '/config/batching_parameters.txt'
 
 
 def test_service_exposes_the_container_ports():

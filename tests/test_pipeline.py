@@ -12,21 +12,7 @@ from pipeline import cli
 from pipeline.baselines import most_popular_accuracy, movie_ids_of_split
 from pipeline.results import latest_run_results
 from serving import saved_model
-from tests.conftest import SMALL
-
-TOP_K = 20
-
-
-def _run(data_dir, workdir, *extra):
-  return cli.main(['run', '--data-dir', str(data_dir), '--workdir', str(workdir),
-                   '--epochs', '5', '--top-k', str(TOP_K), *extra])
-
-
-@pytest.fixture(scope='module')
-def first_run(small_dataset, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('workdir')
-  exit_code = _run(small_dataset, workdir, '--min-accuracy', '0.3')
-  return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
+from tests.conftest import SMALL, TOP_K, run_pipeline as _run
 
 
 def test_model_is_blessed_and_pushed_in_tf_serving_layout(first_run):

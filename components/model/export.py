@@ -76,6 +76,8 @@ class RecommenderModule(tf.Module):
     self.movie_titles = tf.Variable(catalogue.movie_titles.astype(bytes), trainable=False)
     self.candidate_embeddings = tf.Variable(candidate_embeddings, trainable=False)
     self.top_k = min(top_k, len(catalogue))
+    # User vocabulary indices from here up are out-of-vocabulary buckets: unknown users.
+    self.num_known_users = tft_output.vocabulary_size_by_name(f.USER_ID_VOCAB)
     self.index = build_index(index_kind, candidate_embeddings, self.top_k)
     # The catalogue laid out by movie vocabulary index, for scoring every index at once.
     by_index = np.zeros([num_movie_indices, candidate_embeddings.shape[1]], np.float32)
@@ -96,7 +98,19 @@ class RecommenderModule(tf.Module):
     }
 
   def recommend(self, raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    scores, positions = self.index(self._query_embeddings(raw_features))
+    """Top-k movies per query; a user id not seen in training is an InvalidArgumentError.
+
+    (The out-of-vocabulary embedding would return recommendations that look real but are not
+    anybody's. TF Serving turns the error into HTTP 400 / INVALID_ARGUMENT.)
+    """
+    transformed = self.tft_layer(raw_features)
+    known = transformed[f.USER_ID_INDEX] < self.num_known_users
+    check = tf.debugging.Assert(
+        tf.reduce_all(known),
+        ['unknown user_id (not in the training data):',
+         tf.boolean_mask(raw_features[f.USER_ID], tf.logical_not(known))], summarize=10)
+    with tf.control_dependencies([check]):
+      scores, positions = self.index(self.query_tower(transformed))
     return self._results(scores, positions)
 
   def eval_examples(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:

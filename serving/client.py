@@ -1,0 +1,226 @@
+"""Clients for TF Serving's REST and gRPC APIs (ours or the real server), and a CLI.
+
+    python -m serving.client recommend --user 42 -k 10 [--grpc | --rest]
+    python -m serving.client status | metadata [--grpc | --rest]
+
+Both clients answer the same Python values: status and metadata as dicts (TF Serving's JSON),
+predict as {output name: numpy array}. gRPC goes through the tensorflow-serving-api stubs.
+"""
+import argparse
+import json
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import grpc
+import numpy as np
+import requests
+from google.protobuf import json_format
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+import tensorflow as tf
+
+from components import features as f
+from serving.recommendations import Recommendation, print_recommendations, top_k_rows
+
+
+class ServingClientError(Exception):
+  """The server answered with an error: code (HTTP status or gRPC code name) and message."""
+
+  def __init__(self, code, message: str):
+    super().__init__(f'{code}: {message}')
+    self.code = code
+    self.message = message
+
+
+def _json(message) -> dict:
+  return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                   including_default_value_fields=True)
+
+
+class RestClient:
+  """http://host:8501/v1/models/{model}... with one keep-alive session."""
+
+  def __init__(self, url: str = 'http://localhost:8501', model: str = 'retrieval',
+               timeout: float = 30.0):
+    self.url, self.model, self.timeout = url.rstrip('/'), model, timeout
+    self._session = requests.Session()
+
+  def _model_url(self, version: Optional[int]) -> str:
+    return f'{self.url}/v1/models/{self.model}' + (f'/versions/{version}' if version else '')
+
+  def _answer(self, response: requests.Response) -> dict:
+    try:
+      body = response.json()
+    except ValueError:
+      raise ServingClientError(response.status_code, response.text[:300]) from None
+    if response.status_code != 200:
+      raise ServingClientError(response.status_code, body.get('error', response.text[:300]))
+    return body
+
+  def status(self, version: Optional[int] = None) -> dict:
+    return self._answer(self._session.get(self._model_url(version), timeout=self.timeout))
+
+  def metadata(self, version: Optional[int] = None) -> dict:
+    return self._answer(self._session.get(self._model_url(version) + '/metadata',
+                                          timeout=self.timeout))
+
+  def input_names(self, signature_name: str = 'serving_default') -> List[str]:
+    signatures = self.metadata()['metadata']['signature_def']['signature_def']
+    return sorted(signatures[signature_name]['inputs'])
+
+  def predict(self, inputs: Dict[str, Sequence], signature_name: str = '',
+              version: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """Columnar request; outputs as numpy arrays (strings as str)."""
+    body = {'inputs': {name: np.asarray(value).tolist() for name, value in inputs.items()}}
+    if signature_name:
+      body['signature_name'] = signature_name
+    answer = self._answer(self._session.post(self._model_url(version) + ':predict',
+                                             json=body, timeout=self.timeout))
+    outputs = answer['outputs']
+    if not isinstance(outputs, dict):  # one output: TF Serving leaves out its name
+      outputs = {'output': outputs}
+    return {name: np.asarray(value) for name, value in outputs.items()}
+
+  def close(self) -> None:
+    self._session.close()
+
+
+class GrpcClient:
+  """host:8500 through tensorflow.serving.PredictionService and ModelService stubs."""
+
+  def __init__(self, target: str = 'localhost:8500', model: str = 'retrieval',
+               timeout: float = 30.0):
+    self.model, self.timeout = model, timeout
+    self._channel = grpc.insecure_channel(target)
+    self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+    self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+  def _spec(self, spec, version: Optional[int], signature_name: str = '') -> None:
+    spec.name = self.model
+    if version:
+      spec.version.value = version
+    if signature_name:
+      spec.signature_name = signature_name
+
+  def _call(self, method, request):
+    try:
+      return method(request, timeout=self.timeout)
+    except grpc.RpcError as error:
+      raise ServingClientError(error.code().name, error.details()) from None
+
+  def status(self, version: Optional[int] = None) -> dict:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    self._spec(request.model_spec, version)
+    return _json(self._call(self._models.GetModelStatus, request))
+
+  def metadata(self, version: Optional[int] = None) -> dict:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=['signature_def'])
+    self._spec(request.model_spec, version)
+    response = self._call(self._predictions.GetModelMetadata, request)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata['signature_def'].Unpack(signature_map)
+    spec = _json(response.model_spec)
+    return {'model_spec': spec, 'metadata': {'signature_def': _json(signature_map)}}
+
+  def input_names(self, signature_name: str = 'serving_default') -> List[str]:
+    signatures = self.metadata()['metadata']['signature_def']['signature_def']
+    return sorted(signatures[signature_name]['inputs'])
+
+  def predict_request(self, inputs: Dict[str, Sequence], signature_name: str = '',
+                      version: Optional[int] = None) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    self._spec(request.model_spec, version, signature_name)
+    for name, value in inputs.items():
+      array = np.asarray(value)
+      if array.dtype.kind in 'US':
+        array = array.astype(object)
+      request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
+    return request
+
+  def predict_response(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    """The whole PredictResponse (model_spec says which version answered)."""
+    return self._call(self._predictions.Predict, request)
+
+  def predict(self, inputs: Dict[str, Sequence], signature_name: str = '',
+              version: Optional[int] = None) -> Dict[str, np.ndarray]:
+    response = self.predict_response(self.predict_request(inputs, signature_name, version))
+    return {name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()}
+
+  def close(self) -> None:
+    self._channel.close()
+
+
+def recommend(client, user_ids: Sequence[str], k: int = 10,
+              timestamps: Optional[Sequence[int]] = None) -> List[List[Recommendation]]:
+  """Top-k movies per user from a served retrieval model (either client).
+
+  A model trained with timestamps takes one per user: `timestamps`, or now.
+  """
+  inputs = {f.USER_ID: [str(user) for user in user_ids]}
+  if f.TIMESTAMP in client.input_names():
+    inputs[f.TIMESTAMP] = np.asarray(timestamps or [int(time.time())] * len(user_ids), np.int64)
+  return top_k_rows(client.predict(inputs), k)
+
+
+def make_client(args: argparse.Namespace):
+  if args.grpc:
+    return GrpcClient(f'{args.host}:{args.grpc_port}', args.model, args.timeout)
+  return RestClient(f'http://{args.host}:{args.rest_port}', args.model, args.timeout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog='python -m serving.client', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  common = argparse.ArgumentParser(add_help=False)
+  transport = common.add_mutually_exclusive_group()
+  transport.add_argument('--grpc', action='store_true', help='call the gRPC API (port 8500)')
+  transport.add_argument('--rest', action='store_true', help='call the REST API (the default)')
+  common.add_argument('--host', default='localhost')
+  common.add_argument('--grpc-port', type=int, default=8500)
+  common.add_argument('--rest-port', type=int, default=8501)
+  common.add_argument('--model', default='retrieval', help='served model name')
+  common.add_argument('--timeout', type=float, default=30.0, help='seconds per call')
+  commands = parser.add_subparsers(dest='command', required=True)
+  recommend_parser = commands.add_parser('recommend', parents=[common],
+                                         help='top-k movies for users')
+  recommend_parser.add_argument('--user', action='append', required=True,
+                                help='a user id (repeat for several)')
+  recommend_parser.add_argument('-k', type=int, default=10)
+  recommend_parser.add_argument('--timestamp', type=int, action='append',
+                                help='per user, for models trained with timestamps '
+                                '(default: now)')
+  recommend_parser.add_argument('--json', action='store_true', help='print JSON')
+  commands.add_parser('status', parents=[common], help='model version status')
+  commands.add_parser('metadata', parents=[common], help='signature defs')
+  return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = build_parser().parse_args(argv)
+  client = make_client(args)
+  try:
+    if args.command == 'recommend':
+      rows = recommend(client, args.user, args.k, args.timestamp)
+      if args.json:
+        print(json.dumps(dict(zip(args.user, rows)), indent=1))
+      else:
+        print(f'Via {"gRPC" if args.grpc else "REST"} ({args.host}), model {args.model}:')
+        print_recommendations(args.user, rows)
+    else:
+      print(json.dumps(getattr(client, args.command)(), indent=1))
+  except ServingClientError as error:
+    print(f'error: the server answered {error}', file=sys.stderr)
+    return 1
+  except (requests.ConnectionError, requests.Timeout) as error:
+    print(f'error: cannot reach the REST API at {args.host}:{args.rest_port}: {error}',
+          file=sys.stderr)
+    return 1
+  finally:
+    client.close()
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,107 @@
+"""TF Serving's gRPC services over a ServingApi, on the tensorflow-serving-api package's stubs.
+
+tensorflow.serving.PredictionService: Predict and GetModelMetadata (Classify, Regress and
+MultiInference answer UNIMPLEMENTED: these models have predict signatures only).
+tensorflow.serving.ModelService: GetModelStatus (HandleReloadConfigRequest: UNIMPLEMENTED;
+the server reloads by watching the model base paths).
+"""
+from concurrent import futures
+from typing import Optional
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import (model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from serving import errors
+from serving.api import ServingApi
+from serving.models import dtype_name
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 2**20
+
+
+def _version(model_spec) -> Optional[int]:
+  if model_spec.WhichOneof('version_choice') == 'version_label':
+    raise errors.invalid_argument(f'Unrecognized servable version label: '
+                                  f'{model_spec.version_label} (versions by number only)')
+  return model_spec.version.value if model_spec.HasField('version') else None
+
+
+def _abort(context: grpc.ServicerContext, error: Exception):
+  if isinstance(error, errors.ServingError):
+    context.abort(error.code, error.message)
+  context.abort(grpc.StatusCode.INTERNAL, f'internal error: {error}')
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+
+  def __init__(self, api: ServingApi):
+    self.api = api
+
+  def Predict(self, request, context):  # noqa: N802  (gRPC method names)
+    try:
+      loaded = self.api.resolve(request.model_spec.name, _version(request.model_spec))
+      _, signature_def = loaded.signature(request.model_spec.signature_name)
+      inputs = {}
+      for name, tensor in request.inputs.items():
+        expected = signature_def.inputs.get(name)
+        if expected is not None and tensor.dtype != expected.dtype:
+          raise errors.invalid_argument(
+              f'input {name}: expects {dtype_name(expected.dtype)} but '
+              f'{dtype_name(tensor.dtype)} is provided')
+        try:
+          inputs[name] = tf.make_ndarray(tensor)
+        except (TypeError, ValueError) as error:
+          raise errors.invalid_argument(f'input {name}: malformed TensorProto: {error}') from None
+      spec, outputs = ServingApi.predict(loaded, request.model_spec.signature_name, inputs,
+                                         list(request.output_filter))
+      response = predict_pb2.PredictResponse(model_spec=spec)
+      for name, array in outputs.items():
+        response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
+      return response
+    except Exception as error:  # noqa: BLE001  (every failure becomes a status, never a crash)
+      _abort(context, error)
+
+  def GetModelMetadata(self, request, context):  # noqa: N802
+    try:
+      if not request.metadata_field:
+        raise errors.invalid_argument('GetModelMetadataRequest must specify at least one '
+                                      'metadata_field')
+      return self.api.model_metadata(request.model_spec.name, _version(request.model_spec),
+                                     list(request.metadata_field))
+    except Exception as error:  # noqa: BLE001
+      _abort(context, error)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+
+  def __init__(self, api: ServingApi):
+    self.api = api
+
+  def GetModelStatus(self, request, context):  # noqa: N802
+    try:
+      return self.api.model_status(request.model_spec.name, _version(request.model_spec))
+    except Exception as error:  # noqa: BLE001
+      _abort(context, error)
+
+
+def make_grpc_server(api: ServingApi, address: str, max_workers: int = 16,
+                     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.Server:
+  """A gRPC server with both services on address ('host:port'); not started yet.
+
+  Messages over max_message_bytes are refused by gRPC itself with RESOURCE_EXHAUSTED.
+  """
+  server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                       options=[('grpc.max_receive_message_length', max_message_bytes),
+                                ('grpc.max_send_message_length', max_message_bytes),
+                                ('grpc.so_reuseport', 0)])
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+      PredictionService(api), server)
+  model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(api), server)
+  try:
+    port = server.add_insecure_port(address)
+  except RuntimeError:  # newer grpcio raises where older ones returned 0
+    port = 0
+  if port == 0:
+    raise OSError(f'cannot listen on {address} for gRPC (is the port in use?)')
+  return server

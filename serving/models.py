@@ -1,0 +1,332 @@
+"""Model versions: watching base paths, loading and unloading versions, running signatures.
+
+Mirrors what TF Serving's model manager does for SavedModel folders laid out as
+<base_path>/<version>/saved_model.pb (the layout our Pusher writes):
+- A version is a folder whose name is a number and that holds saved_model.pb. It is loaded
+  once complete: saved_model.pb present (TFX's Pusher writes it last) and its files unchanged
+  since the previous poll.
+- The version policy (latest N, all, specific) picks the versions to serve among the loadable
+  ones. A version that fails to load is reported (END with its error) and skipped until its
+  files change, so the previous version keeps serving.
+- New versions are loaded before old ones are unloaded; a request holds the version it started
+  on, so a swap never fails a request.
+- Requests name models and versions; both are looked up among loaded versions only, never
+  joined into a path.
+"""
+import dataclasses
+import os
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import grpc
+import numpy as np
+
+import scann  # noqa: F401  (registers the ScaNN ops that serving signatures use)
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from serving import errors
+from serving.batching import Batcher
+from serving.config_files import BatchingParameters, ModelSource
+
+DEFAULT_SIGNATURE = 'serving_default'
+Arrays = Dict[str, np.ndarray]
+
+# Model version states, as in tensorflow.serving.ModelVersionStatus.State.
+START, LOADING, AVAILABLE, UNLOADING, END = 'START', 'LOADING', 'AVAILABLE', 'UNLOADING', 'END'
+
+
+@dataclasses.dataclass
+class VersionStatus:
+  version: int
+  state: str
+  error_code: grpc.StatusCode = grpc.StatusCode.OK
+  error_message: str = ''
+
+
+def dtype_name(dtype_enum: int) -> str:
+  """'string', 'int64', ... as TF Serving's messages spell dtypes."""
+  return tf.dtypes.as_dtype(dtype_enum).name if dtype_enum else 'invalid'
+
+
+def _shape_text(dims: Sequence[int]) -> str:
+  return '[' + ','.join(str(dim) for dim in dims) + ']'
+
+
+def read_signature_defs(version_dir) -> meta_graph_pb2.MetaGraphDef:
+  """The serving MetaGraphDef (tag 'serve') of a SavedModel, for metadata and input checks."""
+  saved_model = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(os.path.join(str(version_dir), 'saved_model.pb'), 'rb') as file:
+    saved_model.ParseFromString(file.read())
+  for meta_graph in saved_model.meta_graphs:
+    if 'serve' in meta_graph.meta_info_def.tags:
+      return meta_graph
+  raise ValueError(f'{version_dir}: no MetaGraphDef tagged "serve"')
+
+
+class LoadedVersion:
+  """One loaded version: runs its signatures on numpy inputs, checked against the SignatureDef."""
+
+  def __init__(self, name: str, version: int, path: str,
+               batching: Optional[BatchingParameters] = None):
+    self.name, self.version, self.path = name, version, path
+    self.meta_graph = read_signature_defs(path)
+    self._saved_model = tf.saved_model.load(path)
+    self._functions = dict(self._saved_model.signatures)
+    self._batchers: Dict[str, Batcher] = {}
+    if batching:
+      for signature_name in self._functions:
+        self._batchers[signature_name] = Batcher(
+            lambda inputs, name=signature_name: self._call(name, inputs), batching)
+
+  @property
+  def signature_defs(self):
+    return self.meta_graph.signature_def
+
+  def close(self) -> None:
+    for batcher in self._batchers.values():
+      batcher.close()
+
+  def signature(self, signature_name: str):
+    name = signature_name or DEFAULT_SIGNATURE
+    if name not in self._functions:
+      raise errors.invalid_argument(
+          f'Serving signature name: "{name}" not found in signature def')
+    return name, self.signature_defs[name]
+
+  def check_inputs(self, signature_name: str, inputs: Arrays) -> None:
+    """TF Serving's checks: the signature's input names, dtypes and shapes, nothing else."""
+    name, signature_def = self.signature(signature_name)
+    expected, sent = set(signature_def.inputs), set(inputs)
+    if expected != sent:
+      raise errors.invalid_argument(
+          f'input size does not match signature: {len(sent)}!={len(expected)} '
+          f'len({{{",".join(sorted(sent))}}}) != len({{{",".join(sorted(expected))}}}). '
+          f'Sent extra: {{{",".join(sorted(sent - expected))}}}. '
+          f'Missing but required: {{{",".join(sorted(expected - sent))}}}.')
+    for position, input_name in enumerate(sorted(expected)):
+      tensor_info, array = signature_def.inputs[input_name], inputs[input_name]
+      want = tf.dtypes.as_dtype(tensor_info.dtype)
+      got = tf.dtypes.as_dtype(array.dtype) if array.dtype != object else tf.string
+      if want != got:
+        raise errors.invalid_argument(
+            f'Expects arg[{position}] ({input_name}) to be {want.name} but {got.name} is '
+            'provided')
+      shape = tensor_info.tensor_shape
+      if not shape.unknown_rank:
+        dims = [dim.size for dim in shape.dim]
+        if len(dims) != array.ndim or any(want_dim not in (-1, got_dim)
+                                          for want_dim, got_dim in zip(dims, array.shape)):
+          raise errors.invalid_argument(
+              f'input {input_name}: shape {_shape_text(array.shape)} does not match the '
+              f'signature\'s {_shape_text(dims)} (-1: any size)')
+
+  def predict(self, signature_name: str, inputs: Arrays,
+              output_filter: Sequence[str] = ()) -> Tuple[str, Arrays]:
+    """Runs a signature; returns (signature name, outputs as numpy arrays)."""
+    name, signature_def = self.signature(signature_name)
+    self.check_inputs(name, inputs)
+    unknown = set(output_filter) - set(signature_def.outputs)
+    if unknown:
+      raise errors.invalid_argument(
+          f'output tensor alias not found in signature: {", ".join(sorted(unknown))}')
+    run = self._batchers.get(name) or (lambda batch: self._call(name, batch))
+    outputs = run(inputs)
+    if output_filter:
+      outputs = {alias: outputs[alias] for alias in output_filter}
+    return name, outputs
+
+  def _call(self, signature_name: str, inputs: Arrays) -> Arrays:
+    try:
+      outputs = self._functions[signature_name](
+          **{name: tf.constant(array) for name, array in inputs.items()})
+    except tf.errors.OpError as error:
+      raise errors.from_tensorflow(error) from None
+    except (TypeError, ValueError) as error:
+      raise errors.invalid_argument(str(error)) from None
+    return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+
+def _fingerprint(version_dir: str) -> Tuple:
+  """(path, size, mtime) of every file below a folder: equal twice means nothing is writing."""
+  files = []
+  for root, _, names in tf.io.gfile.walk(version_dir):
+    for file_name in names:
+      path = os.path.join(root, file_name)
+      try:
+        stat = tf.io.gfile.stat(path)
+      except tf.errors.NotFoundError:
+        continue
+      files.append((os.path.relpath(path, version_dir), stat.length, stat.mtime_nsec))
+  return tuple(sorted(files))
+
+
+class ServedModel:
+  """The versions of one model: what is on disk, what is loaded, and each version's status."""
+
+  def __init__(self, source: ModelSource, batching: Optional[BatchingParameters] = None,
+               log: Callable[[str], None] = print):
+    self.source = source
+    self._batching = batching
+    self._log = log
+    self._loaded: Dict[int, LoadedVersion] = {}
+    self._status: Dict[int, VersionStatus] = {}
+    self._previous_fingerprints: Dict[int, Tuple] = {}
+    self._failed_fingerprints: Dict[int, Tuple] = {}
+    self._lock = threading.Lock()
+
+  @property
+  def name(self) -> str:
+    return self.source.name
+
+  def _loadable_versions(self) -> Dict[int, str]:
+    """Version folders that can be served: loaded already, or complete and not failed.
+
+    Complete: holds saved_model.pb and its files did not change since the last poll.
+    """
+    base = self.source.base_path
+    try:
+      entries = tf.io.gfile.listdir(base)
+    except tf.errors.NotFoundError:
+      entries = []
+    fingerprints, loadable = {}, {}
+    for entry in entries:
+      entry = entry.rstrip('/')
+      if not entry.isdigit() or int(entry) >= 2**63:
+        continue
+      version, path = int(entry), os.path.join(base, entry)
+      if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
+        continue
+      if version in self._loaded:
+        loadable[version] = path
+        continue
+      fingerprint = _fingerprint(path)
+      fingerprints[version] = fingerprint
+      if self._failed_fingerprints.get(version) not in (None, fingerprint):
+        del self._failed_fingerprints[version]  # its files changed: worth another try
+      if (self._previous_fingerprints.get(version) == fingerprint
+          and version not in self._failed_fingerprints):
+        loadable[version] = path
+    self._previous_fingerprints = fingerprints
+    return loadable
+
+  def _aspired(self, loadable: Sequence[int]) -> List[int]:
+    if self.source.version_policy == 'all':
+      return sorted(loadable)
+    if self.source.version_policy == 'specific':
+      return sorted(set(loadable) & set(self.source.versions))
+    return sorted(loadable)[-self.source.num_latest:]
+
+  def poll(self) -> None:
+    """One look at the base path: load aspired versions, then unload the ones they replace."""
+    loadable = self._loadable_versions()
+    aspired = self._aspired(list(loadable))
+    for version in aspired:
+      if version not in self._loaded:
+        self._load(version, loadable[version])
+    # Unload only once a replacement is live (or nothing is left to serve on disk).
+    if any(version in self._loaded for version in aspired) or not aspired:
+      for version in list(self._loaded):
+        if version not in aspired:
+          self._unload(version)
+
+  def _load(self, version: int, path: str) -> None:
+    self._status[version] = VersionStatus(version, LOADING)
+    started = time.monotonic()
+    try:
+      loaded = LoadedVersion(self.name, version, path, self._batching)
+    except Exception as error:  # noqa: BLE001  (any failure: report it, keep the old version)
+      self._failed_fingerprints[version] = self._previous_fingerprints.get(version, ())
+      message = f'Failed to load {self.name} version {version} from {path}: ' + \
+          str(error).strip().splitlines()[0][:500]
+      self._status[version] = VersionStatus(version, END, grpc.StatusCode.UNKNOWN, message)
+      self._log(message)
+      return
+    with self._lock:
+      self._loaded[version] = loaded
+    self._status[version] = VersionStatus(version, AVAILABLE)
+    self._log(f'Loaded {self.name} version {version} from {path} '
+              f'in {time.monotonic() - started:.1f} s')
+
+  def _unload(self, version: int) -> None:
+    self._status[version] = VersionStatus(version, UNLOADING)
+    with self._lock:
+      loaded = self._loaded.pop(version)
+    loaded.close()
+    self._status[version] = VersionStatus(version, END)
+    self._log(f'Unloaded {self.name} version {version}')
+
+  def get(self, version: Optional[int] = None) -> LoadedVersion:
+    """The requested version, or the highest loaded one; NOT_FOUND as TF Serving words it."""
+    with self._lock:
+      if version is None:
+        if self._loaded:
+          return self._loaded[max(self._loaded)]
+        raise errors.not_found(f'Servable not found for request: Latest({self.name})')
+      if version in self._loaded:
+        return self._loaded[version]
+    raise errors.not_found(f'Servable not found for request: Specific({self.name}, {version})')
+
+  def status(self, version: Optional[int] = None) -> List[VersionStatus]:
+    statuses = dict(self._status)  # a copy: the watcher thread updates it
+    if version is not None:
+      if version not in statuses:
+        raise errors.not_found(f'Could not find version {version} of model {self.name}')
+      return [statuses[version]]
+    if not statuses:
+      raise errors.not_found(f'Could not find any versions of model {self.name}')
+    return [statuses[v] for v in sorted(statuses, reverse=True)]
+
+  def close(self) -> None:
+    for version in list(self._loaded):
+      self._unload(version)
+
+
+class ModelManager:
+  """All served models, polled every poll_seconds by a background thread."""
+
+  def __init__(self, sources: Sequence[ModelSource], batching: Optional[BatchingParameters] = None,
+               poll_seconds: float = 1.0, log: Callable[[str], None] = print):
+    self.models = {source.name: ServedModel(source, batching, log) for source in sources}
+    self.poll_seconds = poll_seconds
+    self._stop = threading.Event()
+    self._thread: Optional[threading.Thread] = None
+
+  def model(self, name: str) -> ServedModel:
+    if name not in self.models:
+      raise errors.not_found(f'Could not find any versions of model {name}')
+    return self.models[name]
+
+  def get(self, name: str, version: Optional[int] = None) -> LoadedVersion:
+    if name not in self.models:
+      raise errors.not_found(f'Servable not found for request: '
+                             f'{"Latest" if version is None else "Specific"}({name}'
+                             f'{"" if version is None else f", {version}"})')
+    return self.models[name].get(version)
+
+  def poll(self) -> None:
+    for model in self.models.values():
+      model.poll()
+
+  def start(self, settle_seconds: float = 0.5) -> None:
+    """Loads what is on disk now (two looks, settle_seconds apart), then keeps watching."""
+    self.poll()
+    time.sleep(settle_seconds)
+    self.poll()
+    self._thread = threading.Thread(target=self._watch, daemon=True, name='model-watcher')
+    self._thread.start()
+
+  def _watch(self) -> None:
+    while not self._stop.wait(self.poll_seconds):
+      try:
+        self.poll()
+      except Exception as error:  # noqa: BLE001  (a bad poll must not stop the watching)
+        print(f'model watcher: {error}')
+
+  def stop(self) -> None:
+    self._stop.set()
+    if self._thread:
+      self._thread.join()
+    for model in self.models.values():
+      model.close()
