@@ -213,10 +213,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def recommend(args: argparse.Namespace) -> int:
-  from serving import saved_model
-  from serving import errors as serving_errors
-  from serving.recommendations import print_recommendations
   import tensorflow as tf
+
+  from serving import errors as serving_errors
+  from serving import saved_model
+  from serving.recommendations import print_recommendations
   model_dir = args.model_dir or saved_model.latest_version_dir(
       os.path.join(args.workdir, 'serving_models', args.model_name))
   print(f'Model: {model_dir}')
