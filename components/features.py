@@ -36,6 +36,10 @@ MOVIE_ID_VOCAB = 'movie_id_vocab'
 MOVIE_TITLE_TOKEN_VOCAB = 'movie_title_token_vocab'
 MOVIE_GENRE_VOCAB = 'movie_genre_vocab'
 
+# The serving signature that also takes movie ids never to return (e.g. already watched).
+EXCLUDE_SIGNATURE = 'serving_exclude'
+EXCLUDE_MOVIE_IDS = 'exclude_movie_ids'  # string [batch, n]; '' pads short rows
+
 # Serving signature outputs.
 OUTPUT_MOVIE_IDS = 'movie_ids'
 OUTPUT_MOVIE_TITLES = 'movie_titles'

@@ -71,7 +71,8 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
         model.query_tower, tft_output, catalogue, candidate_embeddings, index_kind,
         top_k=config.top_k,
         num_movie_indices=tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS,
-        use_timestamps=config.use_timestamps)
+        use_timestamps=config.use_timestamps, max_excluded=config.max_excluded,
+        exclude_seen=config.exclude_seen)
 
   export.save(module(config.index), serving_model_dir)
   if eval_model_dir:

@@ -62,6 +62,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f'results per query in the exported model (default: {defaults.top_k})')
   model.add_argument('--index', choices=INDEX_KINDS, default=defaults.index,
                      help='serving index: scann, or brute-force for stock TF Serving')
+  model.add_argument('--exclude-seen', action='store_true',
+                     help='serving never returns a user\'s training movies')
+  model.add_argument('--max-excluded', type=int, default=defaults.max_excluded,
+                     help='most movie ids one serving_exclude request may exclude '
+                     f'(default: {defaults.max_excluded})')
   model.add_argument('--seed', type=int, default=defaults.seed)
 
   gate = parser.add_argument_group('evaluation gate and push')
@@ -95,7 +100,8 @@ def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
       use_timestamps=args.use_timestamps, use_title=args.use_title, use_genres=args.use_genres,
       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
       optimizer=args.optimizer, timestamp_buckets=args.timestamp_buckets, top_k=args.top_k,
-      index=args.index, seed=args.seed)
+      index=args.index, max_excluded=args.max_excluded, exclude_seen=args.exclude_seen,
+      seed=args.seed)
   return PipelineConfig(
       data_dir=str(data_dir), workdir=os.path.abspath(args.workdir), model=model,
       split=args.split, eval_percent=args.eval_percent,

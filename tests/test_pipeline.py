@@ -5,11 +5,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from components.ingest import movielens
 from pipeline import cli
-from pipeline.baselines import most_popular_accuracy, movie_ids_of_split
+from pipeline.baselines import most_popular_accuracy, movie_ids_of_split, ratings_of_split
 from pipeline.results import latest_run_results
 from serving import saved_model
 from tests.conftest import SMALL, TOP_K, run_pipeline as _run
@@ -193,3 +195,38 @@ def test_evaluator_loads_the_plain_tf_model_in_a_process_without_scann(first_run
       capture_output=True, text=True)
   assert completed.returncode == 0, completed.stderr[-2000:]
   assert completed.stdout.strip().splitlines()[-1] == f'{results.model_uri}/Format-TFMA'
+
+
+def test_serving_exclude_never_returns_excluded_movies(first_run):
+  _, _, results = first_run
+  users = tf.constant(['1', '2', '3', '4', '5'])
+  for model_format in ('Format-TFMA', 'Format-Serving'):  # exact top k, then ScaNN
+    model = tf.saved_model.load(str(pathlib.Path(results.model_uri) / model_format))
+    default = model.signatures['serving_default'](user_id=users)['movie_ids'].numpy()
+    exclude = np.concatenate([default[:, :5], np.full([5, 2], b''), np.full([5, 1], b'no-such')],
+                             axis=1)
+    answer = model.signatures['serving_exclude'](user_id=users, exclude_movie_ids=exclude)
+    for row in range(5):
+      assert not set(answer['movie_ids'].numpy()[row]) & set(default[row, :5])
+      if model_format == 'Format-TFMA':
+        assert answer['movie_ids'].numpy()[row, :TOP_K - 5].tolist() == default[row, 5:].tolist()
+    with pytest.raises(tf.errors.InvalidArgumentError, match='at most 100 per user'):
+      model.signatures['serving_exclude'](user_id=users[:1],
+                                          exclude_movie_ids=tf.fill([1, 101], 'x'))
+
+
+def test_exclude_seen_export_never_returns_training_movies(first_run, small_dataset):
+  """Re-trained with --exclude-seen (floor unreachable: nothing is pushed)."""
+  _, workdir, _ = first_run
+  _run(small_dataset, workdir, '--exclude-seen', '--min-accuracy', '1.01')
+  results = latest_run_results(str(workdir / 'metadata.sqlite'))
+  train = ratings_of_split(results.outputs[('FileBasedExampleGen', 'Examples')], 'train')
+  seen = {}
+  for user, movie in zip(train.user_ids, train.movie_ids):
+    seen.setdefault(user, set()).add(movie)
+  users = sorted(seen)
+  model = tf.saved_model.load(str(pathlib.Path(results.model_uri) / 'Format-Serving'))
+  answer = model.signatures['serving_default'](user_id=tf.constant(users))['movie_ids'].numpy()
+  for user, movies in zip(users, answer):
+    assert not set(movies) & seen[user]
+    assert b'' not in set(movies)  # the catalogue is big enough to fill every slot

@@ -135,6 +135,20 @@ def test_predict_over_grpc_matches_rest_and_names_the_version(endpoints):
   np.testing.assert_allclose(over_grpc['scores'], over_rest['scores'].astype(float), rtol=1e-5)
 
 
+def test_serving_exclude_signature_leaves_out_the_given_movies(endpoints):
+  url = f'{endpoints.rest_url}/v1/models/{endpoints.model}:predict'
+  top = endpoints.rest().predict({'user_id': ['1']})['movie_ids'][0].tolist()
+  response = requests.post(url, json={'signature_name': 'serving_exclude', 'instances': [
+      {'user_id': '1', 'exclude_movie_ids': top[:3]}]}, timeout=30)
+  assert response.status_code == 200, response.text
+  movies = response.json()['predictions'][0]['movie_ids']
+  assert movies[:TOP_K - 3] == top[3:]
+  stub = endpoints.grpc()
+  over_grpc = stub.predict({'user_id': ['1'], 'exclude_movie_ids': [top[:3]]},
+                           signature_name='serving_exclude')
+  assert [movie.decode() for movie in over_grpc['movie_ids'][0]] == movies
+
+
 def test_specific_version_is_served_on_request(endpoints):
   version = _latest_version(endpoints.rest())
   over_rest = endpoints.rest().predict({'user_id': ['3']}, version=version)

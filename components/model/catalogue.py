@@ -34,6 +34,8 @@ class Catalogue:
     movie_id_indices: the movie id vocabulary index of each movie.
     title_token_indices, genre_indices: per movie, the id lists the candidate tower embeds.
     rating_counts: ratings per movie in the training split (popularity).
+    user_histories: per user id vocabulary index, the catalogue positions of the movies the
+      user rated in training.
   """
   movie_ids: np.ndarray
   movie_titles: np.ndarray
@@ -41,6 +43,7 @@ class Catalogue:
   title_token_indices: List[np.ndarray]
   genre_indices: List[np.ndarray]
   rating_counts: np.ndarray
+  user_histories: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def __len__(self) -> int:
     return len(self.movie_ids)
@@ -50,15 +53,18 @@ class Catalogue:
     """Collects the distinct movies of a batched, finite dataset of transformed features."""
     movies: Dict[int, dict] = {}
     counts: Dict[int, int] = {}
+    rated: Dict[int, set] = {}  # user index -> movie indices
     for batch in dataset:
       # Each feature leaves TensorFlow once per batch, not once per new movie.
       indices = batch[f.MOVIE_ID_INDEX].numpy().reshape(-1)
+      users = batch[f.USER_ID_INDEX].numpy().reshape(-1)
       movie_ids = batch[f.MOVIE_ID].numpy().reshape(-1)
       titles = batch[f.MOVIE_TITLE].numpy().reshape(-1)
       tokens = _id_lists(batch[f.MOVIE_TITLE_TOKEN_INDICES])
       genres = _id_lists(batch[f.MOVIE_GENRE_INDICES])
       for row, index in enumerate(indices.tolist()):
         counts[index] = counts.get(index, 0) + 1
+        rated.setdefault(int(users[row]), set()).add(index)
         if index not in movies:
           movies[index] = {'movie_id': movie_ids[row], 'title': titles[row],
                            'tokens': np.array(tokens[row], np.int64),
@@ -66,13 +72,16 @@ class Catalogue:
     if not movies:
       raise ValueError('the training split holds no ratings: cannot build a catalogue')
     order = sorted(movies)
+    position = {index: row for row, index in enumerate(order)}
     return cls(
         movie_ids=np.array([movies[i]['movie_id'] for i in order], dtype=object),
         movie_titles=np.array([movies[i]['title'] for i in order], dtype=object),
         movie_id_indices=np.array(order, dtype=np.int64),
         title_token_indices=[movies[i]['tokens'].astype(np.int64) for i in order],
         genre_indices=[movies[i]['genres'].astype(np.int64) for i in order],
-        rating_counts=np.array([counts[i] for i in order], dtype=np.int64))
+        rating_counts=np.array([counts[i] for i in order], dtype=np.int64),
+        user_histories={user: np.array(sorted(position[i] for i in movie_indices), np.int64)
+                        for user, movie_indices in rated.items()})
 
   def candidate_features(self) -> Dict[str, tf.Tensor]:
     """The catalogue as one batch of candidate-tower inputs."""

@@ -28,6 +28,10 @@ class ModelConfig:
   timestamp_buckets: int = 1000
   top_k: int = 100  # results per query in the exported model
   index: str = 'scann'  # serving index: 'scann' or 'brute-force' (stock TF Serving)
+  # Most movies one request of the `serving_exclude` signature may exclude.
+  max_excluded: int = 100
+  # Serving never returns a known user's training movies (their history is in the model).
+  exclude_seen: bool = False
   seed: int = 42
 
   def __post_init__(self):
@@ -35,7 +39,8 @@ class ModelConfig:
       raise ValueError(f'model kind {self.kind!r} is not one of {MODEL_KINDS}')
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
-    for name in ('embedding_dim', 'epochs', 'batch_size', 'top_k', 'timestamp_buckets'):
+    for name in ('embedding_dim', 'epochs', 'batch_size', 'top_k', 'timestamp_buckets',
+                 'max_excluded'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
 

@@ -10,7 +10,7 @@ Both carry the plain-TF signatures that TFMA calls: eval_examples (scores for ev
 index) and transform_features (the label, movie_id_index).
 """
 import math
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -61,12 +61,29 @@ def build_index(index_kind: str, candidate_embeddings: tf.Tensor, k: int) -> tfr
   return layer.index(candidate_embeddings, positions)
 
 
+def _padded_histories(catalogue: Catalogue, num_users: int) -> np.ndarray:
+  """[num_users, longest history] catalogue positions of each user's training movies, -1 pads."""
+  longest = max((len(history) for history in catalogue.user_histories.values()), default=0)
+  table = np.full([num_users, max(longest, 1)], -1, np.int64)
+  for user, history in catalogue.user_histories.items():
+    if user < num_users:
+      table[user, :len(history)] = history
+  return table
+
+
 class RecommenderModule(tf.Module):
-  """Raw query features -> transform -> query tower -> index -> movie ids, titles, scores."""
+  """Raw query features -> transform -> query tower -> index -> movie ids, titles, scores.
+
+  Exclusions: the index is searched for top_k + slack candidates, excluded catalogue positions
+  are masked out, and the best top_k of the rest are returned, so an excluded movie is never
+  returned. The slack is max_excluded (the serving_exclude signature's limit per request) plus,
+  with exclude_seen, the longest training history.
+  """
 
   def __init__(self, query_tower: tf.keras.Model, tft_output: tft.TFTransformOutput,
                catalogue: Catalogue, candidate_embeddings: tf.Tensor, index_kind: str,
-               top_k: int, num_movie_indices: int, use_timestamps: bool):
+               top_k: int, num_movie_indices: int, use_timestamps: bool,
+               max_excluded: int = 100, exclude_seen: bool = False):
     super().__init__()
     self.query_tower = query_tower
     self.tft_layer = tft_output.transform_features_layer()
@@ -78,7 +95,17 @@ class RecommenderModule(tf.Module):
     self.top_k = min(top_k, len(catalogue))
     # User vocabulary indices from here up are out-of-vocabulary buckets: unknown users.
     self.num_known_users = tft_output.vocabulary_size_by_name(f.USER_ID_VOCAB)
-    self.index = build_index(index_kind, candidate_embeddings, self.top_k)
+    self.max_excluded = max_excluded
+    self.exclude_seen = exclude_seen
+    histories = _padded_histories(catalogue, self.num_known_users)
+    self.user_histories = tf.Variable(histories, trainable=False)
+    slack = max_excluded + (histories.shape[1] if exclude_seen else 0)
+    self.search_k = min(self.top_k + slack, len(catalogue))
+    self.index = build_index(index_kind, candidate_embeddings, self.search_k)
+    self.movie_positions = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(catalogue.movie_ids.astype(bytes)),
+            tf.range(len(catalogue), dtype=tf.int64)), default_value=-1)
     # The catalogue laid out by movie vocabulary index, for scoring every index at once.
     by_index = np.zeros([num_movie_indices, candidate_embeddings.shape[1]], np.float32)
     by_index[catalogue.movie_id_indices] = candidate_embeddings.numpy()
@@ -97,21 +124,51 @@ class RecommenderModule(tf.Module):
         f.OUTPUT_SCORES: scores,
     }
 
-  def recommend(self, raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def recommend(self, raw_features: Dict[str, tf.Tensor],
+                exclude_movie_ids: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
     """Top-k movies per query; a user id not seen in training is an InvalidArgumentError.
 
     (The out-of-vocabulary embedding would return recommendations that look real but are not
     anybody's. TF Serving turns the error into HTTP 400 / INVALID_ARGUMENT.)
+    exclude_movie_ids: [batch, n] movie ids never to return ('' pads short rows; ids outside
+    the catalogue are ignored: they cannot be returned anyway).
     """
     transformed = self.tft_layer(raw_features)
-    known = transformed[f.USER_ID_INDEX] < self.num_known_users
+    user_index = transformed[f.USER_ID_INDEX]
+    known = user_index < self.num_known_users
     check = tf.debugging.Assert(
         tf.reduce_all(known),
         ['unknown user_id (not in the training data):',
          tf.boolean_mask(raw_features[f.USER_ID], tf.logical_not(known))], summarize=10)
     with tf.control_dependencies([check]):
-      scores, positions = self.index(self.query_tower(transformed))
-    return self._results(scores, positions)
+      queries = self.query_tower(transformed)
+    excluded = []
+    if exclude_movie_ids is not None:
+      too_many = tf.debugging.assert_less_equal(
+          tf.shape(exclude_movie_ids)[1], self.max_excluded,
+          message=f'exclude_movie_ids: at most {self.max_excluded} per user '
+          '(export option --max-excluded)')
+      with tf.control_dependencies([too_many]):
+        excluded.append(self.movie_positions.lookup(exclude_movie_ids))
+    if self.exclude_seen:
+      excluded.append(tf.gather(self.user_histories, tf.minimum(user_index,
+                                                                 self.num_known_users - 1)))
+    if not excluded:
+      scores, positions = self.index(queries, k=self.top_k)
+      return self._results(scores, positions)
+    scores, positions = self.index(queries, k=self.search_k)
+    excluded = tf.cast(tf.concat(excluded, axis=1), positions.dtype)
+    hit = tf.reduce_any(tf.equal(positions[:, :, None], excluded[:, None, :]), axis=-1)
+    masked = tf.where(hit, tf.fill(tf.shape(scores), MISSING_SCORE), scores)
+    best_scores, best = tf.math.top_k(masked, k=self.top_k)
+    # Only a catalogue smaller than top_k + exclusions can leave excluded movies among the
+    # best: those slots come back as movie id '' with MISSING_SCORE, never as the movie.
+    best_positions = tf.gather(positions, best, batch_dims=1)
+    results = self._results(best_scores, best_positions)
+    filler = tf.equal(best_scores, MISSING_SCORE)
+    for name in (f.OUTPUT_MOVIE_IDS, f.OUTPUT_MOVIE_TITLES):
+      results[name] = tf.where(filler, tf.constant(b''), results[name])
+    return results
 
   def eval_examples(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Scores of every movie vocabulary index, [batch, num_movie_indices], in plain TF.
@@ -129,22 +186,29 @@ class RecommenderModule(tf.Module):
     return {f.MOVIE_ID_INDEX: self.tft_layer(raw_features)[f.MOVIE_ID_INDEX]}
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    """serving_default(user_id[, timestamp]); eval_examples and transform_features(examples)."""
+    """serving_default(user_id[, timestamp]); serving_exclude(the same, exclude_movie_ids);
+    eval_examples and transform_features(examples)."""
+    query_specs = [tf.TensorSpec([None], tf.string, name=f.USER_ID)]
     if self.use_timestamps:
-      @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=f.USER_ID),
-                                    tf.TensorSpec([None], tf.int64, name=f.TIMESTAMP)])
-      def serve(user_id, timestamp):
-        return self.recommend({f.USER_ID: user_id, f.TIMESTAMP: timestamp})
-    else:
-      @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=f.USER_ID)])
-      def serve(user_id):
-        return self.recommend({f.USER_ID: user_id})
+      query_specs.append(tf.TensorSpec([None], tf.int64, name=f.TIMESTAMP))
+    names = [spec.name for spec in query_specs]
+    exclude_spec = tf.TensorSpec([None, None], tf.string, name=f.EXCLUDE_MOVIE_IDS)
+
+    @tf.function(input_signature=query_specs)
+    def serve(*query):
+      return self.recommend(dict(zip(names, query)))
+
+    @tf.function(input_signature=query_specs + [exclude_spec])
+    def serve_exclude(*query_and_exclusions):
+      *query, exclusions = query_and_exclusions
+      return self.recommend(dict(zip(names, query)), exclusions)
 
     examples_spec = [tf.TensorSpec([None], tf.string, name='examples')]
     evaluate = tf.function(self.eval_examples, input_signature=examples_spec)
     transform = tf.function(self.transform_features, input_signature=examples_spec)
     return {
         'serving_default': serve.get_concrete_function(),
+        f.EXCLUDE_SIGNATURE: serve_exclude.get_concrete_function(),
         f.EVAL_SIGNATURE: evaluate.get_concrete_function(),
         f.TRANSFORM_SIGNATURE: transform.get_concrete_function(),
     }
