@@ -22,10 +22,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 import components  # noqa: F401  (process set-up before TensorFlow loads)
+from benchmarks.pipeline import ML100K_SHAPE
 from components.ingest import synthetic
 from serving.client import GrpcClient
-
-ML100K_SHAPE = dict(num_users=943, num_movies=1682, num_ratings=100_000)
+from serving.demo import start_server, stop_server
 
 
 # --- the model and the server ---------------------------------------------------------------
@@ -41,19 +41,6 @@ def train_model(data_dir: Optional[str], scratch: str) -> str:
   print('training:', ' '.join(command), flush=True)
   subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
   return f'{workdir}/serving_models/retrieval'
-
-
-def start_server(model_base_path: str, batching: bool, grpc_port: int, rest_port: int):
-  command = [sys.executable, '-m', 'serving', '--model_base_path', model_base_path,
-             '--host', '127.0.0.1', '--port', str(grpc_port), '--rest_api_port', str(rest_port)]
-  if batching:
-    command.append('--enable_batching')
-  server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  for line in server.stdout:
-    if line.startswith('gRPC on port'):
-      threading.Thread(target=server.stdout.read, daemon=True).start()  # keep the pipe drained
-      return server
-  raise RuntimeError(f'the server exited with {server.wait()}')
 
 
 def percentiles(latencies: Sequence[float]) -> Dict[str, float]:
@@ -148,7 +135,9 @@ def bench_server(model_base_path: str, user_ids: List[str], seconds: float, scra
   print(f'{"batching":<10}{"API":<6}{"concurrency":>12}{"p50 ms":>9}{"p99 ms":>9}'
         f'{"req/s":>9}{"errors":>8}')
   for batching in (False, True):
-    server = start_server(model_base_path, batching, 18500, 18501)
+    server = start_server(model_base_path, 'retrieval', 18500, 18501,
+                          ['--enable_batching'] if batching else [],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
       for concurrency in (1, 16):
         rows = [('gRPC', grpc_load('127.0.0.1:18500', user_ids, concurrency, seconds)),
@@ -163,8 +152,7 @@ def bench_server(model_base_path: str, user_ids: List[str], seconds: float, scra
                 f'{figures["p50_ms"]:>9.2f}{figures["p99_ms"]:>9.2f}{figures["rps"]:>9.0f}'
                 f'{figures["errors"]:>8}', flush=True)
     finally:
-      server.terminate()
-      server.wait()
+      stop_server(server)
 
 
 # --- ScaNN against brute force ----------------------------------------------------------------

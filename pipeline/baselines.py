@@ -6,7 +6,6 @@ those into the hit rate of the rated movie in the top k, counting the user's tra
 Baselines: most-popular (training rating counts) and EASE (Steck 2019: a closed-form item-item
 linear model, B = I - P / diag(P) with P = (X'X + l2 I)^-1, zero diagonal).
 """
-import collections
 import dataclasses
 import glob
 import os
@@ -27,39 +26,18 @@ class Ratings:
   movie_ids: List[bytes]
 
 
-def _read_split(examples_uri: str, split: str, names: Sequence[str]) -> Dict[str, list]:
+def ratings_of_split(examples_uri: str, split: str) -> Ratings:
+  """The (user, movie) of every rating in one split of an ExampleGen output."""
   files = glob.glob(os.path.join(examples_uri, f'Split-{split}', '*'))
   if not files:
     raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
-  dataset = tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096)
-  spec = {name: tf.io.FixedLenFeature([], tf.string) for name in names}
-  columns = {name: [] for name in names}
-  for batch in dataset:
+  spec = {name: tf.io.FixedLenFeature([], tf.string) for name in (f.USER_ID, f.MOVIE_ID)}
+  ratings = Ratings([], [])
+  for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096):
     parsed = tf.io.parse_example(batch, spec)
-    for name in names:
-      columns[name].extend(parsed[name].numpy().tolist())
-  return columns
-
-
-def movie_ids_of_split(examples_uri: str, split: str) -> List[bytes]:
-  """The movie id of every rating in one split of an ExampleGen output."""
-  return _read_split(examples_uri, split, [f.MOVIE_ID])[f.MOVIE_ID]
-
-
-def ratings_of_split(examples_uri: str, split: str) -> Ratings:
-  columns = _read_split(examples_uri, split, [f.USER_ID, f.MOVIE_ID])
-  return Ratings(columns[f.USER_ID], columns[f.MOVIE_ID])
-
-
-def most_popular_accuracy(train_ids: Sequence[bytes], eval_ids: Sequence[bytes],
-                          ks: Sequence[int] = DEFAULT_KS) -> Dict[str, float]:
-  """Top-k accuracy of recommending everyone the k most rated training movies."""
-  ranking = [movie for movie, _ in collections.Counter(train_ids).most_common()]
-  accuracy = {}
-  for k in ks:
-    top = set(ranking[:k])
-    accuracy[f'top_{k}_accuracy'] = sum(movie in top for movie in eval_ids) / len(eval_ids)
-  return accuracy
+    ratings.user_ids.extend(parsed[f.USER_ID].numpy().tolist())
+    ratings.movie_ids.extend(parsed[f.MOVIE_ID].numpy().tolist())
+  return ratings
 
 
 def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[bytes]]],

@@ -15,13 +15,13 @@ from typing import Dict, List, Optional, Sequence
 import grpc
 import numpy as np
 import requests
-from google.protobuf import json_format
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 import tensorflow as tf
 
 from components import features as f
+from serving.protos_json import metadata_json, proto_json
 from serving.recommendations import Recommendation, print_recommendations, top_k_rows
 
 
@@ -32,11 +32,6 @@ class ServingClientError(Exception):
     super().__init__(f'{code}: {message}')
     self.code = code
     self.message = message
-
-
-def _json(message) -> dict:
-  return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                   including_default_value_fields=True)
 
 
 class RestClient:
@@ -65,10 +60,6 @@ class RestClient:
   def metadata(self, version: Optional[int] = None) -> dict:
     return self._answer(self._session.get(self._model_url(version) + '/metadata',
                                           timeout=self.timeout))
-
-  def input_names(self, signature_name: str = 'serving_default') -> List[str]:
-    signatures = self.metadata()['metadata']['signature_def']['signature_def']
-    return sorted(signatures[signature_name]['inputs'])
 
   def predict(self, inputs: Dict[str, Sequence], signature_name: str = '',
               version: Optional[int] = None) -> Dict[str, np.ndarray]:
@@ -113,20 +104,12 @@ class GrpcClient:
   def status(self, version: Optional[int] = None) -> dict:
     request = get_model_status_pb2.GetModelStatusRequest()
     self._spec(request.model_spec, version)
-    return _json(self._call(self._models.GetModelStatus, request))
+    return proto_json(self._call(self._models.GetModelStatus, request))
 
   def metadata(self, version: Optional[int] = None) -> dict:
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=['signature_def'])
     self._spec(request.model_spec, version)
-    response = self._call(self._predictions.GetModelMetadata, request)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata['signature_def'].Unpack(signature_map)
-    spec = _json(response.model_spec)
-    return {'model_spec': spec, 'metadata': {'signature_def': _json(signature_map)}}
-
-  def input_names(self, signature_name: str = 'serving_default') -> List[str]:
-    signatures = self.metadata()['metadata']['signature_def']['signature_def']
-    return sorted(signatures[signature_name]['inputs'])
+    return metadata_json(self._call(self._predictions.GetModelMetadata, request))
 
   def predict_request(self, inputs: Dict[str, Sequence], signature_name: str = '',
                       version: Optional[int] = None) -> predict_pb2.PredictRequest:
@@ -152,6 +135,12 @@ class GrpcClient:
     self._channel.close()
 
 
+def input_names(client, signature_name: str = 'serving_default') -> List[str]:
+  """A served signature's input names, from the model metadata (either client)."""
+  signatures = client.metadata()['metadata']['signature_def']['signature_def']
+  return sorted(signatures[signature_name]['inputs'])
+
+
 def recommend(client, user_ids: Sequence[str], k: int = 10,
               timestamps: Optional[Sequence[int]] = None) -> List[List[Recommendation]]:
   """Top-k movies per user from a served retrieval model (either client).
@@ -159,7 +148,7 @@ def recommend(client, user_ids: Sequence[str], k: int = 10,
   A model trained with timestamps takes one per user: `timestamps`, or now.
   """
   inputs = {f.USER_ID: [str(user) for user in user_ids]}
-  if f.TIMESTAMP in client.input_names():
+  if f.TIMESTAMP in input_names(client):
     inputs[f.TIMESTAMP] = np.asarray(timestamps or [int(time.time())] * len(user_ids), np.int64)
   return top_k_rows(client.predict(inputs), k)
 

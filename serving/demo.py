@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import requests
 
@@ -48,6 +48,35 @@ def _wait_until_available(server: subprocess.Popen, url: str, timeout: float) ->
   return False
 
 
+def start_server(model_base_path: str, model_name: str, grpc_port: int, rest_port: int,
+                 extra_flags: Sequence[str] = (), timeout: float = 180,
+                 echo: bool = False, **popen_kwargs) -> subprocess.Popen:
+  """`python -m serving` on 127.0.0.1 in a child process, returned once the model is
+  AVAILABLE; RuntimeError if it is not within timeout seconds (the child is stopped)."""
+  command = [sys.executable, '-m', 'serving', '--model_name', model_name,
+             '--model_base_path', model_base_path, '--host', '127.0.0.1',
+             '--port', str(grpc_port), '--rest_api_port', str(rest_port), *extra_flags]
+  if echo:
+    print(f'\n$ {shlex.join(command)} &', flush=True)
+  server = subprocess.Popen(command, **popen_kwargs)
+  if not _wait_until_available(server, f'http://127.0.0.1:{rest_port}/v1/models/{model_name}',
+                               timeout):
+    stop_server(server)
+    raise RuntimeError(f'the server did not serve {model_name} within {timeout:.0f} s '
+                       f'(exit code {server.returncode})')
+  return server
+
+
+def stop_server(server: subprocess.Popen) -> None:
+  """SIGTERM, as a container runtime would; killed if it does not stop within 30 s."""
+  server.send_signal(signal.SIGTERM)
+  try:
+    server.wait(timeout=30)
+  except subprocess.TimeoutExpired:
+    server.kill()
+    server.wait()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m serving.demo', description=__doc__)
   parser.add_argument('--model-base-path', required=True)
@@ -60,17 +89,14 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = parser.parse_args(argv)
 
   grpc_port, rest_port = _pick_port(args.grpc_port), _pick_port(args.rest_port)
-  command = [sys.executable, '-m', 'serving', '--model_name', args.model_name,
-             '--model_base_path', args.model_base_path, '--host', '127.0.0.1',
-             '--port', str(grpc_port), '--rest_api_port', str(rest_port)]
-  print(f'\n$ {shlex.join(command)} &', flush=True)
-  server = subprocess.Popen(command)
+  try:
+    server = start_server(args.model_base_path, args.model_name, grpc_port, rest_port,
+                          timeout=args.timeout, echo=True)
+  except RuntimeError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 1
   try:
     status_url = f'http://127.0.0.1:{rest_port}/v1/models/{args.model_name}'
-    if not _wait_until_available(server, status_url, args.timeout):
-      print(f'error: the server did not serve {args.model_name} within {args.timeout:.0f} s',
-            file=sys.stderr)
-      return 1
     print(f'\n$ curl {status_url}\n{requests.get(status_url, timeout=10).text}')
     exit_code = 0
     for transport, port_flag in (('--rest', f'--rest-port={rest_port}'),
@@ -81,11 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       exit_code = exit_code or client.main(client_args)
     return exit_code
   finally:
-    server.send_signal(signal.SIGTERM)
-    try:
-      server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-      server.kill()
+    stop_server(server)
     print('\nServer stopped. To keep it running: make serve', flush=True)
 
 

@@ -26,7 +26,7 @@ import scann  # noqa: F401  (registers the ScaNN ops that serving signatures use
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from serving import errors
+from serving import errors, saved_model
 from serving.batching import Batcher
 from serving.config_files import BatchingParameters, ModelSource
 
@@ -56,10 +56,10 @@ def _shape_text(dims: Sequence[int]) -> str:
 
 def read_signature_defs(version_dir) -> meta_graph_pb2.MetaGraphDef:
   """The serving MetaGraphDef (tag 'serve') of a SavedModel, for metadata and input checks."""
-  saved_model = saved_model_pb2.SavedModel()
+  proto = saved_model_pb2.SavedModel()
   with tf.io.gfile.GFile(os.path.join(str(version_dir), 'saved_model.pb'), 'rb') as file:
-    saved_model.ParseFromString(file.read())
-  for meta_graph in saved_model.meta_graphs:
+    proto.ParseFromString(file.read())
+  for meta_graph in proto.meta_graphs:
     if 'serve' in meta_graph.meta_info_def.tags:
       return meta_graph
   raise ValueError(f'{version_dir}: no MetaGraphDef tagged "serve"')
@@ -185,19 +185,8 @@ class ServedModel:
 
     Complete: holds saved_model.pb and its files did not change since the last poll.
     """
-    base = self.source.base_path
-    try:
-      entries = tf.io.gfile.listdir(base)
-    except tf.errors.NotFoundError:
-      entries = []
     fingerprints, loadable = {}, {}
-    for entry in entries:
-      entry = entry.rstrip('/')
-      if not entry.isdigit() or int(entry) >= 2**63:
-        continue
-      version, path = int(entry), os.path.join(base, entry)
-      if not tf.io.gfile.exists(os.path.join(path, 'saved_model.pb')):
-        continue
+    for version, path in saved_model.versions(self.source.base_path).items():
       if version in self._loaded:
         loadable[version] = path
         continue

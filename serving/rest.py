@@ -15,13 +15,12 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf import json_format
 from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import errors
 from serving.api import ServingApi
 from serving.models import Arrays
+from serving.protos_json import metadata_json, proto_json
 
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 # Bodies over the limit are read and dropped up to this size (so the client gets its 400
@@ -185,20 +184,6 @@ def encode_predict_response(layout: str, outputs: Arrays) -> dict:
                           for row in range(rows)]}
 
 
-def _proto_json(message) -> dict:
-  return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                   including_default_value_fields=True)
-
-
-def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> dict:
-  """As TF Serving writes it: the packed SignatureDefMap unpacked under metadata.signature_def."""
-  signature_map = get_model_metadata_pb2.SignatureDefMap()
-  response.metadata['signature_def'].Unpack(signature_map)
-  spec = _proto_json(response.model_spec)
-  spec['version'] = str(response.model_spec.version.value)
-  return {'model_spec': spec, 'metadata': {'signature_def': _proto_json(signature_map)}}
-
-
 # --- HTTP --------------------------------------------------------------------------------------
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -259,7 +244,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       match = _STATUS.fullmatch(path)
       if match:
         response = api.model_status(match[1], _version(match[2], match[3]))
-        return self._send(200, _proto_json(response))
+        return self._send(200, proto_json(response))
       raise self._malformed()
     except errors.ServingError as error:
       self._send_error(error)

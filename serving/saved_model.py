@@ -3,8 +3,9 @@
 The serving model searches a ScaNN index, whose TensorFlow ops live in the scann package:
 importing it registers them, which tf.saved_model.load needs.
 """
+import os
 import pathlib
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import scann  # noqa: F401  (registers the ScaNN ops the serving signature uses)
 import tensorflow as tf
@@ -13,14 +14,27 @@ from components import features as f
 from serving.recommendations import Recommendation, top_k_rows
 
 
+def versions(model_base_path) -> Dict[int, str]:
+  """Version number -> folder, for the folders under a TF Serving model base path (local or
+  gs://, s3://) that are named by a number and hold saved_model.pb: TF Serving's rule, and
+  TFX's Pusher writes saved_model.pb last."""
+  base = str(model_base_path)
+  try:
+    entries = tf.io.gfile.listdir(base)
+  except tf.errors.NotFoundError:
+    return {}
+  found = {}
+  for entry in (entry.rstrip('/') for entry in entries):
+    path = os.path.join(base, entry)
+    if (entry.isdigit() and int(entry) < 2**63
+        and tf.io.gfile.exists(os.path.join(path, 'saved_model.pb'))):
+      found[int(entry)] = path
+  return found
+
+
 def version_dirs(model_base_path) -> List[pathlib.Path]:
-  """Complete version folders under a TF Serving model base path, oldest first."""
-  base = pathlib.Path(model_base_path)
-  if not base.is_dir():
-    return []
-  versions = [path for path in base.iterdir()
-              if path.name.isdigit() and (path / 'saved_model.pb').exists()]
-  return sorted(versions, key=lambda path: int(path.name))
+  """The version folders of a local model base path, oldest first."""
+  return [pathlib.Path(path) for _, path in sorted(versions(model_base_path).items())]
 
 
 def latest_version_dir(model_base_path) -> pathlib.Path:

@@ -67,7 +67,7 @@ def test_a_bad_request_fails_alone_not_its_batch():
   assert [results[v]['y'].tolist() for v in (1, 2, 4)] == [[2], [4], [8]]
 
 
-def test_requests_over_max_batch_size_or_of_other_shapes_run_unbatched():
+def test_requests_over_max_batch_size_run_unbatched():
   model = CountingModel()
   batcher = Batcher(model, BatchingParameters(max_batch_size=4, batch_timeout_micros=1000))
   assert batcher({'x': np.arange(10)})['y'].tolist() == list(range(0, 20, 2))
@@ -89,3 +89,21 @@ def test_a_full_queue_refuses_with_unavailable():
 def test_batching_parameters_are_validated():
   with pytest.raises(ValueError, match='max_batch_size'):
     BatchingParameters(max_batch_size=0)
+
+
+def test_requests_of_other_shapes_batch_separately():
+  model = CountingModel()
+  batcher = Batcher(model, BatchingParameters(max_batch_size=8, batch_timeout_micros=200_000,
+                                              num_batch_threads=1))
+  inputs = {i: np.full((1, 1 + i % 2), i, np.int64) for i in range(4)}  # [1, 1] and [1, 2]
+  results = {}
+  threads = [threading.Thread(target=lambda i=i: results.update({i: batcher({'x': inputs[i]})}))
+             for i in inputs]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  batcher.close()
+  assert sorted(model.batch_sizes) == [2, 2]
+  for i, outputs in results.items():
+    assert outputs['y'].tolist() == (2 * inputs[i]).tolist()

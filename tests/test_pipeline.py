@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from components.ingest import movielens
 from pipeline import cli
-from pipeline.baselines import most_popular_accuracy, movie_ids_of_split, ratings_of_split
+from pipeline.baselines import baseline_accuracy, ratings_of_split
 from pipeline.results import latest_run_results
 from serving import saved_model
 from tests.conftest import SMALL, TOP_K, run_pipeline as _run
@@ -33,8 +33,8 @@ def test_evaluator_reports_top_k_accuracy_above_chance_and_popularity(first_run)
   # A random ranking gets k / num_movies; the model must have learned the latent tastes.
   assert accuracy[0] > 2 * 10 / SMALL['num_movies']
   examples = results.outputs[('FileBasedExampleGen', 'Examples')]
-  popular = most_popular_accuracy(movie_ids_of_split(examples, 'train'),
-                                  movie_ids_of_split(examples, 'eval'))
+  popular = baseline_accuracy(ratings_of_split(examples, 'train'),
+                              ratings_of_split(examples, 'eval'))['most-popular']
   assert results.metrics['top_50_accuracy'] > popular['top_50_accuracy']
 
 

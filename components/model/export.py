@@ -97,9 +97,11 @@ class RecommenderModule(tf.Module):
     self.num_known_users = tft_output.vocabulary_size_by_name(f.USER_ID_VOCAB)
     self.max_excluded = max_excluded
     self.exclude_seen = exclude_seen
-    histories = _padded_histories(catalogue, self.num_known_users)
-    self.user_histories = tf.Variable(histories, trainable=False)
-    slack = max_excluded + (histories.shape[1] if exclude_seen else 0)
+    slack = max_excluded
+    if exclude_seen:  # kept in the model only when serving uses them
+      histories = _padded_histories(catalogue, self.num_known_users)
+      self.user_histories = tf.Variable(histories, trainable=False)
+      slack += histories.shape[1]
     self.search_k = min(self.top_k + slack, len(catalogue))
     self.index = build_index(index_kind, candidate_embeddings, self.search_k)
     self.movie_positions = tf.lookup.StaticHashTable(
