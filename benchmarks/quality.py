@@ -1,53 +1,74 @@
 """make bench-quality: top-k accuracy of the pipeline's model beside baselines, same split.
 
-Protocol (the TFRS tutorials'): random 80/20 split of the ratings, top-k accuracy over the
-whole catalogue (the movies rated in training), reported twice: with the user's training movies
-ranked too (the tutorials' figure) and with them excluded (what a product shows). Baselines,
-computed here on the same split: most-popular (training rating counts) and EASE (closed-form
-item-item model, Steck 2019). The model is scored through its plain-TF evaluation SavedModel
+Protocol (the TFRS tutorials'): retrieval and multitask on a random 80/20 split of the ratings;
+sequential on TimelineGen's examples (context -> next movie, 90/10 split of the examples).
+Top-k accuracy is over the whole catalogue (the movies seen in training), reported twice: with
+the movies the query has already seen ranked too (the tutorials' figure) and excluded (what a
+product shows); "seen" is the user's training movies, or the example's context for sequential.
+Baselines, computed here on the same split (pipeline/baselines.py): most-popular and EASE for
+retrieval and multitask, most-popular and first-order Markov for sequential, and a bias model's
+rating RMSE for multitask. The model is scored through its plain-TF evaluation SavedModel
 (Format-TFMA), which scores every movie, so seen movies can be removed before ranking.
-Runs on real ml-100k with DATA_DIR=<folder>; without it, on synthetic data (and says so).
+Writes every figure (top-k for k = 1..100) to a JSON file for benchmarks/plot.py.
+Runs on real data with DATA_DIR=<folder> (ml-100k or ml-1m format); without it, on synthetic
+data (and says so).
 """
 import argparse
 import glob
+import json
 import os
 import sys
 import time
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features as f
-from pipeline import cli
-from pipeline.baselines import Ratings, baseline_accuracy, ratings_of_split, top_k_accuracy
+from components.ingest import movielens
+from pipeline import baselines, cli
 from pipeline.results import latest_run_results
 
 TOP_KS = (10, 50, 100)
+CURVE_KS = tuple(range(1, 101))
 
 
-def model_accuracy(model_uri: str, transform_uri: str, examples_uri: str, train: Ratings,
-                   batch_size: int = 1024) -> Dict[str, float]:
+def model_accuracy(model_uri: str, transform_uri: str, examples_uri: str,
+                   train: baselines.Ratings, ks=CURVE_KS, batch_size: int = 1024
+                   ) -> Dict[str, float]:
   """The trained model's hit rates on the eval split, seen movies included and excluded."""
   scorer = tf.saved_model.load(os.path.join(model_uri, 'Format-TFMA')).signatures[
       f.EVAL_SIGNATURE]
   vocabulary = tft.TFTransformOutput(transform_uri).vocabulary_by_name(f.MOVIE_ID_VOCAB)
   movie_index = {movie: index for index, movie in enumerate(vocabulary)}
-  seen: Dict[bytes, list] = {}
+
+  def indices(movie_ids) -> np.ndarray:
+    return np.array([movie_index.get(movie, -1) for movie in movie_ids], np.int64)
+
+  seen_by_user: Dict[bytes, List[int]] = {}
   for user, movie in zip(train.user_ids, train.movie_ids):
-    seen.setdefault(user, []).append(movie_index[movie])
+    seen_by_user.setdefault(user, []).append(movie_index[movie])
   files = glob.glob(os.path.join(examples_uri, 'Split-eval', '*'))
-  spec = {name: tf.io.FixedLenFeature([], tf.string) for name in (f.USER_ID, f.MOVIE_ID)}
+  spec = {f.USER_ID: tf.io.FixedLenFeature([], tf.string),
+          f.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+          f.CONTEXT_MOVIE_IDS: tf.io.VarLenFeature(tf.string)}
 
   def batches():
     for serialized in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(batch_size):
-      ids = tf.io.parse_example(serialized, spec)
-      labels = np.array([movie_index.get(movie, -1) for movie in ids[f.MOVIE_ID].numpy()])
-      yield (scorer(examples=serialized)[f.EVAL_SCORES].numpy(), labels,
-             ids[f.USER_ID].numpy().tolist())
+      parsed = tf.io.parse_example(serialized, spec)
+      contexts = tf.RaggedTensor.from_sparse(parsed[f.CONTEXT_MOVIE_IDS]).to_list()
+      users = parsed[f.USER_ID].numpy().tolist()
+      seen = [indices(context) if context else np.array(seen_by_user.get(user, []), np.int64)
+              for user, context in zip(users, contexts)]
+      yield (scorer(examples=serialized)[f.EVAL_SCORES].numpy(),
+             indices(parsed[f.MOVIE_ID].numpy()), seen)
 
-  return top_k_accuracy(batches(), {user: np.array(v) for user, v in seen.items()}, TOP_KS)
+  return baselines.top_k_accuracy(batches(), ks)
+
+
+def _row(metrics: Dict[str, float], suffix: str) -> str:
+  return ''.join(f'{metrics[f"top_{k}_accuracy{suffix}"]:>10.4f}' for k in TOP_KS)
 
 
 def main(argv=None) -> int:
@@ -56,12 +77,14 @@ def main(argv=None) -> int:
   cli.add_run_arguments(parser)
   parser.add_argument('--ease-l2', type=float, default=500.0,
                       help='L2 regularisation of the EASE baseline')
+  parser.add_argument('--results-json', help='where to write every figure (default: '
+                      '<workdir>/quality-<model>.json)')
   parser.set_defaults(workdir=os.path.join('workdir', 'bench-quality'), min_accuracy=0.0,
-                      no_cache=True)
+                      max_rmse=10.0, no_cache=True)
   args = parser.parse_args(argv)
   if args.data_dir:
-    args.dataset = 'ml-100k'
-    print(f'Benchmark on real data from {args.data_dir}')
+    args.dataset = movielens.detect_format(args.data_dir)
+    print(f'Benchmark on real data ({args.dataset}) from {args.data_dir}')
   else:
     print('DATA_DIR not given: benchmarking on SYNTHETIC data. For the real figures run\n'
           '  make bench-quality DATA_DIR=/path/to/ml-100k')
@@ -71,28 +94,48 @@ def main(argv=None) -> int:
   if exit_code not in (0, cli.EXIT_NOT_BLESSED):
     return exit_code
   wall_seconds = time.time() - started
-  results = latest_run_results(os.path.join(os.path.abspath(args.workdir), 'metadata.sqlite'))
-  examples_uri = results.outputs[('FileBasedExampleGen', 'Examples')]
-  train = ratings_of_split(examples_uri, 'train')
-  eval_ratings = ratings_of_split(examples_uri, 'eval')
-  rows = baseline_accuracy(train, eval_ratings, ease_l2=args.ease_l2)
+  workdir = os.path.abspath(args.workdir)
+  results = latest_run_results(os.path.join(workdir, 'metadata.sqlite'))
+  sequential = args.model == 'sequential'
+  examples_uri = results.outputs[('TimelineGen' if sequential else 'FileBasedExampleGen',
+                                  'Examples')]
+  train = baselines.ratings_of_split(examples_uri, 'train')
+  eval_ratings = baselines.ratings_of_split(examples_uri, 'eval')
+  if sequential:
+    rows = baselines.sequential_baseline_accuracy(train, eval_ratings, CURVE_KS)
+  else:
+    rows = baselines.baseline_accuracy(train, eval_ratings, args.ease_l2, CURVE_KS)
   rows[args.model] = model_accuracy(results.model_uri,
                                     results.outputs[('Transform', 'TransformGraph')],
                                     examples_uri, train)
 
+  unit = 'timeline examples' if sequential else 'ratings'
   print(f'\n== Quality: {len(train.movie_ids)} train / {len(eval_ratings.movie_ids)} eval '
-        f'ratings, {len(set(train.movie_ids))} movies in training; EASE l2={args.ease_l2} ==')
+        f'{unit}, {len(set(train.movie_ids))} movies in training'
+        + ('' if sequential else f'; EASE l2={args.ease_l2}') + ' ==')
   print(f'{"":<16}{"seen movies ranked too":^30}{"seen movies excluded":^30}')
   print(f'{"model":<16}' + ''.join(f'{f"top-{k}":>10}' for k in TOP_KS) * 2)
   for name, metrics in rows.items():
-    print(f'{name:<16}' + ''.join(f'{metrics[f"top_{k}_accuracy"]:>10.4f}' for k in TOP_KS)
-          + ''.join(f'{metrics[f"top_{k}_accuracy_unseen"]:>10.4f}' for k in TOP_KS))
+    print(f'{name:<16}{_row(metrics, "")}{_row(metrics, "_unseen")}')
   evaluator = ', '.join(f'top-{k} {results.metrics[f"top_{k}_accuracy"]:.4f}' for k in TOP_KS)
   print(f'(the Evaluator\'s figures for {args.model}, seen movies ranked too: {evaluator})')
+  rmse = {}
+  if args.model == 'multitask':
+    rmse = {'bias baseline': baselines.bias_baseline_rmse(train, eval_ratings),
+            args.model: results.metrics['rating_rmse']}
+    print('\n== Rating RMSE on the eval ratings ==')
+    for name, value in rmse.items():
+      print(f'{name:<16}{value:>10.4f}')
   print('\n== Wall time per component (seconds) ==')
   for component, seconds in results.component_seconds:
     print(f'{component:<32}{seconds:>8.1f}')
   print(f'{"whole run":<32}{wall_seconds:>8.1f}')
+
+  path = args.results_json or os.path.join(workdir, f'quality-{args.model}.json')
+  with open(path, 'w') as out:
+    json.dump({'dataset': args.dataset, 'model': args.model, 'argv': list(argv or sys.argv[1:]),
+               'top_k_accuracy': rows, 'rating_rmse': rmse}, out, indent=1)
+  print(f'\nEvery figure (k = 1..100): {path}  (plot: python -m benchmarks.plot {path} ...)')
   return 0
 
 

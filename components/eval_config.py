@@ -8,7 +8,7 @@ one model, but crashes when a baseline model is evaluated beside it, which the
 no-regression gate needs.)
 """
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import tensorflow_model_analysis as tfma
 from tfx.dsl.io import fileio
@@ -20,17 +20,32 @@ def top_k_metric_name(k: int) -> str:
   return f'top_{k}_accuracy'
 
 
+RMSE_METRIC = 'rating_rmse'
+
+
+def _gate(direction, bound: dict, max_change: float) -> tfma.MetricThreshold:
+  """A value bound, and at most max_change worse than the latest blessed model."""
+  worse = -max_change - 1e-10 if direction == tfma.MetricDirection.HIGHER_IS_BETTER else (
+      max_change + 1e-10)
+  return tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(**bound),
+      change_threshold=tfma.GenericChangeThreshold(direction=direction,
+                                                   absolute={'value': worse}))
+
+
 def make_eval_config(top_ks: Sequence[int], gate_k: int, min_accuracy: float,
-                     max_regression: float = 0.0) -> tfma.EvalConfig:
+                     max_regression: float = 0.0,
+                     max_rmse: Optional[float] = None) -> tfma.EvalConfig:
   """Reports top-k accuracy for each k; blesses only if top-`gate_k` accuracy is at least
-  `min_accuracy` and at most `max_regression` below the latest blessed model's."""
+  `min_accuracy` and at most `max_regression` below the latest blessed model's.
+
+  With max_rmse (multitask), the model's `rating` output is gated too: RMSE of the eval
+  ratings at most max_rmse and at most max_regression above the blessed model's.
+  """
   if gate_k not in top_ks:
     raise ValueError(f'the gated k ({gate_k}) must be one of the reported ks {list(top_ks)}')
-  gate = tfma.MetricThreshold(
-      value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_accuracy}),
-      change_threshold=tfma.GenericChangeThreshold(
-          direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-          absolute={'value': -max_regression - 1e-10}))
+  gate = _gate(tfma.MetricDirection.HIGHER_IS_BETTER,
+               {'lower_bound': {'value': min_accuracy}}, max_regression)
   metrics = [
       tfma.MetricConfig(
           class_name='SparseTopKCategoricalAccuracy',
@@ -38,12 +53,23 @@ def make_eval_config(top_ks: Sequence[int], gate_k: int, min_accuracy: float,
           threshold=gate if k == gate_k else None)
       for k in sorted(top_ks)
   ]
-  return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(
-          signature_name=f.EVAL_SIGNATURE, prediction_key=f.EVAL_SCORES,
-          preprocessing_function_names=[f.TRANSFORM_SIGNATURE], label_key=f.MOVIE_ID_INDEX)],
-      slicing_specs=[tfma.SlicingSpec()],
-      metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+  if max_rmse is None:
+    model_spec = tfma.ModelSpec(
+        signature_name=f.EVAL_SIGNATURE, prediction_key=f.EVAL_SCORES,
+        preprocessing_function_names=[f.TRANSFORM_SIGNATURE], label_key=f.MOVIE_ID_INDEX)
+    metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
+  else:  # two outputs, each with its label
+    model_spec = tfma.ModelSpec(
+        signature_name=f.EVAL_SIGNATURE, preprocessing_function_names=[f.TRANSFORM_SIGNATURE],
+        label_keys={f.EVAL_SCORES: f.MOVIE_ID_INDEX, f.OUTPUT_RATING: f.USER_RATING})
+    rmse = tfma.MetricConfig(
+        class_name='RootMeanSquaredError', config=f'"name": "{RMSE_METRIC}"',
+        threshold=_gate(tfma.MetricDirection.LOWER_IS_BETTER,
+                        {'upper_bound': {'value': max_rmse}}, max_regression))
+    metrics_specs = [tfma.MetricsSpec(metrics=metrics, output_names=[f.EVAL_SCORES]),
+                     tfma.MetricsSpec(metrics=[rmse], output_names=[f.OUTPUT_RATING])]
+  return tfma.EvalConfig(model_specs=[model_spec], slicing_specs=[tfma.SlicingSpec()],
+                         metrics_specs=metrics_specs)
 
 
 def plain_tf_model_path(serving_model_path: str) -> str:

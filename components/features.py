@@ -15,6 +15,10 @@ USER_GENDER = 'user_gender'  # bytes: b'M' or b'F'
 USER_OCCUPATION = 'user_occupation'  # bytes, e.g. b'engineer'
 USER_ZIP_CODE = 'user_zip_code'  # bytes
 
+# Timeline examples (sequential model), one per (user, next movie): the movies the user rated
+# before it, oldest first; the movie_* features describe the next movie, the label.
+CONTEXT_MOVIE_IDS = 'context_movie_ids'  # bytes list, up to max_context_length values
+
 RAW_STRING_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, USER_GENDER, USER_OCCUPATION, USER_ZIP_CODE)
 RAW_INT_FEATURES = (TIMESTAMP, USER_AGE)
 RAW_FLOAT_FEATURES = (USER_RATING,)
@@ -27,6 +31,7 @@ MOVIE_TITLE_TOKEN_INDICES = 'movie_title_token_indices'  # varlen int64, title-t
 MOVIE_GENRE_INDICES = 'movie_genre_indices'  # varlen int64, genre vocabulary
 TIMESTAMP_BUCKET = 'timestamp_bucket'  # int64 quantile bucket of the timestamp
 TIMESTAMP_Z = 'timestamp_z'  # float32 z-scored timestamp
+CONTEXT_MOVIE_ID_INDICES = 'context_movie_id_indices'  # varlen int64, movie id vocabulary
 # MOVIE_ID, MOVIE_TITLE and USER_RATING also pass through Transform unchanged: the trainer
 # needs the raw ids and titles to build the candidate catalogue that serving returns.
 
@@ -45,8 +50,14 @@ OUTPUT_MOVIE_IDS = 'movie_ids'
 OUTPUT_MOVIE_TITLES = 'movie_titles'
 OUTPUT_SCORES = 'scores'
 
+# multitask: predict_rating(user_id, movie_id) -> rating, clipped to the rating scale.
+RATING_SIGNATURE = 'predict_rating'
+OUTPUT_RATING = 'rating'
+MIN_RATING, MAX_RATING = 1.0, 5.0
+
 # Signatures for the Evaluator (plain TF): eval_examples scores every movie index (output
-# `scores`); transform_features gives the label, movie_id_index.
+# `scores`; multitask adds `rating`, the predicted rating of the rated movie);
+# transform_features gives the labels: movie_id_index (and user_rating for multitask).
 EVAL_SIGNATURE = 'eval_examples'
 EVAL_SCORES = 'scores'
 TRANSFORM_SIGNATURE = 'transform_features'

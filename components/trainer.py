@@ -15,8 +15,8 @@ from components import features as f
 from components.model import export
 from components.model.catalogue import Catalogue
 from components.model.config import ModelConfig
-from components.model.retrieval import RetrievalModel
-from components.model.towers import CandidateTower, QueryTower
+from components.model.recommender import RatingHead, RecommenderModel
+from components.model.towers import CandidateTower, ContextTower, QueryTower
 from components.transform import NUM_OOV_BUCKETS
 
 def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
@@ -31,10 +31,13 @@ def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
 
 
 def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
-                catalogue: Catalogue) -> RetrievalModel:
-  """Towers sized from the transform's vocabularies, and the task the config names."""
+                catalogue: Catalogue) -> RecommenderModel:
+  """Towers sized from the transform's vocabularies, and the tasks the config's kind names."""
   vocab_size = tft_output.vocabulary_size_by_name
-  query_tower = QueryTower(vocab_size(f.USER_ID_VOCAB), config, name='query_tower')
+  if config.kind == 'sequential':
+    query_tower = ContextTower(vocab_size(f.MOVIE_ID_VOCAB), config, name='query_tower')
+  else:
+    query_tower = QueryTower(vocab_size(f.USER_ID_VOCAB), config, name='query_tower')
   candidate_tower = CandidateTower(
       vocab_size(f.MOVIE_ID_VOCAB), vocab_size(f.MOVIE_TITLE_TOKEN_VOCAB),
       vocab_size(f.MOVIE_GENRE_VOCAB), config, name='candidate_tower')
@@ -42,7 +45,11 @@ def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
   if config.sampling_correction:
     sampling_probability = catalogue.sampling_probability(
         vocab_size(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS)
-  return RetrievalModel(query_tower, candidate_tower, sampling_probability, config.temperature)
+  rating_head = None
+  if config.kind == 'multitask':
+    rating_head = RatingHead(config.rating_layer_sizes, catalogue.mean_rating, name='rating_head')
+  return RecommenderModel(query_tower, candidate_tower, sampling_probability, config.temperature,
+                          rating_head, config.retrieval_weight, config.rating_weight)
 
 
 def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
@@ -55,7 +62,7 @@ def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
 def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
                      train_dataset: tf.data.Dataset, catalogue_dataset: tf.data.Dataset,
                      eval_dataset: Optional[tf.data.Dataset], serving_model_dir: str,
-                     eval_model_dir: Optional[str] = None) -> RetrievalModel:
+                     eval_model_dir: Optional[str] = None) -> RecommenderModel:
   """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one."""
   tf.keras.utils.set_random_seed(config.seed)
   catalogue = Catalogue.from_dataset(catalogue_dataset)
@@ -67,12 +74,8 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   candidate_embeddings = model.candidate_tower(catalogue.candidate_features())
 
   def module(index_kind):
-    return export.RecommenderModule(
-        model.query_tower, tft_output, catalogue, candidate_embeddings, index_kind,
-        top_k=config.top_k,
-        num_movie_indices=tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS,
-        use_timestamps=config.use_timestamps, max_excluded=config.max_excluded,
-        exclude_seen=config.exclude_seen)
+    return export.make_module(config, model, tft_output, catalogue, candidate_embeddings,
+                              index_kind)
 
   export.save(module(config.index), serving_model_dir)
   if eval_model_dir:

@@ -1,15 +1,20 @@
 """Baselines scored on the pipeline's own splits, and the ranking metrics they share with models.
 
-Every scorer produces a score per catalogue movie for each eval rating; `top_k_accuracy` turns
-those into the hit rate of the rated movie in the top k, counting the user's training movies
-(the TFRS tutorials' protocol) and excluding them (what a product shows).
-Baselines: most-popular (training rating counts) and EASE (Steck 2019: a closed-form item-item
-linear model, B = I - P / diag(P) with P = (X'X + l2 I)^-1, zero diagonal).
+Every scorer produces a score per catalogue movie for each eval example; `top_k_accuracy`
+turns those into the hit rate of the label movie in the top k, counting the movies the query
+has already seen (the TFRS tutorials' protocol) and excluding them (what a product shows).
+"Seen" is the user's training movies for retrieval, the example's context for sequential.
+Baselines:
+- retrieval: most-popular (training rating counts) and EASE (Steck 2019: a closed-form
+  item-item linear model, B = I - P / diag(P) with P = (X'X + l2 I)^-1, zero diagonal);
+- sequential: most-popular (training label counts) and first-order Markov (how often each
+  movie followed the context's last movie in training; popularity breaks ties);
+- rating RMSE: global mean + user bias + item bias, fitted by regularised alternating means.
 """
 import dataclasses
 import glob
 import os
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -21,44 +26,51 @@ DEFAULT_KS = (10, 50, 100)
 
 @dataclasses.dataclass
 class Ratings:
-  """(user id, movie id) pairs of one split, as bytes."""
+  """The examples of one split: user and (label) movie ids as bytes, the ratings, and for
+  timeline examples each one's context movie ids, oldest first."""
   user_ids: List[bytes]
   movie_ids: List[bytes]
+  ratings: List[float] = dataclasses.field(default_factory=list)
+  contexts: List[List[bytes]] = dataclasses.field(default_factory=list)
 
 
 def ratings_of_split(examples_uri: str, split: str) -> Ratings:
-  """The (user, movie) of every rating in one split of an ExampleGen output."""
+  """Every example of one split of an ExampleGen (or TimelineGen) output."""
   files = glob.glob(os.path.join(examples_uri, f'Split-{split}', '*'))
   if not files:
     raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
-  spec = {name: tf.io.FixedLenFeature([], tf.string) for name in (f.USER_ID, f.MOVIE_ID)}
-  ratings = Ratings([], [])
+  spec = {f.USER_ID: tf.io.FixedLenFeature([], tf.string),
+          f.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+          f.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
+          f.CONTEXT_MOVIE_IDS: tf.io.VarLenFeature(tf.string)}
+  ratings = Ratings([], [], [], [])
   for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096):
     parsed = tf.io.parse_example(batch, spec)
     ratings.user_ids.extend(parsed[f.USER_ID].numpy().tolist())
     ratings.movie_ids.extend(parsed[f.MOVIE_ID].numpy().tolist())
+    ratings.ratings.extend(parsed[f.USER_RATING].numpy().tolist())
+    ratings.contexts.extend(tf.RaggedTensor.from_sparse(parsed[f.CONTEXT_MOVIE_IDS]).to_list())
   return ratings
 
 
-def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[bytes]]],
-                   seen: Dict[bytes, np.ndarray], ks: Sequence[int] = DEFAULT_KS
-                   ) -> Dict[str, float]:
+def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[np.ndarray]]],
+                   ks: Sequence[int] = DEFAULT_KS) -> Dict[str, float]:
   """Hit rates from (scores [n, movies], label movie index [n] (-1: not in the catalogue),
-  user ids [n]) batches; seen: each user's training movie indices, in the same index space.
+  seen movie indices of each row) batches, seen in the scores' index space.
 
-  Returns top_{k}_accuracy (seen movies ranked too) and top_{k}_accuracy_unseen (each user's
-  training movies removed from the ranking).
+  Returns top_{k}_accuracy (seen movies ranked too) and top_{k}_accuracy_unseen (each row's
+  seen movies removed from the ranking).
   """
   hits = {(k, exclude): 0 for k in ks for exclude in (False, True)}
   total = 0
-  for scores, labels, users in batches:
+  for scores, labels, seen_rows in batches:
     scores = np.array(scores, np.float64, copy=True)
     rows = np.arange(len(labels))
     in_catalogue = labels >= 0
     label_scores = scores[rows, np.maximum(labels, 0)]
     ranks = (scores > label_scores[:, None]).sum(axis=1)
-    for row, user in enumerate(users):
-      scores[row, seen.get(user, [])] = -np.inf
+    for row, seen in enumerate(seen_rows):
+      scores[row, seen] = -np.inf
     ranks_unseen = (scores > label_scores[:, None]).sum(axis=1)
     for k in ks:
       hits[(k, False)] += int(np.sum(in_catalogue & (ranks < k)))
@@ -87,6 +99,13 @@ class TrainingMatrix:
   def labels(self, movie_ids: Sequence[bytes]) -> np.ndarray:
     return np.array([self.movie_index.get(movie, -1) for movie in movie_ids])
 
+  def seen_rows(self, ratings: Ratings) -> List[np.ndarray]:
+    """Per example, the movies already seen: its context if it has one, else the user's."""
+    if any(ratings.contexts):
+      return [self.labels(context) for context in ratings.contexts]
+    empty = np.zeros([0], np.int64)
+    return [self.seen.get(user, empty) for user in ratings.user_ids]
+
   def user_rows(self, user_ids: Sequence[bytes]) -> np.ndarray:
     """Each user's training row (zeros for a user with no training ratings)."""
     rows = np.zeros((len(user_ids), len(self.movies)), np.float32)
@@ -106,24 +125,90 @@ def ease_weights(matrix: np.ndarray, l2: float) -> np.ndarray:
   return weights.astype(np.float32)
 
 
+def _batched(labels: np.ndarray, seen_rows: List[np.ndarray],
+             score: Callable[[slice], np.ndarray], batch_size: int = 4096):
+  """(scores, labels, seen) batches for top_k_accuracy; score(rows) scores a slice of rows."""
+  for start in range(0, len(labels), batch_size):
+    rows = slice(start, start + batch_size)
+    yield score(rows), labels[rows], seen_rows[rows]
+
+
 def baseline_accuracy(train: Ratings, eval_ratings: Ratings, ease_l2: float = 500.0,
-                      ks: Sequence[int] = DEFAULT_KS, batch_size: int = 4096
-                      ) -> Dict[str, Dict[str, float]]:
-  """{'most-popular': metrics, 'EASE': metrics} on the eval ratings (see top_k_accuracy)."""
+                      ks: Sequence[int] = DEFAULT_KS) -> Dict[str, Dict[str, float]]:
+  """Retrieval baselines, {'most-popular': metrics, 'EASE': metrics} (see top_k_accuracy)."""
   training = TrainingMatrix(train)
   popularity = training.matrix.sum(axis=0)
   weights = ease_weights(training.matrix, ease_l2)
   labels = training.labels(eval_ratings.movie_ids)
+  seen_rows = training.seen_rows(eval_ratings)
 
-  def batches(score):
-    for start in range(0, len(labels), batch_size):
-      users = eval_ratings.user_ids[start:start + batch_size]
-      yield score(users), labels[start:start + batch_size], users
+  def popular(rows):
+    return np.broadcast_to(popularity, (len(labels[rows]), len(popularity)))
+
+  def ease(rows):
+    return training.user_rows(eval_ratings.user_ids[rows]) @ weights
 
   return {
-      'most-popular': top_k_accuracy(
-          batches(lambda users: np.broadcast_to(popularity, (len(users), len(popularity)))),
-          training.seen, ks),
-      'EASE': top_k_accuracy(batches(lambda users: training.user_rows(users) @ weights),
-                             training.seen, ks),
+      'most-popular': top_k_accuracy(_batched(labels, seen_rows, popular), ks),
+      'EASE': top_k_accuracy(_batched(labels, seen_rows, ease), ks),
   }
+
+
+def sequential_baseline_accuracy(train: Ratings, eval_ratings: Ratings,
+                                 ks: Sequence[int] = DEFAULT_KS) -> Dict[str, Dict[str, float]]:
+  """Sequential baselines on timeline examples, {'most-popular', 'Markov'} (see top_k_accuracy).
+
+  The catalogue is the movies that are labels in training; both count labels, so popularity
+  here is "how often a movie is the next one".
+  """
+  training = TrainingMatrix(train)
+  movies = len(training.movies)
+  popularity = np.bincount(training.labels(train.movie_ids), minlength=movies).astype(np.float64)
+  # One row per movie that was ever the last of a training context; the extra last row, all
+  # zeros, stands for a last movie never seen there (popularity alone decides).
+  lasts = sorted({context[-1] for context in train.contexts})
+  last_row = {movie: row for row, movie in enumerate(lasts)}
+  transitions = np.zeros((len(lasts) + 1, movies), np.float32)
+  np.add.at(transitions, ([last_row[context[-1]] for context in train.contexts],
+                          training.labels(train.movie_ids)), 1)
+  tie_break = (popularity / (popularity.max() + 1)).astype(np.float32)
+  labels = training.labels(eval_ratings.movie_ids)
+  seen_rows = training.seen_rows(eval_ratings)
+  eval_last = np.array([last_row.get(context[-1], len(lasts))
+                        for context in eval_ratings.contexts])
+
+  def popular(rows):
+    return np.broadcast_to(popularity, (len(labels[rows]), movies))
+
+  def markov(rows):
+    return transitions[eval_last[rows]] + tie_break
+
+  return {
+      'most-popular': top_k_accuracy(_batched(labels, seen_rows, popular), ks),
+      'Markov': top_k_accuracy(_batched(labels, seen_rows, markov), ks),
+  }
+
+
+def bias_baseline_rmse(train: Ratings, eval_ratings: Ratings, l2: float = 10.0,
+                       iterations: int = 10) -> float:
+  """RMSE on the eval ratings of rating = mean + user bias + item bias (biases shrunk by l2)."""
+  users = {user: i for i, user in enumerate(sorted(set(train.user_ids)))}
+  movies = {movie: i for i, movie in enumerate(sorted(set(train.movie_ids)))}
+  user = np.array([users[u] for u in train.user_ids])
+  movie = np.array([movies[m] for m in train.movie_ids])
+  rating = np.array(train.ratings, np.float64)
+  mean = rating.mean()
+  user_bias, movie_bias = np.zeros(len(users)), np.zeros(len(movies))
+  for _ in range(iterations):
+    residual = rating - mean - user_bias[user]
+    movie_bias = (np.bincount(movie, residual, len(movies))
+                  / (np.bincount(movie, minlength=len(movies)) + l2))
+    residual = rating - mean - movie_bias[movie]
+    user_bias = (np.bincount(user, residual, len(users))
+                 / (np.bincount(user, minlength=len(users)) + l2))
+  predicted = np.array([
+      mean + (user_bias[users[u]] if u in users else 0.0)
+      + (movie_bias[movies[m]] if m in movies else 0.0)
+      for u, m in zip(eval_ratings.user_ids, eval_ratings.movie_ids)])
+  predicted = np.clip(predicted, f.MIN_RATING, f.MAX_RATING)
+  return float(np.sqrt(np.mean((predicted - np.array(eval_ratings.ratings)) ** 2)))

@@ -67,7 +67,28 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
   model.add_argument('--max-excluded', type=int, default=defaults.max_excluded,
                      help='most movie ids one serving_exclude request may exclude '
                      f'(default: {defaults.max_excluded})')
+  model.add_argument('--temperature', type=float, default=defaults.temperature,
+                     help='divides the retrieval logits (default: %(default)s)')
+  model.add_argument('--embedding-l2', type=float, default=defaults.embedding_l2,
+                     help='L2 penalty on the embedding tables (default: %(default)s)')
+  model.add_argument('--retrieval-weight', type=float, default=defaults.retrieval_weight,
+                     help='multitask: weight of the retrieval loss (default: %(default)s)')
+  model.add_argument('--rating-weight', type=float, default=defaults.rating_weight,
+                     help='multitask: weight of the rating loss (default: %(default)s)')
+  model.add_argument('--max-context-length', type=int, default=defaults.max_context_length,
+                     help='sequential: most recent movies the query tower reads '
+                     '(default: %(default)s)')
   model.add_argument('--seed', type=int, default=defaults.seed)
+
+  timelines = parser.add_argument_group('sequential: timelines built from the ratings')
+  timelines.add_argument('--min-rating', type=float, default=PipelineConfig.min_rating,
+                         help='ratings below are left out (default: %(default)s)')
+  timelines.add_argument('--min-timeline-length', type=int,
+                         default=PipelineConfig.min_timeline_length,
+                         help='users with fewer kept ratings are left out (default: %(default)s)')
+  timelines.add_argument('--timeline-eval-percent', type=int,
+                         default=PipelineConfig.timeline_eval_percent,
+                         help='share of timeline examples in eval (default: %(default)s)')
 
   gate = parser.add_argument_group('evaluation gate and push')
   gate.add_argument('--gate-k', type=int, default=100, choices=(10, 50, 100),
@@ -76,6 +97,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                     help='absolute floor on that accuracy (default: %(default)s)')
   gate.add_argument('--max-regression', type=float, default=0.0,
                     help='allowed drop against the latest blessed model (default: 0)')
+  gate.add_argument('--max-rmse', type=float, default=PipelineConfig.max_rmse,
+                    help='multitask: upper bound on the eval ratings\' RMSE (default: %(default)s)')
   gate.add_argument('--model-name', help='serving model name (default: the model kind)')
 
   run = parser.add_argument_group('run')
@@ -101,13 +124,17 @@ def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
       optimizer=args.optimizer, timestamp_buckets=args.timestamp_buckets, top_k=args.top_k,
       index=args.index, max_excluded=args.max_excluded, exclude_seen=args.exclude_seen,
-      seed=args.seed)
+      temperature=args.temperature, embedding_l2=args.embedding_l2,
+      retrieval_weight=args.retrieval_weight, rating_weight=args.rating_weight,
+      max_context_length=args.max_context_length, seed=args.seed)
   return PipelineConfig(
       data_dir=str(data_dir), workdir=os.path.abspath(args.workdir), model=model,
       split=args.split, eval_percent=args.eval_percent,
       schema_file=None if args.infer_schema else PipelineConfig.schema_file,
       gate_k=args.gate_k, min_accuracy=args.min_accuracy, max_regression=args.max_regression,
-      model_name=args.model_name,
+      max_rmse=args.max_rmse, min_rating=args.min_rating,
+      min_timeline_length=args.min_timeline_length,
+      timeline_eval_percent=args.timeline_eval_percent, model_name=args.model_name,
       beam_args=beam_presets.beam_args(args.beam_preset, args.beam_arg),
       enable_cache=not args.no_cache)
 
@@ -167,8 +194,9 @@ def print_results(config: PipelineConfig) -> int:
   print(f'Model:      {results.model_uri}')
   print(f'Evaluation: {results.evaluation_uri}')
   if results.blessed:
-    print(f'Blessed: top_{config.gate_k}_accuracy >= {config.min_accuracy} and no regression '
-          'against the latest blessed model.')
+    rmse = f' and rating_rmse <= {config.max_rmse}' if config.model.kind == 'multitask' else ''
+    print(f'Blessed: top_{config.gate_k}_accuracy >= {config.min_accuracy}{rmse} and no '
+          'regression against the latest blessed model.')
   else:
     print('NOT blessed: the model did not clear the gate; nothing was pushed.')
     for failure in results.failed_thresholds:

@@ -5,8 +5,11 @@ from typing import Optional, Tuple
 
 from components.model.config import ModelConfig
 
-CURATED_SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              'components', 'schema', 'schema.pbtxt')
+_SCHEMAS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'components', 'schema')
+CURATED_SCHEMA = os.path.join(_SCHEMAS, 'schema.pbtxt')
+# The sequential model's timeline examples (components/timelines.py).
+TIMELINE_SCHEMA = os.path.join(_SCHEMAS, 'timelines.pbtxt')
 SPLITS = ('random', 'time')
 
 
@@ -30,6 +33,12 @@ class PipelineConfig:
   gate_k: int = 100
   min_accuracy: float = 0.1  # absolute floor on top-gate_k accuracy
   max_regression: float = 0.0  # allowed drop against the latest blessed model
+  # multitask: also gate on the eval ratings' RMSE (an upper bound, and no regression).
+  max_rmse: float = 1.0
+  # sequential: how TimelineGen builds (context -> next movie) examples from the ratings.
+  min_rating: float = 2.0  # ratings below are not watched-and-liked: left out of timelines
+  min_timeline_length: int = 3  # users with fewer kept ratings are left out
+  timeline_eval_percent: int = 10  # share of timeline examples in the eval split
   model_name: Optional[str] = None  # defaults to the model kind
   serving_models_root: Optional[str] = None  # defaults to <workdir>/serving_models
   beam_args: Tuple[str, ...] = ()
@@ -42,6 +51,9 @@ class PipelineConfig:
       raise ValueError(f'split {self.split!r} is not one of {SPLITS}')
     if not 0 < self.eval_percent < 100:
       raise ValueError(f'eval_percent must be in 1..99, got {self.eval_percent}')
+    if not 0 < self.timeline_eval_percent < 100:
+      raise ValueError('timeline_eval_percent must be in 1..99, got '
+                       f'{self.timeline_eval_percent}')
     if self.gate_k not in self.eval_top_ks:
       raise ValueError(f'gate_k {self.gate_k} must be one of eval_top_ks {self.eval_top_ks}')
 

@@ -36,6 +36,7 @@ class Catalogue:
     rating_counts: ratings per movie in the training split (popularity).
     user_histories: per user id vocabulary index, the catalogue positions of the movies the
       user rated in training.
+    mean_rating: the mean training rating (where the rating head starts).
   """
   movie_ids: np.ndarray
   movie_titles: np.ndarray
@@ -44,6 +45,7 @@ class Catalogue:
   genre_indices: List[np.ndarray]
   rating_counts: np.ndarray
   user_histories: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+  mean_rating: float = 0.0
 
   def __len__(self) -> int:
     return len(self.movie_ids)
@@ -54,7 +56,9 @@ class Catalogue:
     movies: Dict[int, dict] = {}
     counts: Dict[int, int] = {}
     rated: Dict[int, set] = {}  # user index -> movie indices
+    rating_sum = 0.0
     for batch in dataset:
+      rating_sum += float(tf.reduce_sum(batch[f.USER_RATING]))
       # Each feature leaves TensorFlow once per batch, not once per new movie.
       indices = batch[f.MOVIE_ID_INDEX].numpy().reshape(-1)
       users = batch[f.USER_ID_INDEX].numpy().reshape(-1)
@@ -81,7 +85,8 @@ class Catalogue:
         genre_indices=[movies[i]['genres'].astype(np.int64) for i in order],
         rating_counts=np.array([counts[i] for i in order], dtype=np.int64),
         user_histories={user: np.array(sorted(position[i] for i in movie_indices), np.int64)
-                        for user, movie_indices in rated.items()})
+                        for user, movie_indices in rated.items()},
+        mean_rating=rating_sum / sum(counts.values()))
 
   def candidate_features(self) -> Dict[str, tf.Tensor]:
     """The catalogue as one batch of candidate-tower inputs."""

@@ -2,7 +2,9 @@
 import dataclasses
 from typing import Any, Dict, Tuple
 
-MODEL_KINDS = ('retrieval',)
+# retrieval: user (+ context) -> movies. multitask: the same plus a rating head.
+# sequential: the user's recent movies (a GRU over them) -> the next movie.
+MODEL_KINDS = ('retrieval', 'multitask', 'sequential')
 INDEX_KINDS = ('scann', 'brute-force')
 
 
@@ -24,7 +26,9 @@ class ModelConfig:
   # Correct the in-batch softmax for how often each movie is sampled as a negative (logQ):
   # without it the model learns to push popular movies down.
   sampling_correction: bool = True
-  temperature: float = 1.0
+  temperature: float = 1.0  # divides the retrieval logits
+  # L2 penalty on every embedding table, added to the (batch-summed) retrieval loss.
+  embedding_l2: float = 0.0
   timestamp_buckets: int = 1000
   top_k: int = 100  # results per query in the exported model
   index: str = 'scann'  # serving index: 'scann' or 'brute-force' (stock TF Serving)
@@ -32,26 +36,38 @@ class ModelConfig:
   max_excluded: int = 100
   # Serving never returns a known user's training movies (their history is in the model).
   exclude_seen: bool = False
+  # multitask: the loss is retrieval_weight * retrieval loss + rating_weight * squared rating
+  # error, both summed over the batch.
+  retrieval_weight: float = 1.0
+  rating_weight: float = 1.0
+  rating_layer_sizes: Tuple[int, ...] = (256, 64)  # the rating head's hidden layers
+  # sequential: the most recent movies the query tower reads (older ones are dropped).
+  max_context_length: int = 10
   seed: int = 42
 
   def __post_init__(self):
     if self.kind not in MODEL_KINDS:
       raise ValueError(f'model kind {self.kind!r} is not one of {MODEL_KINDS}')
+    if self.retrieval_weight < 0 or self.rating_weight < 0:
+      raise ValueError('loss weights must be >= 0, got retrieval_weight '
+                       f'{self.retrieval_weight}, rating_weight {self.rating_weight}')
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
     for name in ('embedding_dim', 'epochs', 'batch_size', 'top_k', 'timestamp_buckets',
-                 'max_excluded'):
+                 'max_excluded', 'max_context_length'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
 
   def to_dict(self) -> Dict[str, Any]:
     """JSON-friendly form for the Trainer's custom_config."""
-    return {**dataclasses.asdict(self), 'layer_sizes': list(self.layer_sizes)}
+    return {**dataclasses.asdict(self), 'layer_sizes': list(self.layer_sizes),
+            'rating_layer_sizes': list(self.rating_layer_sizes)}
 
   @classmethod
   def from_dict(cls, values: Dict[str, Any]) -> 'ModelConfig':
     known = {field.name for field in dataclasses.fields(cls)}
     values = {key: value for key, value in values.items() if key in known}
-    if 'layer_sizes' in values:
-      values['layer_sizes'] = tuple(int(size) for size in values['layer_sizes'])
+    for name in ('layer_sizes', 'rating_layer_sizes'):
+      if name in values:
+        values[name] = tuple(int(size) for size in values[name])
     return cls(**values)

@@ -1,6 +1,6 @@
 """Exports a trained model as a SavedModel that takes raw features and returns top-k movies.
 
-Two SavedModels come out of one trained model (see write_saved_models):
+Two SavedModels come out of one trained model (components/trainer.py writes both):
 - the serving model (Trainer's Format-Serving, what the Pusher pushes): serving_default
   searches a ScaNN index over the catalogue; it needs the ScaNN ops to load.
 - the evaluation model (Trainer's Format-TFMA, what the Evaluator loads): the same
@@ -8,9 +8,11 @@ Two SavedModels come out of one trained model (see write_saved_models):
   not load the ScaNN ops.
 Both carry the plain-TF signatures that TFMA calls: eval_examples (scores for every movie
 index) and transform_features (the label, movie_id_index).
+One module class per kind of query: UserRecommender (retrieval), RatingRecommender
+(multitask: adds predict_rating), ContextRecommender (sequential).
 """
 import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +21,8 @@ import tensorflow_transform as tft
 
 from components import features as f
 from components.model.catalogue import Catalogue
+from components.model.config import ModelConfig
+from components.transform import NUM_OOV_BUCKETS
 
 # Score of a movie index with no catalogue entry (out of vocabulary): never in any top k.
 MISSING_SCORE = -1e9
@@ -72,36 +76,35 @@ def _padded_histories(catalogue: Catalogue, num_users: int) -> np.ndarray:
 
 
 class RecommenderModule(tf.Module):
-  """Raw query features -> transform -> query tower -> index -> movie ids, titles, scores.
+  """Raw query features -> query embeddings -> index -> movie ids, titles, scores.
+
+  The subclasses say what a query is (UserRecommender: user_id [+ timestamp];
+  ContextRecommender: the recent movie ids); this class searches, excludes and evaluates.
 
   Exclusions: the index is searched for top_k + slack candidates, excluded catalogue positions
   are masked out, and the best top_k of the rest are returned, so an excluded movie is never
   returned. The slack is max_excluded (the serving_exclude signature's limit per request) plus,
-  with exclude_seen, the longest training history.
+  with exclude_seen, room for the movies the query has already seen (see `seen_slack`).
   """
 
   def __init__(self, query_tower: tf.keras.Model, tft_output: tft.TFTransformOutput,
-               catalogue: Catalogue, candidate_embeddings: tf.Tensor, index_kind: str,
-               top_k: int, num_movie_indices: int, use_timestamps: bool,
-               max_excluded: int = 100, exclude_seen: bool = False):
+               catalogue: Catalogue, candidate_embeddings: tf.Tensor, config: ModelConfig,
+               index_kind: str):
     super().__init__()
     self.query_tower = query_tower
     self.tft_layer = tft_output.transform_features_layer()
     self.raw_feature_spec = tft_output.raw_feature_spec()
-    self.use_timestamps = use_timestamps
+    self.config = config
     self.movie_ids = tf.Variable(catalogue.movie_ids.astype(bytes), trainable=False)
     self.movie_titles = tf.Variable(catalogue.movie_titles.astype(bytes), trainable=False)
     self.candidate_embeddings = tf.Variable(candidate_embeddings, trainable=False)
-    self.top_k = min(top_k, len(catalogue))
-    # User vocabulary indices from here up are out-of-vocabulary buckets: unknown users.
+    self.top_k = min(config.top_k, len(catalogue))
+    # Vocabulary indices from here up are out-of-vocabulary buckets: unknown ids.
     self.num_known_users = tft_output.vocabulary_size_by_name(f.USER_ID_VOCAB)
-    self.max_excluded = max_excluded
-    self.exclude_seen = exclude_seen
-    slack = max_excluded
-    if exclude_seen:  # kept in the model only when serving uses them
-      histories = _padded_histories(catalogue, self.num_known_users)
-      self.user_histories = tf.Variable(histories, trainable=False)
-      slack += histories.shape[1]
+    self.num_known_movies = tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB)
+    self.max_excluded = config.max_excluded
+    self.exclude_seen = config.exclude_seen
+    slack = config.max_excluded + (self.seen_slack(catalogue) if config.exclude_seen else 0)
     self.search_k = min(self.top_k + slack, len(catalogue))
     self.index = build_index(index_kind, candidate_embeddings, self.search_k)
     self.movie_positions = tf.lookup.StaticHashTable(
@@ -109,6 +112,7 @@ class RecommenderModule(tf.Module):
             tf.constant(catalogue.movie_ids.astype(bytes)),
             tf.range(len(catalogue), dtype=tf.int64)), default_value=-1)
     # The catalogue laid out by movie vocabulary index, for scoring every index at once.
+    num_movie_indices = self.num_known_movies + NUM_OOV_BUCKETS
     by_index = np.zeros([num_movie_indices, candidate_embeddings.shape[1]], np.float32)
     by_index[catalogue.movie_id_indices] = candidate_embeddings.numpy()
     missing = np.full([num_movie_indices], MISSING_SCORE, np.float32)
@@ -116,8 +120,33 @@ class RecommenderModule(tf.Module):
     self.embeddings_by_movie_index = tf.Variable(by_index, trainable=False)
     self.missing_movie_penalty = tf.Variable(missing, trainable=False)
 
-  def _query_embeddings(self, raw_features: Dict[str, tf.Tensor]) -> tf.Tensor:
-    return self.query_tower(self.tft_layer(raw_features))
+  # What a query is: the subclasses' part.
+  def query_specs(self) -> List[tf.TensorSpec]:
+    """The serving signatures' inputs, named as the raw features."""
+    raise NotImplementedError
+
+  def queries(self, inputs: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+    """[batch, d] query embeddings, and [batch, n] catalogue positions the query has already
+    seen (-1 pads), excluded with exclude_seen."""
+    raise NotImplementedError
+
+  def seen_slack(self, catalogue: Catalogue) -> int:
+    """With exclude_seen: keeps what excluding seen movies needs; returns how many more
+    candidates to search so that top_k are left after excluding them."""
+    raise NotImplementedError
+
+  def _check_known(self, indices: tf.Tensor, num_known: int, raw_ids: tf.Tensor,
+                   what: str) -> tf.Operation:
+    """Fails the call, naming the ids, if an id is not in the training vocabulary.
+
+    (The out-of-vocabulary embedding would give answers that look real but are not
+    anybody's. TF Serving turns the error into HTTP 400 / INVALID_ARGUMENT.)
+    """
+    known = indices < num_known
+    return tf.debugging.Assert(
+        tf.reduce_all(known),
+        [f'unknown {what} (not in the training data):',
+         tf.boolean_mask(raw_ids, tf.logical_not(known))], summarize=10)
 
   def _results(self, scores: tf.Tensor, positions: tf.Tensor) -> Dict[str, tf.Tensor]:
     return {
@@ -126,35 +155,24 @@ class RecommenderModule(tf.Module):
         f.OUTPUT_SCORES: scores,
     }
 
-  def recommend(self, raw_features: Dict[str, tf.Tensor],
+  def recommend(self, inputs: Dict[str, tf.Tensor],
                 exclude_movie_ids: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
-    """Top-k movies per query; a user id not seen in training is an InvalidArgumentError.
+    """Top-k movies per query.
 
-    (The out-of-vocabulary embedding would return recommendations that look real but are not
-    anybody's. TF Serving turns the error into HTTP 400 / INVALID_ARGUMENT.)
     exclude_movie_ids: [batch, n] movie ids never to return ('' pads short rows; ids outside
     the catalogue are ignored: they cannot be returned anyway).
     """
-    transformed = self.tft_layer(raw_features)
-    user_index = transformed[f.USER_ID_INDEX]
-    known = user_index < self.num_known_users
-    check = tf.debugging.Assert(
-        tf.reduce_all(known),
-        ['unknown user_id (not in the training data):',
-         tf.boolean_mask(raw_features[f.USER_ID], tf.logical_not(known))], summarize=10)
-    with tf.control_dependencies([check]):
-      queries = self.query_tower(transformed)
+    queries, seen = self.queries(inputs)
     excluded = []
     if exclude_movie_ids is not None:
       too_many = tf.debugging.assert_less_equal(
           tf.shape(exclude_movie_ids)[1], self.max_excluded,
-          message=f'exclude_movie_ids: at most {self.max_excluded} per user '
+          message=f'exclude_movie_ids: at most {self.max_excluded} per query '
           '(export option --max-excluded)')
       with tf.control_dependencies([too_many]):
         excluded.append(self.movie_positions.lookup(exclude_movie_ids))
     if self.exclude_seen:
-      excluded.append(tf.gather(self.user_histories, tf.minimum(user_index,
-                                                                 self.num_known_users - 1)))
+      excluded.append(seen)
     if not excluded:
       scores, positions = self.index(queries, k=self.top_k)
       return self._results(scores, positions)
@@ -163,8 +181,8 @@ class RecommenderModule(tf.Module):
     hit = tf.reduce_any(tf.equal(positions[:, :, None], excluded[:, None, :]), axis=-1)
     masked = tf.where(hit, tf.fill(tf.shape(scores), MISSING_SCORE), scores)
     best_scores, best = tf.math.top_k(masked, k=self.top_k)
-    # Only a catalogue smaller than top_k + exclusions can leave excluded movies among the
-    # best: those slots come back as movie id '' with MISSING_SCORE, never as the movie.
+    # Only more exclusions than the slack can leave excluded movies among the best: those
+    # slots come back as movie id '' with MISSING_SCORE, never as the movie.
     best_positions = tf.gather(positions, best, batch_dims=1)
     results = self._results(best_scores, best_positions)
     filler = tf.equal(best_scores, MISSING_SCORE)
@@ -172,27 +190,26 @@ class RecommenderModule(tf.Module):
       results[name] = tf.where(filler, tf.constant(b''), results[name])
     return results
 
-  def eval_examples(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+  def _transform_examples(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return self.tft_layer(tf.io.parse_example(serialized_examples, self.raw_feature_spec))
+
+  def eval_outputs(self, transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Scores of every movie vocabulary index, [batch, num_movie_indices], in plain TF.
 
     TFMA ranks them against the label index (transform_features) for top-k accuracy.
     """
-    raw_features = tf.io.parse_example(serialized_examples, self.raw_feature_spec)
-    queries = self._query_embeddings(raw_features)
+    queries = self.query_tower(transformed)
     scores = tf.matmul(queries, self.embeddings_by_movie_index, transpose_b=True)
     return {f.EVAL_SCORES: scores + self.missing_movie_penalty}
 
-  def transform_features(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """The evaluation label: the movie vocabulary index of each rating."""
-    raw_features = tf.io.parse_example(serialized_examples, self.raw_feature_spec)
-    return {f.MOVIE_ID_INDEX: self.tft_layer(raw_features)[f.MOVIE_ID_INDEX]}
+  def eval_labels(self, transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """The evaluation label: the movie vocabulary index of each example."""
+    return {f.MOVIE_ID_INDEX: transformed[f.MOVIE_ID_INDEX]}
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    """serving_default(user_id[, timestamp]); serving_exclude(the same, exclude_movie_ids);
-    eval_examples and transform_features(examples)."""
-    query_specs = [tf.TensorSpec([None], tf.string, name=f.USER_ID)]
-    if self.use_timestamps:
-      query_specs.append(tf.TensorSpec([None], tf.int64, name=f.TIMESTAMP))
+    """serving_default(query); serving_exclude(query, exclude_movie_ids); eval_examples and
+    transform_features(examples)."""
+    query_specs = self.query_specs()
     names = [spec.name for spec in query_specs]
     exclude_spec = tf.TensorSpec([None, None], tf.string, name=f.EXCLUDE_MOVIE_IDS)
 
@@ -206,14 +223,143 @@ class RecommenderModule(tf.Module):
       return self.recommend(dict(zip(names, query)), exclusions)
 
     examples_spec = [tf.TensorSpec([None], tf.string, name='examples')]
-    evaluate = tf.function(self.eval_examples, input_signature=examples_spec)
-    transform = tf.function(self.transform_features, input_signature=examples_spec)
+
+    @tf.function(input_signature=examples_spec)
+    def evaluate(examples):
+      return self.eval_outputs(self._transform_examples(examples))
+
+    @tf.function(input_signature=examples_spec)
+    def transform(examples):
+      return self.eval_labels(self._transform_examples(examples))
+
     return {
         'serving_default': serve.get_concrete_function(),
         f.EXCLUDE_SIGNATURE: serve_exclude.get_concrete_function(),
         f.EVAL_SIGNATURE: evaluate.get_concrete_function(),
         f.TRANSFORM_SIGNATURE: transform.get_concrete_function(),
     }
+
+
+class UserRecommender(RecommenderModule):
+  """Queries are users: user_id [batch] (and timestamp [batch] with use_timestamps).
+
+  With exclude_seen, each user's training movies are stored in the model and never returned.
+  A user id not seen in training is an InvalidArgumentError.
+  """
+
+  def seen_slack(self, catalogue: Catalogue) -> int:
+    histories = _padded_histories(catalogue, self.num_known_users)
+    self.user_histories = tf.Variable(histories, trainable=False)
+    return histories.shape[1]
+
+  def query_specs(self) -> List[tf.TensorSpec]:
+    specs = [tf.TensorSpec([None], tf.string, name=f.USER_ID)]
+    if self.config.use_timestamps:
+      specs.append(tf.TensorSpec([None], tf.int64, name=f.TIMESTAMP))
+    return specs
+
+  def _user_queries(self, inputs: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+    transformed = self.tft_layer(inputs)
+    user_index = transformed[f.USER_ID_INDEX]
+    check = self._check_known(user_index, self.num_known_users, inputs[f.USER_ID], 'user_id')
+    with tf.control_dependencies([check]):
+      return self.query_tower(transformed), user_index
+
+  def queries(self, inputs):
+    queries, user_index = self._user_queries(inputs)
+    seen = None
+    if self.exclude_seen:
+      seen = tf.gather(self.user_histories, tf.minimum(user_index, self.num_known_users - 1))
+    return queries, seen
+
+
+class RatingRecommender(UserRecommender):
+  """The multitask model: a UserRecommender that also predicts ratings.
+
+  Adds predict_rating(user_id, movie_id) -> rating, and the predicted rating of each eval
+  example's movie for the Evaluator's RMSE. Ratings are clipped to the rating scale.
+  """
+
+  def __init__(self, *args, rating_head: tf.keras.Model, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.rating_head = rating_head
+
+  def _ratings(self, queries: tf.Tensor, movie_index: tf.Tensor) -> tf.Tensor:
+    candidates = tf.gather(self.embeddings_by_movie_index, movie_index)
+    return tf.clip_by_value(self.rating_head(queries, candidates), f.MIN_RATING, f.MAX_RATING)
+
+  def predict_rating(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """The rating each user would give each movie; unknown ids are an InvalidArgumentError."""
+    queries, _ = self._user_queries(inputs)
+    movie_index = self.tft_layer(inputs)[f.MOVIE_ID_INDEX]
+    # A movie never rated in training has no trained embedding: unknown, like an unseen id.
+    in_catalogue = tf.where(
+        tf.equal(tf.gather(self.missing_movie_penalty, movie_index), 0.0),
+        movie_index, tf.fill(tf.shape(movie_index), tf.cast(self.num_known_movies, tf.int64)))
+    check = self._check_known(in_catalogue, self.num_known_movies, inputs[f.MOVIE_ID],
+                              'movie_id')
+    with tf.control_dependencies([check]):
+      return {f.OUTPUT_RATING: self._ratings(queries, movie_index)}
+
+  def eval_outputs(self, transformed):
+    outputs = super().eval_outputs(transformed)
+    outputs[f.OUTPUT_RATING] = self._ratings(self.query_tower(transformed),
+                                             transformed[f.MOVIE_ID_INDEX])
+    return outputs
+
+  def eval_labels(self, transformed):
+    return {**super().eval_labels(transformed), f.USER_RATING: transformed[f.USER_RATING]}
+
+  def signatures(self):
+    specs = [tf.TensorSpec([None], tf.string, name=f.USER_ID),
+             tf.TensorSpec([None], tf.string, name=f.MOVIE_ID)]
+    rate = tf.function(lambda user_id, movie_id: self.predict_rating(
+        {f.USER_ID: user_id, f.MOVIE_ID: movie_id}), input_signature=specs)
+    return {**super().signatures(), f.RATING_SIGNATURE: rate.get_concrete_function()}
+
+
+class ContextRecommender(RecommenderModule):
+  """The sequential model: a query is the movies a user watched, context_movie_ids [batch, n].
+
+  Each row lists movie ids oldest first ('' pads short rows); only the last
+  max_context_length known ids are read. Unknown ids are skipped (a movie newer than the
+  model); a row with no known id at all is an InvalidArgumentError. With exclude_seen, the
+  row's movies are never returned.
+  """
+
+  def seen_slack(self, catalogue: Catalogue) -> int:
+    return self.max_excluded
+
+  def query_specs(self) -> List[tf.TensorSpec]:
+    return [tf.TensorSpec([None, None], tf.string, name=f.CONTEXT_MOVIE_IDS)]
+
+  def queries(self, inputs):
+    ids = inputs[f.CONTEXT_MOVIE_IDS]
+    # The transform graph maps ids to vocabulary indices, as in training ('' is dropped).
+    indices = self.tft_layer({f.CONTEXT_MOVIE_IDS: tf.sparse.from_dense(ids)})[
+        f.CONTEXT_MOVIE_ID_INDICES]
+    context = tf.RaggedTensor.from_sparse(indices)
+    context = tf.ragged.boolean_mask(context, context < self.num_known_movies)
+    empty = tf.equal(context.row_lengths(), 0)
+    check = tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(empty)),
+        ['context_movie_ids: rows with no movie id known to the model (empty history, or only '
+         'unknown ids):', tf.where(empty)[:, 0]], summarize=10)
+    with tf.control_dependencies([check]):
+      queries = self.query_tower({f.CONTEXT_MOVIE_ID_INDICES: context})
+    return queries, self.movie_positions.lookup(ids)
+
+
+def make_module(config: ModelConfig, model, tft_output: tft.TFTransformOutput,
+                catalogue: Catalogue, candidate_embeddings: tf.Tensor,
+                index_kind: str) -> RecommenderModule:
+  """The exported module for the config's model kind."""
+  args = (model.query_tower, tft_output, catalogue, candidate_embeddings, config, index_kind)
+  if config.kind == 'sequential':
+    return ContextRecommender(*args)
+  if config.kind == 'multitask':
+    return RatingRecommender(*args, rating_head=model.rating_head)
+  return UserRecommender(*args)
 
 
 def save(module: RecommenderModule, path: str) -> None:

@@ -19,21 +19,32 @@ class BagOfIdsEmbedding(tf.keras.layers.Layer):
   An empty list embeds to zeros.
   """
 
-  def __init__(self, vocab_size: int, dim: int, **kwargs):
+  def __init__(self, vocab_size: int, dim: int, l2: float = 0.0, **kwargs):
     super().__init__(**kwargs)
     self.vocab_size = vocab_size
     self.dim = dim
+    self.l2 = l2
 
   def build(self, input_shape):
     self.embeddings = self.add_weight(
         name='embeddings', shape=(self.vocab_size, self.dim),
-        initializer='uniform', trainable=True)
+        initializer='uniform', regularizer=_l2(self.l2), trainable=True)
     super().build(input_shape)
 
   def call(self, ids):
     if isinstance(ids, tf.RaggedTensor):
       ids = ids.to_sparse()
     return tf.nn.safe_embedding_lookup_sparse(self.embeddings, ids, combiner='mean')
+
+
+def _l2(weight: float):
+  return tf.keras.regularizers.L2(weight) if weight else None
+
+
+def embedding(vocab_size: int, config: ModelConfig, name: str, **kwargs) -> tf.keras.layers.Embedding:
+  """An id embedding table of config.embedding_dim, L2-regularised by config.embedding_l2."""
+  return tf.keras.layers.Embedding(vocab_size, config.embedding_dim, name=name,
+                                   embeddings_regularizer=_l2(config.embedding_l2), **kwargs)
 
 
 def dense_stack(layer_sizes: Sequence[int], name: str) -> tf.keras.Sequential:
@@ -57,12 +68,11 @@ class QueryTower(tf.keras.Model):
   def __init__(self, num_user_ids: int, config: ModelConfig, **kwargs):
     super().__init__(**kwargs)
     self.use_timestamps = config.use_timestamps
-    self.user_embedding = tf.keras.layers.Embedding(
-        num_user_ids + NUM_OOV_BUCKETS, config.embedding_dim, name='user_id_embedding')
+    self.user_embedding = embedding(num_user_ids + NUM_OOV_BUCKETS, config, 'user_id_embedding')
     if self.use_timestamps:
       # bucketize returns 0..num_buckets: one more row than buckets for values past the top.
-      self.timestamp_embedding = tf.keras.layers.Embedding(
-          config.timestamp_buckets + 1, config.embedding_dim, name='timestamp_bucket_embedding')
+      self.timestamp_embedding = embedding(config.timestamp_buckets + 1, config,
+                                           'timestamp_bucket_embedding')
     self.dense = dense_stack(config.layer_sizes, name='query_dense')
 
   def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
@@ -71,6 +81,34 @@ class QueryTower(tf.keras.Model):
       parts.append(self.timestamp_embedding(features[f.TIMESTAMP_BUCKET]))
       parts.append(_to_column(features[f.TIMESTAMP_Z]))
     return self.dense(tf.concat(parts, axis=1))
+
+
+def _ragged(ids) -> tf.RaggedTensor:
+  return tf.RaggedTensor.from_sparse(ids) if isinstance(ids, tf.SparseTensor) else ids
+
+
+class ContextTower(tf.keras.Model):
+  """Embeds what the user watched last: a GRU over their most recent movies (sequential).
+
+  Expects context_movie_id_indices: [batch, None] movie vocabulary indices, oldest first,
+  sparse or ragged. Only the last config.max_context_length are read; shorter histories are
+  padded and the padding masked, so the GRU's state is that of the real movies only.
+  Returns [batch, output_dim].
+  """
+
+  def __init__(self, num_movie_ids: int, config: ModelConfig, **kwargs):
+    super().__init__(**kwargs)
+    self.max_context_length = config.max_context_length
+    # Row 0 is the padding (masked); movie index i is row i + 1.
+    self.movie_embedding = embedding(num_movie_ids + NUM_OOV_BUCKETS + 1, config,
+                                     'context_movie_embedding', mask_zero=True)
+    self.gru = tf.keras.layers.GRU(config.embedding_dim, name='context_gru')
+    self.dense = dense_stack(config.layer_sizes, name='query_dense')
+
+  def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
+    context = _ragged(features[f.CONTEXT_MOVIE_ID_INDICES])[:, -self.max_context_length:]
+    padded = context.to_tensor(default_value=-1, shape=[None, self.max_context_length]) + 1
+    return self.dense(self.gru(self.movie_embedding(padded)))
 
 
 class CandidateTower(tf.keras.Model):
@@ -83,14 +121,13 @@ class CandidateTower(tf.keras.Model):
   def __init__(self, num_movie_ids: int, num_title_tokens: int, num_genres: int,
                config: ModelConfig, **kwargs):
     super().__init__(**kwargs)
-    dim = config.embedding_dim
-    self.movie_embedding = tf.keras.layers.Embedding(
-        num_movie_ids + NUM_OOV_BUCKETS, dim, name='movie_id_embedding')
+    dim, l2 = config.embedding_dim, config.embedding_l2
+    self.movie_embedding = embedding(num_movie_ids + NUM_OOV_BUCKETS, config, 'movie_id_embedding')
     self.title_embedding = (
-        BagOfIdsEmbedding(num_title_tokens + NUM_OOV_BUCKETS, dim, name='title_embedding')
+        BagOfIdsEmbedding(num_title_tokens + NUM_OOV_BUCKETS, dim, l2, name='title_embedding')
         if config.use_title else None)
     self.genre_embedding = (
-        BagOfIdsEmbedding(num_genres + NUM_OOV_BUCKETS, dim, name='genre_embedding')
+        BagOfIdsEmbedding(num_genres + NUM_OOV_BUCKETS, dim, l2, name='genre_embedding')
         if config.use_genres else None)
     self.dense = dense_stack(config.layer_sizes, name='candidate_dense')
 

@@ -1,0 +1,132 @@
+"""TimelineGen: rating examples -> one example per (user, next movie) for the sequential model.
+
+Each user's ratings (every split of ExampleGen's output) are grouped, those below min_rating
+dropped, and the rest sorted into a timeline. Ties in time are common in MovieLens (a user
+rates many movies in the same second), so the order is by timestamp, then movie id (numerically
+when the id is a number, as MovieLens' are; byte order otherwise): the same data always gives
+the same timelines. Users with fewer than min_timeline_length movies are left out. Every movie
+after the first becomes a label, with up to max_context_length movies before it as its
+context, oldest first (the TFRS sequential tutorial's protocol). Examples then go to the eval
+split by a stable hash of (user, position): eval_percent of them, 10% by default.
+"""
+import hashlib
+import os
+from typing import Dict, Iterable, Iterator, List, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import BeamComponentParameter
+from tfx.types import artifact_utils
+
+from components import features as f
+
+SPLITS = ('train', 'eval')
+# What a timeline keeps of each rating: the features of a timeline example's next movie.
+_KEPT = {f.USER_ID: 'bytes', f.MOVIE_ID: 'bytes', f.MOVIE_TITLE: 'bytes',
+         f.MOVIE_GENRES: 'bytes', f.TIMESTAMP: 'int64', f.USER_RATING: 'float'}
+
+
+def rating_of(example: tf.train.Example) -> Dict[str, object]:
+  """The timeline's fields of one rating example: single values, genres as a list."""
+  values = {}
+  for name, kind in _KEPT.items():
+    value = getattr(example.features.feature[name], f'{kind}_list').value
+    values[name] = list(value) if name == f.MOVIE_GENRES else value[0]
+  return values
+
+
+def tie_order(movie_id: bytes) -> Tuple[int, int, bytes]:
+  """Sort key among ratings with the same timestamp: numeric ids by value, then others."""
+  return (0, int(movie_id), b'') if movie_id.isdigit() else (1, 0, movie_id)
+
+
+def timeline(ratings: Iterable[Dict[str, object]], min_rating: float) -> List[Dict[str, object]]:
+  """One user's ratings at or above min_rating, in time order (ties: see tie_order)."""
+  kept = [rating for rating in ratings if rating[f.USER_RATING] >= min_rating]
+  return sorted(kept, key=lambda r: (r[f.TIMESTAMP], tie_order(r[f.MOVIE_ID])))
+
+
+def timeline_examples(ratings: Iterable[Dict[str, object]], min_rating: float,
+                      min_timeline_length: int, max_context_length: int
+                      ) -> Iterator[Tuple[int, Dict[str, object]]]:
+  """(position of the label, example fields) for every movie after a user's first."""
+  movies = timeline(ratings, min_rating)
+  if len(movies) < min_timeline_length:
+    return
+  for position in range(1, len(movies)):
+    context = movies[max(0, position - max_context_length):position]
+    yield position, {**movies[position],
+                     f.CONTEXT_MOVIE_IDS: [movie[f.MOVIE_ID] for movie in context]}
+
+
+_LISTS = {'bytes': tf.train.BytesList, 'int64': tf.train.Int64List, 'float': tf.train.FloatList}
+
+
+def to_tf_example(fields: Dict[str, object]) -> tf.train.Example:
+  """A timeline example: the next movie's rating fields and its context_movie_ids."""
+  feature = {}
+  for name, kind in {**_KEPT, f.CONTEXT_MOVIE_IDS: 'bytes'}.items():
+    values = fields[name] if isinstance(fields[name], list) else [fields[name]]
+    feature[name] = tf.train.Feature(**{f'{kind}_list': _LISTS[kind](value=values)})
+  return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def eval_split(user_id: bytes, position: int, eval_percent: int) -> bool:
+  """Whether this example goes to eval: a stable hash, the same on every run and runner."""
+  digest = hashlib.md5(user_id + b'/' + str(position).encode()).digest()
+  return int.from_bytes(digest[:8], 'little') % 100 < eval_percent
+
+
+@beam.ptransform_fn
+def BuildTimelines(ratings: beam.PCollection, min_rating: float, min_timeline_length: int,
+                   max_context_length: int, eval_percent: int):
+  """Serialized rating examples -> (split index, serialized timeline example)."""
+
+  def examples_of_user(user_and_ratings):
+    user, ratings = user_and_ratings
+    for position, fields in timeline_examples(ratings, min_rating, min_timeline_length,
+                                              max_context_length):
+      split = SPLITS.index('eval') if eval_split(user, position, eval_percent) else 0
+      yield split, to_tf_example(fields).SerializeToString()
+
+  return (ratings
+          | 'Parse' >> beam.Map(lambda record: rating_of(tf.train.Example.FromString(record)))
+          | 'ByUser' >> beam.Map(lambda rating: (rating[f.USER_ID], rating))
+          | 'Group' >> beam.GroupByKey()
+          | 'Examples' >> beam.FlatMap(examples_of_user))
+
+
+@tfx.dsl.components.component(use_beam=True)
+def TimelineGen(
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    timelines: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
+    min_rating: tfx.dsl.components.Parameter[float] = 2.0,
+    min_timeline_length: tfx.dsl.components.Parameter[int] = 3,
+    max_context_length: tfx.dsl.components.Parameter[int] = 10,
+    eval_percent: tfx.dsl.components.Parameter[int] = 10,
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None) -> None:
+  """Builds the sequential model's train/eval examples from every split of the ratings."""
+  if min_timeline_length < 2:
+    raise ValueError(f'min_timeline_length must be >= 2, got {min_timeline_length}')
+  if max_context_length < 1:
+    raise ValueError(f'max_context_length must be >= 1, got {max_context_length}')
+  if not 0 < eval_percent < 100:
+    raise ValueError(f'eval_percent must be in 1..99, got {eval_percent}')
+  patterns = [os.path.join(artifact_utils.get_split_uri([examples], split), '*')
+              for split in artifact_utils.decode_split_names(examples.split_names)]
+  timelines.split_names = artifact_utils.encode_split_names(list(SPLITS))
+  with beam_pipeline as pipeline:
+    ratings = ([pipeline | f'Read{i}' >> beam.io.ReadFromTFRecord(pattern)
+                for i, pattern in enumerate(patterns)] | 'AllSplits' >> beam.Flatten())
+    by_split = (ratings
+                | 'Build' >> BuildTimelines(min_rating, min_timeline_length, max_context_length,
+                                            eval_percent)
+                | 'Split' >> beam.Partition(lambda split_and_example, _: split_and_example[0],
+                                            len(SPLITS)))
+    for split, examples_of_split in zip(SPLITS, by_split):
+      _ = (examples_of_split
+           | f'Drop{split}' >> beam.Values()
+           | f'Write{split}' >> beam.io.WriteToTFRecord(
+               os.path.join(timelines.uri, f'Split-{split}', 'data_tfrecord'),
+               file_name_suffix='.gz'))

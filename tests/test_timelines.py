@@ -1,0 +1,88 @@
+"""TimelineGen's rules on hand-made timelines: order and ties, min_rating, short histories,
+users below the minimum length, context windows, the split; and the Beam transform itself."""
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.testing.util import assert_that, equal_to
+
+from components import features as f
+from components import timelines
+
+
+def rating(user, movie, timestamp, value=4.0):
+  return {f.USER_ID: user, f.MOVIE_ID: movie, f.MOVIE_TITLE: b'Title ' + movie,
+          f.MOVIE_GENRES: [b'Drama'], f.TIMESTAMP: timestamp, f.USER_RATING: value}
+
+
+def examples(ratings, min_rating=2.0, min_timeline_length=3, max_context_length=10):
+  return [(position, fields[f.CONTEXT_MOVIE_IDS], fields[f.MOVIE_ID])
+          for position, fields in timelines.timeline_examples(
+              ratings, min_rating, min_timeline_length, max_context_length)]
+
+
+def test_timestamp_ties_are_ordered_by_numeric_movie_id_whatever_the_input_order():
+  ratings = [rating(b'1', b'10', 100), rating(b'1', b'9', 100), rating(b'1', b'200', 50),
+             rating(b'1', b'100', 100)]
+  expected = [b'200', b'9', b'10', b'100']  # 50 first; then the tie at 100: 9 < 10 < 100
+  assert [r[f.MOVIE_ID] for r in timelines.timeline(ratings, 2.0)] == expected
+  assert [r[f.MOVIE_ID] for r in timelines.timeline(ratings[::-1], 2.0)] == expected
+
+
+def test_ratings_below_min_rating_are_left_out_of_the_timeline():
+  ratings = [rating(b'1', b'1', 1), rating(b'1', b'2', 2, value=1.0), rating(b'1', b'3', 3),
+             rating(b'1', b'4', 4, value=2.0)]
+  assert examples(ratings) == [(1, [b'1'], b'3'), (2, [b'1', b'3'], b'4')]
+
+
+def test_users_below_the_minimum_length_give_no_examples():
+  two = [rating(b'1', b'1', 1), rating(b'1', b'2', 2)]
+  assert examples(two) == []
+  assert examples(two, min_timeline_length=2) == [(1, [b'1'], b'2')]
+  # A third rating below min_rating does not count towards the length.
+  assert examples(two + [rating(b'1', b'3', 3, value=1.0)]) == []
+
+
+def test_short_histories_give_short_contexts_and_long_ones_keep_the_most_recent():
+  ratings = [rating(b'1', str(movie).encode(), movie) for movie in range(1, 7)]
+  got = examples(ratings, max_context_length=3)
+  assert got[0] == (1, [b'1'], b'2')  # shorter than the window: not padded
+  assert got[1] == (2, [b'1', b'2'], b'3')
+  assert got[-1] == (5, [b'3', b'4', b'5'], b'6')  # the last 3, oldest first
+  assert len(got) == 5  # every movie after the first is a label once
+
+
+def test_the_split_is_stable_and_near_the_requested_share():
+  decisions = [timelines.eval_split(str(user).encode(), position, 10)
+               for user in range(200) for position in range(1, 20)]
+  assert decisions == [timelines.eval_split(str(user).encode(), position, 10)
+                       for user in range(200) for position in range(1, 20)]
+  assert 0.07 < sum(decisions) / len(decisions) < 0.13
+
+
+def test_beam_transform_groups_users_and_writes_parsable_examples():
+  records = [timelines.to_tf_example(
+      {**r, f.CONTEXT_MOVIE_IDS: []}).SerializeToString() for r in [
+          rating(b'1', b'5', 30), rating(b'2', b'7', 10), rating(b'1', b'3', 10),
+          rating(b'1', b'4', 20), rating(b'2', b'8', 20)]]  # user 2: too short
+
+  def summary(split_and_example):
+    example = tf.train.Example.FromString(split_and_example[1]).features.feature
+    return (example[f.USER_ID].bytes_list.value[0],
+            tuple(example[f.CONTEXT_MOVIE_IDS].bytes_list.value),
+            example[f.MOVIE_ID].bytes_list.value[0],
+            example[f.TIMESTAMP].int64_list.value[0])
+
+  with beam.Pipeline() as pipeline:
+    built = (pipeline | beam.Create(records)
+             | timelines.BuildTimelines(2.0, 3, 10, 10) | beam.Map(summary))
+    assert_that(built, equal_to([(b'1', (b'3',), b'4', 20), (b'1', (b'3', b'4'), b'5', 30)]))
+
+
+@pytest.mark.parametrize('bad', [dict(min_timeline_length=1), dict(max_context_length=0),
+                                 dict(eval_percent=100)])
+def test_bad_parameters_are_refused_naming_them(bad):
+  name = next(iter(bad))
+  with pytest.raises(ValueError, match=name):
+    timelines.TimelineGen.test_call(examples=None, timelines=None, beam_pipeline=None,
+                                    **{**dict(min_rating=2.0, min_timeline_length=3,
+                                              max_context_length=10, eval_percent=10), **bad})
