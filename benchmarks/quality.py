@@ -21,10 +21,10 @@ import sys
 import time
 from typing import Dict, List
 
+import components  # noqa: F401  (process set-up before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
-
 from components import features as f
 from components.ingest import movielens
 from pipeline import baselines, cli
