@@ -56,7 +56,8 @@ $(STAMP): requirements.lock setup.py
 
 demo: $(STAMP)
 	$(PY) -m pipeline run --dataset $(DATASET) $(DATA_DIR_ARG) --workdir $(WORKDIR) $(ARGS)
-	$(PY) -m pipeline recommend --workdir $(WORKDIR) --user 1 --user 2 -k 10
+	$(PY) -m pipeline recommend --workdir $(WORKDIR) --model-name $(MODEL_NAME) --user 1 --user 2 \
+	  --history 1,2,3 -k 10
 	$(PY) -m serving.demo --model-base-path $(MODEL_BASE_PATH) --model-name $(MODEL_NAME)
 
 serve: $(STAMP)

@@ -7,12 +7,14 @@ from typing import Optional
 
 import absl.logging
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components import features as f
 from components.model import export
+from components.model.biases import fit_biases
 from components.model.catalogue import Catalogue
 from components.model.config import ModelConfig
 from components.model.recommender import RatingHead, RecommenderModel
@@ -47,16 +49,40 @@ def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
         vocab_size(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS)
   rating_head = None
   if config.kind == 'multitask':
-    rating_head = RatingHead(config.rating_layer_sizes, catalogue.mean_rating, name='rating_head')
+    mean, user_bias, movie_bias = fit_biases(
+        *catalogue.ratings, num_users=vocab_size(f.USER_ID_VOCAB) + NUM_OOV_BUCKETS,
+        num_movies=vocab_size(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS)
+    rating_head = RatingHead(config.rating_layer_sizes, mean, user_bias, movie_bias,
+                             config.rating_bias_l2, name='rating_head')
   return RecommenderModel(query_tower, candidate_tower, sampling_probability, config.temperature,
                           rating_head, config.retrieval_weight, config.rating_weight)
 
 
-def _optimizer(config: ModelConfig) -> tf.keras.optimizers.Optimizer:
-  optimizers = {'adagrad': tf.keras.optimizers.Adagrad, 'adam': tf.keras.optimizers.Adam}
+def _optimizer(config: ModelConfig, model: RecommenderModel) -> tf.keras.optimizers.Optimizer:
+  """config.optimizer for the towers; with a rating head, Adam at rating_learning_rate for it.
+
+  The head needs its own: Adagrad's per-weight steps of learning_rate, right for embedding
+  tables, make the head's predicted ratings jump by tenths from batch to batch. (TFRS's
+  CompositeOptimizer takes Keras' legacy optimizers, the same algorithms.)
+  """
+  legacy = model.rating_head is not None
+  namespace = tf.keras.optimizers.legacy if legacy else tf.keras.optimizers
+  optimizers = {'adagrad': namespace.Adagrad, 'adam': namespace.Adam}
   if config.optimizer not in optimizers:
     raise ValueError(f'optimizer {config.optimizer!r} is not one of {sorted(optimizers)}')
-  return optimizers[config.optimizer](learning_rate=config.learning_rate)
+  towers = optimizers[config.optimizer](learning_rate=config.learning_rate)
+  if not legacy:
+    return towers
+
+  def tower_variables():  # called once the model is built
+    head = {id(variable) for variable in model.rating_head.trainable_variables}
+    return [variable for variable in model.trainable_variables if id(variable) not in head]
+
+  return tfrs.experimental.optimizers.CompositeOptimizer([
+      (namespace.Adam(learning_rate=config.rating_learning_rate),
+       lambda: model.rating_head.trainable_variables),
+      (towers, tower_variables),
+  ])
 
 
 def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
@@ -68,7 +94,7 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   catalogue = Catalogue.from_dataset(catalogue_dataset)
   absl.logging.info('Catalogue: %d movies', len(catalogue))
   model = build_model(config, tft_output, catalogue)
-  model.compile(optimizer=_optimizer(config))
+  model.compile(optimizer=_optimizer(config, model))
   model.fit(train_dataset, epochs=config.epochs, validation_data=eval_dataset, verbose=2)
 
   candidate_embeddings = model.candidate_tower(catalogue.candidate_features())

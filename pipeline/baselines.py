@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import features as f
+from components.model.biases import fit_biases
 
 DEFAULT_KS = (10, 50, 100)
 
@@ -189,23 +190,14 @@ def sequential_baseline_accuracy(train: Ratings, eval_ratings: Ratings,
   }
 
 
-def bias_baseline_rmse(train: Ratings, eval_ratings: Ratings, l2: float = 10.0,
-                       iterations: int = 10) -> float:
-  """RMSE on the eval ratings of rating = mean + user bias + item bias (biases shrunk by l2)."""
+def bias_baseline_rmse(train: Ratings, eval_ratings: Ratings, l2: float = 10.0) -> float:
+  """RMSE on the eval ratings of rating = mean + user bias + movie bias (components/model/
+  biases.py; unknown users and movies get no bias), clipped to the rating scale."""
   users = {user: i for i, user in enumerate(sorted(set(train.user_ids)))}
   movies = {movie: i for i, movie in enumerate(sorted(set(train.movie_ids)))}
-  user = np.array([users[u] for u in train.user_ids])
-  movie = np.array([movies[m] for m in train.movie_ids])
-  rating = np.array(train.ratings, np.float64)
-  mean = rating.mean()
-  user_bias, movie_bias = np.zeros(len(users)), np.zeros(len(movies))
-  for _ in range(iterations):
-    residual = rating - mean - user_bias[user]
-    movie_bias = (np.bincount(movie, residual, len(movies))
-                  / (np.bincount(movie, minlength=len(movies)) + l2))
-    residual = rating - mean - movie_bias[movie]
-    user_bias = (np.bincount(user, residual, len(users))
-                 / (np.bincount(user, minlength=len(users)) + l2))
+  mean, user_bias, movie_bias = fit_biases(
+      np.array([users[u] for u in train.user_ids]), np.array([movies[m] for m in train.movie_ids]),
+      np.array(train.ratings), len(users), len(movies), l2)
   predicted = np.array([
       mean + (user_bias[users[u]] if u in users else 0.0)
       + (movie_bias[movies[m]] if m in movies else 0.0)

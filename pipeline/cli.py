@@ -249,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
 def recommend(args: argparse.Namespace) -> int:
   import tensorflow as tf
 
+  from components import features as f
   from serving import errors as serving_errors
   from serving import saved_model
   from serving.recommendations import print_recommendations
@@ -256,12 +257,19 @@ def recommend(args: argparse.Namespace) -> int:
       os.path.join(args.workdir, 'serving_models', args.model_name))
   print(f'Model: {model_dir}')
   serving_fn = saved_model.load(model_dir)
+  histories = [history.split(',') for history in args.history or []]
   try:
-    rows = saved_model.recommend(serving_fn, args.user, args.k)
+    rows = saved_model.recommend(serving_fn, args.user or [], args.k, histories=histories)
+  except ValueError as error:  # users for a sequential model, or the other way round
+    print(f'error: {error}', file=sys.stderr)
+    return 2
   except tf.errors.InvalidArgumentError as error:  # an unknown user id, say
     print(f'error: {serving_errors.from_tensorflow(error).message}', file=sys.stderr)
     return 2
-  print_recommendations(args.user, rows)
+  if f.CONTEXT_MOVIE_IDS in serving_fn.structured_input_signature[1]:  # sequential
+    print_recommendations(args.history, rows, what='the history')
+  else:
+    print_recommendations(args.user, rows)
   return 0
 
 
@@ -280,8 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
   run_parser.set_defaults(handler=run)
   recommend_parser = commands.add_parser('recommend',
                                          help='top-k movies for users from a pushed model')
-  recommend_parser.add_argument('--user', action='append', required=True,
-                                help='a user id (repeatable)')
+  recommend_parser.add_argument('--user', action='append', help='a user id (repeatable)')
+  recommend_parser.add_argument('--history', action='append', metavar='ID,ID,...',
+                                help='sequential models: movie ids watched, oldest first, '
+                                'comma-separated (repeatable); other models read --user')
   recommend_parser.add_argument('-k', type=int, default=10, help='movies per user (default: 10)')
   recommend_parser.add_argument('--workdir', default='workdir',
                                 help='the pipeline workdir (default: ./workdir)')

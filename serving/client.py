@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from components import features as f
 from serving.protos_json import metadata_json, proto_json
-from serving.recommendations import Recommendation, print_recommendations, top_k_rows
+from serving.recommendations import (Recommendation, padded_histories, print_recommendations,
+                                     top_k_rows)
 
 
 class ServingClientError(Exception):
@@ -141,14 +142,23 @@ def input_names(client, signature_name: str = 'serving_default') -> List[str]:
   return sorted(signatures[signature_name]['inputs'])
 
 
-def recommend(client, user_ids: Sequence[str], k: int = 10,
-              timestamps: Optional[Sequence[int]] = None) -> List[List[Recommendation]]:
-  """Top-k movies per user from a served retrieval model (either client).
+def recommend(client, user_ids: Sequence[str] = (), k: int = 10,
+              timestamps: Optional[Sequence[int]] = None,
+              histories: Sequence[Sequence[str]] = ()) -> List[List[Recommendation]]:
+  """Top-k movies per user from a served model (either client); per watch history (movie
+  ids, oldest first) for a sequential model.
 
   A model trained with timestamps takes one per user: `timestamps`, or now.
   """
+  names = input_names(client)
+  if f.CONTEXT_MOVIE_IDS in names:
+    if not histories:
+      raise ValueError('this model recommends from a watch history: pass --history 1,50,181')
+    return top_k_rows(client.predict({f.CONTEXT_MOVIE_IDS: padded_histories(histories)}), k)
+  if not user_ids:
+    raise ValueError('this model recommends for users: pass --user')
   inputs = {f.USER_ID: [str(user) for user in user_ids]}
-  if f.TIMESTAMP in input_names(client):
+  if f.TIMESTAMP in names:
     inputs[f.TIMESTAMP] = np.asarray(timestamps or [int(time.time())] * len(user_ids), np.int64)
   return top_k_rows(client.predict(inputs), k)
 
@@ -174,8 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
   commands = parser.add_subparsers(dest='command', required=True)
   recommend_parser = commands.add_parser('recommend', parents=[common],
                                          help='top-k movies for users')
-  recommend_parser.add_argument('--user', action='append', required=True,
-                                help='a user id (repeat for several)')
+  recommend_parser.add_argument('--user', action='append', help='a user id (repeat for several)')
+  recommend_parser.add_argument('--history', action='append', metavar='ID,ID,...',
+                                help='sequential models: movie ids watched, oldest first, '
+                                'comma-separated (repeat for several); other models read --user')
   recommend_parser.add_argument('-k', type=int, default=10)
   recommend_parser.add_argument('--timestamp', type=int, action='append',
                                 help='per user, for models trained with timestamps '
@@ -191,14 +203,20 @@ def main(argv: Optional[List[str]] = None) -> int:
   client = make_client(args)
   try:
     if args.command == 'recommend':
-      rows = recommend(client, args.user, args.k, args.timestamp)
+      histories = [history.split(',') for history in args.history or []]
+      rows = recommend(client, args.user or [], args.k, args.timestamp, histories)
+      sequential = f.CONTEXT_MOVIE_IDS in input_names(client)
+      queries = (args.history if sequential else args.user) or []
       if args.json:
-        print(json.dumps(dict(zip(args.user, rows)), indent=1))
+        print(json.dumps(dict(zip(queries, rows)), indent=1))
       else:
         print(f'Via {"gRPC" if args.grpc else "REST"} ({args.host}), model {args.model}:')
-        print_recommendations(args.user, rows)
+        print_recommendations(queries, rows, 'the history' if sequential else 'user')
     else:
       print(json.dumps(getattr(client, args.command)(), indent=1))
+  except ValueError as error:  # users for a sequential model, or the other way round
+    print(f'error: {error}', file=sys.stderr)
+    return 2
   except ServingClientError as error:
     print(f'error: the server answered {error}', file=sys.stderr)
     return 1

@@ -81,7 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m serving.demo', description=__doc__)
   parser.add_argument('--model-base-path', required=True)
   parser.add_argument('--model-name', default='retrieval')
-  parser.add_argument('--user', default='1')
+  parser.add_argument('--user', default='1', help='the user asked for (user-based models)')
+  parser.add_argument('--history', default='1,2,3',
+                      help='the watch history asked for (sequential models)')
   parser.add_argument('-k', type=int, default=5)
   parser.add_argument('--grpc-port', type=int, default=8500)
   parser.add_argument('--rest-port', type=int, default=8501)
@@ -101,7 +103,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     exit_code = 0
     for transport, port_flag in (('--rest', f'--rest-port={rest_port}'),
                                  ('--grpc', f'--grpc-port={grpc_port}')):
-      client_args = ['recommend', '--user', args.user, '-k', str(args.k), transport, port_flag,
+      client_args = ['recommend', '--user', args.user, '--history', args.history, '-k',
+                     str(args.k), transport, port_flag,
                      '--model', args.model_name]
       print(f'\n$ python -m serving.client {shlex.join(client_args)}', flush=True)
       exit_code = exit_code or client.main(client_args)

@@ -26,9 +26,17 @@ def top_k_rows(outputs, k: int = 0) -> List[List[Recommendation]]:
   return rows
 
 
-def print_recommendations(user_ids: Sequence[str], rows: List[List[Recommendation]]) -> None:
-  for user_id, movies in zip(user_ids, rows):
-    print(f'\nTop {len(movies)} movies for user {user_id}:')
+def padded_histories(histories: Sequence[Sequence[str]]) -> List[List[str]]:
+  """Watch histories (movie ids, oldest first) as the rows of a sequential model's
+  context_movie_ids: one [batch, n] batch, '' padding the shorter rows."""
+  width = max((len(history) for history in histories), default=0)
+  return [list(history) + [''] * (width - len(history)) for history in histories]
+
+
+def print_recommendations(queries: Sequence[str], rows: List[List[Recommendation]],
+                          what: str = 'user') -> None:
+  for query, movies in zip(queries, rows):
+    print(f'\nTop {len(movies)} movies for {what} {query}:')
     for rank, movie in enumerate(movies, 1):
       print(f'  {rank:>3}. {movie["title"]:<60} (movie {movie["movie_id"]}, '
             f'score {movie["score"]:.3f})')

@@ -11,7 +11,7 @@ import scann  # noqa: F401  (registers the ScaNN ops the serving signature uses)
 import tensorflow as tf
 
 from components import features as f
-from serving.recommendations import Recommendation, top_k_rows
+from serving.recommendations import Recommendation, padded_histories, top_k_rows
 
 
 def versions(model_base_path) -> Dict[int, str]:
@@ -51,9 +51,19 @@ def load(model_dir) -> tf.types.experimental.ConcreteFunction:
   return tf.saved_model.load(str(model_dir)).signatures['serving_default']
 
 
-def recommend(serving_fn, user_ids: Sequence[str], k: Optional[int] = None,
-              timestamps: Optional[Sequence[int]] = None) -> List[List[Recommendation]]:
-  """Top-k movies per user: [{'movie_id', 'title', 'score'}, ...] for each user, best first."""
+def recommend(serving_fn, user_ids: Sequence[str] = (), k: Optional[int] = None,
+              timestamps: Optional[Sequence[int]] = None,
+              histories: Sequence[Sequence[str]] = ()) -> List[List[Recommendation]]:
+  """Top-k movies per user (or per watch history, for a sequential model):
+  [{'movie_id', 'title', 'score'}, ...] for each, best first."""
+  if f.CONTEXT_MOVIE_IDS in serving_fn.structured_input_signature[1]:
+    if not histories:
+      raise ValueError('this model recommends from a watch history: pass movie ids '
+                       '(--history 1,50,181), not users')
+    outputs = serving_fn(**{f.CONTEXT_MOVIE_IDS: tf.constant(padded_histories(histories))})
+    return top_k_rows({name: tensor.numpy() for name, tensor in outputs.items()}, k or 0)
+  if not user_ids:
+    raise ValueError('this model recommends for users: pass user ids (--user 42)')
   inputs = {f.USER_ID: tf.constant(list(user_ids), tf.string)}
   if f.TIMESTAMP in serving_fn.structured_input_signature[1]:
     if timestamps is None:

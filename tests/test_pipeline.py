@@ -210,7 +210,7 @@ def test_serving_exclude_never_returns_excluded_movies(first_run):
       assert not set(answer['movie_ids'].numpy()[row]) & set(default[row, :5])
       if model_format == 'Format-TFMA':
         assert answer['movie_ids'].numpy()[row, :TOP_K - 5].tolist() == default[row, 5:].tolist()
-    with pytest.raises(tf.errors.InvalidArgumentError, match='at most 100 per user'):
+    with pytest.raises(tf.errors.InvalidArgumentError, match='at most 100 per query'):
       model.signatures['serving_exclude'](user_id=users[:1],
                                           exclude_movie_ids=tf.fill([1, 101], 'x'))
 

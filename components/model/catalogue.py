@@ -4,7 +4,7 @@ Built from the transformed training split: a movie never rated in training has a
 id embedding, so it is left out of the index rather than ranked at random.
 """
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -36,7 +36,8 @@ class Catalogue:
     rating_counts: ratings per movie in the training split (popularity).
     user_histories: per user id vocabulary index, the catalogue positions of the movies the
       user rated in training.
-    mean_rating: the mean training rating (where the rating head starts).
+    ratings: the training ratings as (user index, movie index, rating) arrays, for the
+      rating head's starting biases.
   """
   movie_ids: np.ndarray
   movie_titles: np.ndarray
@@ -45,7 +46,8 @@ class Catalogue:
   genre_indices: List[np.ndarray]
   rating_counts: np.ndarray
   user_histories: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
-  mean_rating: float = 0.0
+  ratings: Tuple[np.ndarray, np.ndarray, np.ndarray] = (
+      np.zeros([0], np.int64), np.zeros([0], np.int64), np.zeros([0], np.float32))
 
   def __len__(self) -> int:
     return len(self.movie_ids)
@@ -56,12 +58,13 @@ class Catalogue:
     movies: Dict[int, dict] = {}
     counts: Dict[int, int] = {}
     rated: Dict[int, set] = {}  # user index -> movie indices
-    rating_sum = 0.0
+    triples = ([], [], [])
     for batch in dataset:
-      rating_sum += float(tf.reduce_sum(batch[f.USER_RATING]))
       # Each feature leaves TensorFlow once per batch, not once per new movie.
       indices = batch[f.MOVIE_ID_INDEX].numpy().reshape(-1)
       users = batch[f.USER_ID_INDEX].numpy().reshape(-1)
+      for collected, values in zip(triples, (users, indices, batch[f.USER_RATING].numpy())):
+        collected.append(values.reshape(-1))
       movie_ids = batch[f.MOVIE_ID].numpy().reshape(-1)
       titles = batch[f.MOVIE_TITLE].numpy().reshape(-1)
       tokens = _id_lists(batch[f.MOVIE_TITLE_TOKEN_INDICES])
@@ -86,7 +89,7 @@ class Catalogue:
         rating_counts=np.array([counts[i] for i in order], dtype=np.int64),
         user_histories={user: np.array(sorted(position[i] for i in movie_indices), np.int64)
                         for user, movie_indices in rated.items()},
-        mean_rating=rating_sum / sum(counts.values()))
+        ratings=tuple(np.concatenate(values) for values in triples))
 
   def candidate_features(self) -> Dict[str, tf.Tensor]:
     """The catalogue as one batch of candidate-tower inputs."""

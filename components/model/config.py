@@ -41,6 +41,8 @@ class ModelConfig:
   retrieval_weight: float = 1.0
   rating_weight: float = 1.0
   rating_layer_sizes: Tuple[int, ...] = (256, 64)  # the rating head's hidden layers
+  rating_bias_l2: float = 0.1  # L2 penalty on the rating head's user and movie biases
+  rating_learning_rate: float = 0.001  # the rating head's own optimizer: Adam
   # sequential: the most recent movies the query tower reads (older ones are dropped).
   max_context_length: int = 10
   seed: int = 42

@@ -258,15 +258,18 @@ class UserRecommender(RecommenderModule):
       specs.append(tf.TensorSpec([None], tf.int64, name=f.TIMESTAMP))
     return specs
 
-  def _user_queries(self, inputs: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+  def _user_queries(self, inputs: Dict[str, tf.Tensor]
+                    ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+    """Query embeddings of known users, and the transformed inputs."""
     transformed = self.tft_layer(inputs)
     user_index = transformed[f.USER_ID_INDEX]
     check = self._check_known(user_index, self.num_known_users, inputs[f.USER_ID], 'user_id')
     with tf.control_dependencies([check]):
-      return self.query_tower(transformed), user_index
+      return self.query_tower(transformed), transformed
 
   def queries(self, inputs):
-    queries, user_index = self._user_queries(inputs)
+    queries, transformed = self._user_queries(inputs)
+    user_index = transformed[f.USER_ID_INDEX]
     seen = None
     if self.exclude_seen:
       seen = tf.gather(self.user_histories, tf.minimum(user_index, self.num_known_users - 1))
@@ -284,14 +287,16 @@ class RatingRecommender(UserRecommender):
     super().__init__(*args, **kwargs)
     self.rating_head = rating_head
 
-  def _ratings(self, queries: tf.Tensor, movie_index: tf.Tensor) -> tf.Tensor:
+  def _ratings(self, queries: tf.Tensor, user_index: tf.Tensor,
+               movie_index: tf.Tensor) -> tf.Tensor:
     candidates = tf.gather(self.embeddings_by_movie_index, movie_index)
-    return tf.clip_by_value(self.rating_head(queries, candidates), f.MIN_RATING, f.MAX_RATING)
+    ratings = self.rating_head(queries, candidates, user_index, movie_index)
+    return tf.clip_by_value(ratings, f.MIN_RATING, f.MAX_RATING)
 
   def predict_rating(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """The rating each user would give each movie; unknown ids are an InvalidArgumentError."""
-    queries, _ = self._user_queries(inputs)
-    movie_index = self.tft_layer(inputs)[f.MOVIE_ID_INDEX]
+    queries, transformed = self._user_queries(inputs)
+    movie_index = transformed[f.MOVIE_ID_INDEX]
     # A movie never rated in training has no trained embedding: unknown, like an unseen id.
     in_catalogue = tf.where(
         tf.equal(tf.gather(self.missing_movie_penalty, movie_index), 0.0),
@@ -299,11 +304,13 @@ class RatingRecommender(UserRecommender):
     check = self._check_known(in_catalogue, self.num_known_movies, inputs[f.MOVIE_ID],
                               'movie_id')
     with tf.control_dependencies([check]):
-      return {f.OUTPUT_RATING: self._ratings(queries, movie_index)}
+      return {f.OUTPUT_RATING: self._ratings(queries, transformed[f.USER_ID_INDEX],
+                                             movie_index)}
 
   def eval_outputs(self, transformed):
     outputs = super().eval_outputs(transformed)
     outputs[f.OUTPUT_RATING] = self._ratings(self.query_tower(transformed),
+                                             transformed[f.USER_ID_INDEX],
                                              transformed[f.MOVIE_ID_INDEX])
     return outputs
 

@@ -6,6 +6,7 @@ the recent movies for `sequential`) and in whether a rating head is trained besi
 """
 from typing import Dict, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
@@ -14,20 +15,41 @@ from components.model.towers import dense_stack
 
 
 class RatingHead(tf.keras.Model):
-  """Predicts a rating from a (query, candidate) embedding pair: an MLP over both.
+  """Predicts a rating: mean + user bias + movie bias + an MLP over the (query, candidate)
+  embedding pair.
 
-  The output layer's bias starts at the mean training rating, so training fits the
-  deviations from it. Ratings are not clipped here (the loss needs the raw value); the
-  exported signature clips them to the rating scale.
+  The biases carry what a rating owes to who rates and what is rated (most of the variance on
+  MovieLens). They start from their closed-form fit on the training ratings (biases.py) and
+  the MLP's output from zero, so the head starts as the bias model and training fits the
+  interaction from the shared towers. Ratings are not clipped here (the loss needs the raw
+  value); the exported signatures clip them to the rating scale.
+
+  Args:
+    mean_rating, user_bias, movie_bias: the starting fit; user_bias [num user indices],
+      movie_bias [num movie indices].
+    bias_l2: L2 penalty on the biases while training.
   """
 
-  def __init__(self, layer_sizes: Sequence[int], mean_rating: float, **kwargs):
+  def __init__(self, layer_sizes: Sequence[int], mean_rating: float, user_bias: np.ndarray,
+               movie_bias: np.ndarray, bias_l2: float, **kwargs):
     super().__init__(**kwargs)
-    self.dense = dense_stack(list(layer_sizes) + [1], name='rating_dense')
+    self.dense = dense_stack(list(layer_sizes) + [1], name='rating_dense',
+                             last_initializer='zeros')
     self.mean_rating = mean_rating
+    regularizer = tf.keras.regularizers.L2(bias_l2) if bias_l2 else None
 
-  def call(self, query: tf.Tensor, candidate: tf.Tensor) -> tf.Tensor:
-    rating = self.dense(tf.concat([query, candidate], axis=1))
+    def bias(values, name):
+      return tf.keras.layers.Embedding(
+          len(values), 1, embeddings_regularizer=regularizer, name=name,
+          embeddings_initializer=tf.keras.initializers.Constant(values.reshape(-1, 1)))
+
+    self.user_bias = bias(user_bias, 'user_bias')
+    self.movie_bias = bias(movie_bias, 'movie_bias')
+
+  def call(self, query: tf.Tensor, candidate: tf.Tensor, user_index: tf.Tensor,
+           movie_index: tf.Tensor) -> tf.Tensor:
+    rating = (self.dense(tf.concat([query, candidate], axis=1))
+              + self.user_bias(user_index) + self.movie_bias(movie_index))
     return tf.squeeze(rating, axis=1) + self.mean_rating
 
 
@@ -77,5 +99,7 @@ class RecommenderModel(tfrs.Model):
         candidate_ids=movie_index, compute_metrics=False)
     if self.rating_head is not None:
       loss += self.rating_weight * self.rating_task(
-          labels=features[f.USER_RATING], predictions=self.rating_head(queries, candidates))
+          labels=features[f.USER_RATING],
+          predictions=self.rating_head(queries, candidates, features[f.USER_ID_INDEX],
+                                       movie_index))
     return loss

@@ -47,10 +47,12 @@ def embedding(vocab_size: int, config: ModelConfig, name: str, **kwargs) -> tf.k
                                    embeddings_regularizer=_l2(config.embedding_l2), **kwargs)
 
 
-def dense_stack(layer_sizes: Sequence[int], name: str) -> tf.keras.Sequential:
+def dense_stack(layer_sizes: Sequence[int], name: str,
+                last_initializer: str = 'glorot_uniform') -> tf.keras.Sequential:
   """ReLU layers with a linear last layer: the output is an embedding, not an activation."""
   layers = [tf.keras.layers.Dense(size, activation='relu') for size in layer_sizes[:-1]]
-  layers += [tf.keras.layers.Dense(size) for size in layer_sizes[-1:]]
+  layers += [tf.keras.layers.Dense(size, kernel_initializer=last_initializer)
+             for size in layer_sizes[-1:]]
   return tf.keras.Sequential(layers, name=name)
 
 

@@ -1,0 +1,153 @@
+"""The multitask and sequential models through the real pipeline on small synthetic data:
+blessed and pushed, and what their serving signatures promise (ratings in range, any history
+length, exclusions, clear errors on bad input)."""
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.baselines import ratings_of_split, sequential_baseline_accuracy
+from pipeline.results import latest_run_results
+from serving import saved_model
+from tests.conftest import TOP_K, run_pipeline
+
+
+def _pushed_model(workdir, name):
+  return tf.saved_model.load(str(saved_model.latest_version_dir(
+      pathlib.Path(workdir) / 'serving_models' / name)))
+
+
+@pytest.fixture(scope='module')
+def multitask_run(small_dataset, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('multitask')
+  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--max-rmse', '1.2')
+  return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
+
+
+@pytest.fixture(scope='module')
+def sequential_run(small_dataset, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('sequential')
+  exit_code = run_pipeline(small_dataset, workdir, '--model', 'sequential')
+  return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
+
+
+def test_multitask_is_gated_on_accuracy_and_rmse_and_pushed(multitask_run):
+  exit_code, workdir, results = multitask_run
+  assert exit_code == 0 and results.blessed and results.pushed
+  assert len(saved_model.version_dirs(workdir / 'serving_models' / 'multitask')) == 1
+  examples = results.outputs[('FileBasedExampleGen', 'Examples')]
+  eval_ratings = np.array(ratings_of_split(examples, 'eval').ratings)
+  train_mean = np.mean(ratings_of_split(examples, 'train').ratings)
+  constant_rmse = np.sqrt(np.mean((eval_ratings - train_mean) ** 2))
+  assert results.metrics['rating_rmse'] < constant_rmse  # learned more than the mean
+  assert results.metrics['top_100_accuracy'] > 0.3
+
+
+def test_multitask_predicted_ratings_stay_in_range_and_unknown_ids_are_refused(multitask_run):
+  _, workdir, _ = multitask_run
+  rate = _pushed_model(workdir, 'multitask').signatures['predict_rating']
+  users = [str(user) for user in range(1, 151)]
+  movies = [str(movie) for movie in range(1, 201)]
+  pairs = [(user, movie) for user in users[::7] for movie in movies]
+  ratings = rate(user_id=tf.constant([u for u, _ in pairs]),
+                 movie_id=tf.constant([m for _, m in pairs]))['rating'].numpy()
+  assert ratings.shape == (len(pairs),)
+  assert np.all((ratings >= 1.0) & (ratings <= 5.0))
+  assert ratings.std() > 0.05  # not one constant
+  with pytest.raises(tf.errors.InvalidArgumentError, match='unknown movie_id'):
+    rate(user_id=tf.constant(['1']), movie_id=tf.constant(['no-such-movie']))
+  with pytest.raises(tf.errors.InvalidArgumentError, match='unknown user_id'):
+    rate(user_id=tf.constant(['no-such-user']), movie_id=tf.constant(['1']))
+
+
+def test_multitask_rmse_bound_blocks_the_push(multitask_run, small_dataset):
+  _, workdir, _ = multitask_run
+  before = saved_model.version_dirs(workdir / 'serving_models' / 'multitask')
+  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--max-rmse', '0.1')
+  results = latest_run_results(str(workdir / 'metadata.sqlite'))
+  assert exit_code == 3 and not results.blessed and not results.pushed
+  assert any('rating_rmse' in failure for failure in results.failed_thresholds)
+  assert saved_model.version_dirs(workdir / 'serving_models' / 'multitask') == before
+
+
+def test_sequential_trains_on_timelines_beats_popularity_and_is_pushed(sequential_run):
+  exit_code, workdir, results = sequential_run
+  assert exit_code == 0 and results.blessed and results.pushed
+  assert len(saved_model.version_dirs(workdir / 'serving_models' / 'sequential')) == 1
+  timelines = results.outputs[('TimelineGen', 'Examples')]
+  train, eval_examples = ratings_of_split(timelines, 'train'), ratings_of_split(timelines, 'eval')
+  assert all(1 <= len(context) <= 10 for context in train.contexts + eval_examples.contexts)
+  assert 0.05 < len(eval_examples.movie_ids) / (len(train.movie_ids) + len(eval_examples.movie_ids)) < 0.15
+  popular = sequential_baseline_accuracy(train, eval_examples)['most-popular']
+  assert results.metrics['top_50_accuracy'] > popular['top_50_accuracy']
+
+
+def _recommend(signature, contexts, **extra):
+  width = max(len(context) for context in contexts)
+  padded = [context + [''] * (width - len(context)) for context in contexts]
+  return signature(context_movie_ids=tf.constant(padded), **extra)['movie_ids'].numpy()
+
+
+def test_sequential_serves_any_history_length_keeping_the_most_recent(sequential_run):
+  _, workdir, _ = sequential_run
+  serve = _pushed_model(workdir, 'sequential').signatures['serving_default']
+  long_history = [str(movie) for movie in range(1, 41)]
+  one, short, long, recent = _recommend(serve, [['5'], ['5', '9'], long_history,
+                                                long_history[-10:]])
+  assert len(set(one)) == TOP_K and b'' not in set(one)
+  assert long.tolist() == recent.tolist()  # only the last 10 are read
+  assert one.tolist() != short.tolist()
+  # Unknown ids are skipped: the same answer as without them.
+  with_unknown, = _recommend(serve, [['no-such-movie', '5', 'nor-this']])
+  assert with_unknown.tolist() == one.tolist()
+
+
+@pytest.mark.parametrize('contexts', [[['']], [['no-such-movie']], [['5'], ['']]])
+def test_sequential_history_without_known_movies_is_a_clear_error(sequential_run, contexts):
+  _, workdir, _ = sequential_run
+  serve = _pushed_model(workdir, 'sequential').signatures['serving_default']
+  with pytest.raises(tf.errors.InvalidArgumentError, match='no movie id known to the model'):
+    _recommend(serve, contexts)
+
+
+def test_sequential_exclusions_are_never_returned(sequential_run, tmp_path):
+  """serving_exclude on the pushed model; --exclude-seen (the context) on a re-export."""
+  import tensorflow_transform as tft
+  from tfx_bsl.public import tfxio
+
+  from components.model.config import ModelConfig
+  from components.trainer import train_and_export
+
+  _, workdir, results = sequential_run
+  model = _pushed_model(workdir, 'sequential')
+  history = [['5', '9', '12'], ['40']]
+  default = _recommend(model.signatures['serving_default'], history)
+  excluded = _recommend(model.signatures['serving_exclude'], history,
+                        exclude_movie_ids=tf.constant(default[:, :5]))
+  for row in range(2):
+    assert not set(excluded[row]) & set(default[row, :5])
+
+  tft_output = tft.TFTransformOutput(results.outputs[('Transform', 'TransformGraph')])
+  examples = results.outputs[('Transform', 'Examples')]
+  dataset = tfxio.TFExampleRecord(
+      f'{examples}/Split-train/*', schema=tft_output.transformed_metadata.schema,
+  ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
+  config = ModelConfig(kind='sequential', epochs=1, top_k=TOP_K, exclude_seen=True)
+  train_and_export(config, tft_output, dataset, dataset, None, str(tmp_path / 'serving'))
+  serve = saved_model.load(tmp_path / 'serving')
+  contexts = [[str(movie) for movie in range(start, start + 8)] for start in (1, 50, 100)]
+  for context, movies in zip(contexts, _recommend(serve, contexts)):
+    assert not set(movies) & {movie.encode() for movie in context}
+    assert b'' not in set(movies)
+
+
+def test_recommend_cli_takes_a_history_for_sequential_models(sequential_run, capsys):
+  from pipeline import cli
+  _, workdir, _ = sequential_run
+  common = ['recommend', '--workdir', str(workdir), '--model-name', 'sequential', '-k', '3']
+  assert cli.main(common + ['--history', '5,9,12', '--history', '40']) == 0
+  out = capsys.readouterr().out
+  assert 'Top 3 movies for the history 5,9,12' in out and 'for the history 40' in out
+  assert cli.main(common + ['--user', '1']) == 2
+  assert '--history' in capsys.readouterr().err
