@@ -53,7 +53,7 @@ def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
         *catalogue.ratings, num_users=vocab_size(f.USER_ID_VOCAB) + NUM_OOV_BUCKETS,
         num_movies=vocab_size(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS)
     rating_head = RatingHead(config.rating_layer_sizes, mean, user_bias, movie_bias,
-                             config.rating_bias_l2, name='rating_head')
+                             name='rating_head')
   return RecommenderModel(query_tower, candidate_tower, sampling_probability, config.temperature,
                           rating_head, config.retrieval_weight, config.rating_weight)
 

@@ -25,7 +25,7 @@ def kubeflow_config(data_root: str, pipeline_root: str, serving_model_dir: Optio
                     epochs: Optional[int] = None, min_accuracy: Optional[float] = None,
                     pipeline_name: str = 'movielens-recommender') -> PipelineConfig:
   """The pipeline's config for a cluster: remote paths, the schema inside the image."""
-  model = ModelConfig(kind=model_kind, **({'epochs': epochs} if epochs else {}))
+  model = ModelConfig.tuned(model_kind, **({'epochs': epochs} if epochs else {}))
   extra = {} if min_accuracy is None else {'min_accuracy': min_accuracy}
   return PipelineConfig(
       data_dir=data_root, workdir=pipeline_root, pipeline_name=pipeline_name, model=model,

@@ -43,7 +43,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
   model = parser.add_argument_group('model')
   model.add_argument('--model', choices=MODEL_KINDS, default=defaults.kind,
                      help=f'model kind (default: {defaults.kind})')
-  model.add_argument('--epochs', type=int, default=defaults.epochs)
+  model.add_argument('--epochs', type=int,
+                     help='default: per model kind (components/model/config.py TUNED)')
   model.add_argument('--batch-size', type=int, default=defaults.batch_size)
   model.add_argument('--learning-rate', type=float, default=defaults.learning_rate)
   model.add_argument('--optimizer', choices=('adagrad', 'adam'), default=defaults.optimizer)
@@ -69,8 +70,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                      f'(default: {defaults.max_excluded})')
   model.add_argument('--temperature', type=float, default=defaults.temperature,
                      help='divides the retrieval logits (default: %(default)s)')
-  model.add_argument('--embedding-l2', type=float, default=defaults.embedding_l2,
-                     help='L2 penalty on the embedding tables (default: %(default)s)')
+  model.add_argument('--embedding-l2', type=float,
+                     help='L2 penalty on the embedding tables (default: per model kind)')
   model.add_argument('--retrieval-weight', type=float, default=defaults.retrieval_weight,
                      help='multitask: weight of the retrieval loss (default: %(default)s)')
   model.add_argument('--rating-weight', type=float, default=defaults.rating_weight,
@@ -117,14 +118,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
-  model = ModelConfig(
-      kind=args.model, embedding_dim=args.embedding_dim,
+  tuned = {name: getattr(args, name) for name in ('epochs', 'embedding_l2')
+           if getattr(args, name) is not None}  # given: overrides the kind's tuned value
+  model = ModelConfig.tuned(
+      args.model, embedding_dim=args.embedding_dim,
       layer_sizes=tuple(int(size) for size in args.layer_sizes.split(',') if size),
       use_timestamps=args.use_timestamps, use_title=args.use_title, use_genres=args.use_genres,
-      epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+      batch_size=args.batch_size, learning_rate=args.learning_rate,
       optimizer=args.optimizer, timestamp_buckets=args.timestamp_buckets, top_k=args.top_k,
       index=args.index, max_excluded=args.max_excluded, exclude_seen=args.exclude_seen,
-      temperature=args.temperature, embedding_l2=args.embedding_l2,
+      temperature=args.temperature, **tuned,
       retrieval_weight=args.retrieval_weight, rating_weight=args.rating_weight,
       max_context_length=args.max_context_length, seed=args.seed)
   return PipelineConfig(

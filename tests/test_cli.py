@@ -38,3 +38,22 @@ def test_bad_values_are_refused_with_the_field_name():
     _config('--epochs', '0')
   with pytest.raises(ValueError, match='eval_percent'):
     _config('--eval-percent', '100')
+
+
+def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them():
+  from components.model.config import TUNED
+  for kind in ('retrieval', 'multitask', 'sequential'):
+    model = _config('--model', kind).model
+    assert model.kind == kind
+    for name, value in TUNED[kind].items():
+      assert getattr(model, name) == value
+  assert _config('--model', 'retrieval', '--epochs', '3', '--embedding-l2', '0').model.epochs == 3
+  multitask = _config('--model', 'multitask', '--rating-weight', '2', '--retrieval-weight',
+                      '0.5', '--max-rmse', '0.9')
+  assert (multitask.model.rating_weight, multitask.model.retrieval_weight) == (2.0, 0.5)
+  assert multitask.max_rmse == 0.9
+  sequential = _config('--model', 'sequential', '--max-context-length', '5', '--min-rating',
+                       '3', '--min-timeline-length', '4', '--timeline-eval-percent', '20')
+  assert sequential.model.max_context_length == 5
+  assert (sequential.min_rating, sequential.min_timeline_length,
+          sequential.timeline_eval_percent) == (3.0, 4, 20)

@@ -7,10 +7,22 @@ from typing import Any, Dict, Tuple
 MODEL_KINDS = ('retrieval', 'multitask', 'sequential')
 INDEX_KINDS = ('scann', 'brute-force')
 
+# What ModelConfig.tuned sets per kind on top of the dataclass defaults: the settings that
+# reached the quality targets on MovieLens (docs/benchmarks.md says what each bought).
+TUNED = {
+    'retrieval': {'epochs': 40, 'embedding_l2': 1.0},
+    'multitask': {'epochs': 20, 'embedding_l2': 1.0},
+    'sequential': {},  # 10 epochs, no L2
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """What the trainer builds and how it trains it. Defaults are tuned on ml-100k."""
+  """What the trainer builds and how it trains it.
+
+  The field defaults are generic; ModelConfig.tuned(kind) adds each kind's tuned settings, and
+  is what the CLI and the Kubeflow runner start from.
+  """
   kind: str = 'retrieval'
   embedding_dim: int = 64
   # Dense layers on top of each tower's concatenated embeddings; the last one is the output
@@ -41,7 +53,6 @@ class ModelConfig:
   retrieval_weight: float = 1.0
   rating_weight: float = 1.0
   rating_layer_sizes: Tuple[int, ...] = (256, 64)  # the rating head's hidden layers
-  rating_bias_l2: float = 0.1  # L2 penalty on the rating head's user and movie biases
   rating_learning_rate: float = 0.001  # the rating head's own optimizer: Adam
   # sequential: the most recent movies the query tower reads (older ones are dropped).
   max_context_length: int = 10
@@ -59,6 +70,13 @@ class ModelConfig:
                  'max_excluded', 'max_context_length'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+
+  @classmethod
+  def tuned(cls, kind: str = 'retrieval', **overrides) -> 'ModelConfig':
+    """The kind's tuned defaults (TUNED), then the overrides."""
+    if kind not in MODEL_KINDS:
+      raise ValueError(f'model kind {kind!r} is not one of {MODEL_KINDS}')
+    return cls(kind=kind, **{**TUNED[kind], **overrides})
 
   def to_dict(self) -> Dict[str, Any]:
     """JSON-friendly form for the Trainer's custom_config."""

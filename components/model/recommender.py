@@ -19,28 +19,27 @@ class RatingHead(tf.keras.Model):
   embedding pair.
 
   The biases carry what a rating owes to who rates and what is rated (most of the variance on
-  MovieLens). They start from their closed-form fit on the training ratings (biases.py) and
-  the MLP's output from zero, so the head starts as the bias model and training fits the
-  interaction from the shared towers. Ratings are not clipped here (the loss needs the raw
+  MovieLens). They start from their closed-form fit on the training ratings (biases.py, which
+  shrinks them; no further penalty: one shrinks them back to zero within epochs) and the MLP's
+  output from zero, so the head starts as the bias model and training fits the interaction
+  from the shared towers. Ratings are not clipped here (the loss needs the raw
   value); the exported signatures clip them to the rating scale.
 
   Args:
     mean_rating, user_bias, movie_bias: the starting fit; user_bias [num user indices],
       movie_bias [num movie indices].
-    bias_l2: L2 penalty on the biases while training.
   """
 
   def __init__(self, layer_sizes: Sequence[int], mean_rating: float, user_bias: np.ndarray,
-               movie_bias: np.ndarray, bias_l2: float, **kwargs):
+               movie_bias: np.ndarray, **kwargs):
     super().__init__(**kwargs)
     self.dense = dense_stack(list(layer_sizes) + [1], name='rating_dense',
                              last_initializer='zeros')
     self.mean_rating = mean_rating
-    regularizer = tf.keras.regularizers.L2(bias_l2) if bias_l2 else None
 
     def bias(values, name):
       return tf.keras.layers.Embedding(
-          len(values), 1, embeddings_regularizer=regularizer, name=name,
+          len(values), 1, name=name,
           embeddings_initializer=tf.keras.initializers.Constant(values.reshape(-1, 1)))
 
     self.user_bias = bias(user_bias, 'user_bias')
