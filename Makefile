@@ -34,7 +34,7 @@ help:
 	@echo "make serve [MODEL_BASE_PATH=...] [ARGS=--enable_batching]  # TF Serving APIs on 8500/8501"
 	@echo "make serving-config MODEL_BASE_PATH=/models/retrieval  # models.config + batching file"
 	@echo "make bench-serving   # gRPC/REST latency and throughput; ScaNN vs brute force at 1M"
-	@echo "make bench-quality   # top-k accuracy vs most-popular and EASE [DATA_DIR=ml-100k folder]"
+	@echo "make bench-quality   # top-k accuracy vs baselines [DATA_DIR=ml-100k or ml-1m folder] [ARGS=--model sequential]"
 	@echo "make bench-pipeline  # wall time and peak memory per component [DATA_DIR=...] [ARGS=--skip-large]"
 	@echo "make kubeflow-compile DATA_ROOT=gs://... PIPELINE_ROOT=gs://... IMAGE=...  # KFP V2 spec"
 	@echo "make kubeflow-image IMAGE=...   # build the pipeline image (needs Docker)"

@@ -17,9 +17,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot(result_files: List[str], output: str) -> None:
-  runs = [json.load(open(path)) for path in result_files]
-  figure, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4.5), squeeze=False)
-  for axis, run in zip(axes[0], runs):
+  runs = []
+  for path in result_files:
+    with open(path) as result_file:
+      runs.append(json.load(result_file))
+  columns = min(len(runs), 2)
+  rows = -(-len(runs) // columns)
+  figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.5 * rows), squeeze=False)
+  for axis in axes.flat[len(runs):]:
+    axis.set_visible(False)
+  for axis, run in zip(axes.flat, runs):
     for index, (name, metrics) in enumerate(run['top_k_accuracy'].items()):
       ks = sorted(int(key.split('_')[1]) for key in metrics
                   if key.startswith('top_') and key.endswith('_accuracy'))

@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     rows = baselines.sequential_baseline_accuracy(train, eval_ratings, CURVE_KS)
   else:
     rows = baselines.baseline_accuracy(train, eval_ratings, args.ease_l2, CURVE_KS)
-  rows[args.model] = model_accuracy(results.model_uri,
+  label = args.model + (' + timestamps' if args.use_timestamps else '')
+  rows[label] = model_accuracy(results.model_uri,
                                     results.outputs[('Transform', 'TransformGraph')],
                                     examples_uri, train)
 
@@ -113,10 +114,10 @@ def main(argv=None) -> int:
   print(f'\n== Quality: {len(train.movie_ids)} train / {len(eval_ratings.movie_ids)} eval '
         f'{unit}, {len(set(train.movie_ids))} movies in training'
         + ('' if sequential else f'; EASE l2={args.ease_l2}') + ' ==')
-  print(f'{"":<16}{"seen movies ranked too":^30}{"seen movies excluded":^30}')
-  print(f'{"model":<16}' + ''.join(f'{f"top-{k}":>10}' for k in TOP_KS) * 2)
+  print(f'{"":<22}{"seen movies ranked too":^30}{"seen movies excluded":^30}')
+  print(f'{"model":<22}' + ''.join(f'{f"top-{k}":>10}' for k in TOP_KS) * 2)
   for name, metrics in rows.items():
-    print(f'{name:<16}{_row(metrics, "")}{_row(metrics, "_unseen")}')
+    print(f'{name:<22}{_row(metrics, "")}{_row(metrics, "_unseen")}')
   evaluator = ', '.join(f'top-{k} {results.metrics[f"top_{k}_accuracy"]:.4f}' for k in TOP_KS)
   print(f'(the Evaluator\'s figures for {args.model}, seen movies ranked too: {evaluator})')
   rmse = {}
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
 
   path = args.results_json or os.path.join(workdir, f'quality-{args.model}.json')
   with open(path, 'w') as out:
-    json.dump({'dataset': args.dataset, 'model': args.model, 'argv': list(argv or sys.argv[1:]),
+    json.dump({'dataset': args.dataset, 'model': label, 'argv': list(argv or sys.argv[1:]),
                'top_k_accuracy': rows, 'rating_rmse': rmse}, out, indent=1)
   print(f'\nEvery figure (k = 1..100): {path}  (plot: python -m benchmarks.plot {path} ...)')
   return 0

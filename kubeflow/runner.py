@@ -2,7 +2,7 @@
 
 The spec runs every component in the pipeline image (kubeflow/Dockerfile), which holds this
 repository and the locked dependencies: functions are referenced by dotted path, and the curated
-schema by its path inside the image. Data, artifacts and pushed models live on storage every
+schemas by their paths inside the image. Data, artifacts and pushed models live on storage every
 step can reach: gs://, s3:// or a volume mounted at the same path in each step.
 """
 import argparse
@@ -16,6 +16,7 @@ from pipeline.config import PipelineConfig
 # Where kubeflow/Dockerfile puts the repository inside the pipeline image.
 IMAGE_REPO_DIR = '/pipeline'
 IMAGE_SCHEMA_FILE = f'{IMAGE_REPO_DIR}/components/schema/schema.pbtxt'
+IMAGE_TIMELINE_SCHEMA_FILE = f'{IMAGE_REPO_DIR}/components/schema/timelines.pbtxt'
 DEFAULT_IMAGE = 'movielens-recommender-pipeline:latest'
 DEFAULT_OUTPUT = os.path.join('kubeflow', 'build', 'movielens_pipeline.json')
 
@@ -29,7 +30,8 @@ def kubeflow_config(data_root: str, pipeline_root: str, serving_model_dir: Optio
   extra = {} if min_accuracy is None else {'min_accuracy': min_accuracy}
   return PipelineConfig(
       data_dir=data_root, workdir=pipeline_root, pipeline_name=pipeline_name, model=model,
-      schema_file=IMAGE_SCHEMA_FILE, serving_models_root=serving_model_dir,
+      schema_file=IMAGE_SCHEMA_FILE, timeline_schema_file=IMAGE_TIMELINE_SCHEMA_FILE,
+      serving_models_root=serving_model_dir,
       beam_args=tuple(beam_args), local_metadata=False, **extra)
 
 

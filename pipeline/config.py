@@ -29,6 +29,7 @@ class PipelineConfig:
   split: str = 'random'  # 'random': stable hash 80/20; 'time': the latest ratings are eval
   eval_percent: int = 20
   schema_file: Optional[str] = CURATED_SCHEMA  # None: infer the schema with SchemaGen
+  timeline_schema_file: str = TIMELINE_SCHEMA  # sequential: the timeline examples' schema
   eval_top_ks: Tuple[int, ...] = (10, 50, 100)
   gate_k: int = 100
   min_accuracy: float = 0.1  # absolute floor on top-gate_k accuracy

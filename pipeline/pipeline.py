@@ -8,7 +8,7 @@ from components.eval_config import make_eval_config
 from components.ingest import example_gen
 from components.timelines import TimelineGen
 from components.validation import AnomaliesGate
-from pipeline.config import TIMELINE_SCHEMA, PipelineConfig
+from pipeline.config import PipelineConfig
 
 
 def _example_gen(config: PipelineConfig) -> FileBasedExampleGen:
@@ -51,7 +51,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         eval_percent=config.timeline_eval_percent)
     timeline_gen.add_upstream_node(anomalies_gate)
     timeline_schema_gen = tfx.components.ImportSchemaGen(
-        schema_file=TIMELINE_SCHEMA).with_id('timeline_schema_gen')
+        schema_file=config.timeline_schema_file).with_id('timeline_schema_gen')
     sequential_components = [timeline_gen, timeline_schema_gen]
     # The model trains and is evaluated on the timelines instead of the ratings.
     model_examples = timeline_gen.outputs['timelines']

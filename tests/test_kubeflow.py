@@ -8,7 +8,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kubeflow import runner
-from pipeline.config import CURATED_SCHEMA
+from pipeline.config import CURATED_SCHEMA, TIMELINE_SCHEMA
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 IMAGE = 'registry.example/movielens-pipeline:test'
@@ -86,5 +86,22 @@ def test_dockerfile_installs_the_lock_file_and_puts_the_schema_where_the_spec_sa
   assert 'uv pip install --system --no-cache -r requirements.lock' in dockerfile
   assert f'WORKDIR {runner.IMAGE_REPO_DIR}' in dockerfile
   assert 'COPY components ./components' in dockerfile
-  schema_in_repo = os.path.relpath(CURATED_SCHEMA, REPO)
-  assert runner.IMAGE_SCHEMA_FILE == f'{runner.IMAGE_REPO_DIR}/{schema_in_repo}'
+  for schema, in_image in ((CURATED_SCHEMA, runner.IMAGE_SCHEMA_FILE),
+                           (TIMELINE_SCHEMA, runner.IMAGE_TIMELINE_SCHEMA_FILE)):
+    assert in_image == f'{runner.IMAGE_REPO_DIR}/{os.path.relpath(schema, REPO)}'
+
+
+def test_sequential_spec_builds_timelines_before_transform(tmp_path):
+  config = runner.kubeflow_config(data_root='gs://bucket/movielens/ml-1m',
+                                  pipeline_root='gs://bucket/root', model_kind='sequential')
+  output = tmp_path / 'pipeline.json'
+  runner.compile_pipeline(config, IMAGE, str(output))
+  spec = json_format.ParseDict(json.loads(output.read_text())['pipelineSpec'],
+                               pipeline_spec_pb2.PipelineSpec())
+  tasks = spec.root.dag.tasks
+  assert 'AnomaliesGate' in tasks['TimelineGen'].dependent_tasks
+  assert {'TimelineGen', 'timeline_schema_gen'} <= set(tasks['Transform'].dependent_tasks)
+  assert 'TimelineGen' in tasks['Evaluator'].dependent_tasks
+  assert (_parameter(spec, 'Transform', 'preprocessing_fn')
+          == 'components.transform.timeline_preprocessing_fn')
+  assert _parameter(spec, 'timeline_schema_gen', 'schema_file') == runner.IMAGE_TIMELINE_SCHEMA_FILE

@@ -151,3 +151,29 @@ def test_recommend_cli_takes_a_history_for_sequential_models(sequential_run, cap
   assert 'Top 3 movies for the history 5,9,12' in out and 'for the history 40' in out
   assert cli.main(common + ['--user', '1']) == 2
   assert '--history' in capsys.readouterr().err
+
+
+def test_served_sequential_model_answers_histories_and_refuses_an_empty_one(sequential_run,
+                                                                           capsys):
+  """Our TF Serving-compatible server: the client's --history over REST and gRPC, and an
+  empty history as HTTP 400 with the model's message."""
+  import requests
+
+  from serving import client, demo
+  from tests.serving_endpoints import free_port
+
+  _, workdir, _ = sequential_run
+  grpc_port, rest_port = free_port(), free_port()
+  server = demo.start_server(str(workdir / 'serving_models' / 'sequential'), 'sequential',
+                             grpc_port, rest_port, timeout=180)
+  try:
+    for transport in (f'--rest-port={rest_port}', f'--grpc-port={grpc_port}'):
+      args = ['recommend', '--model', 'sequential', '--history', '5,9,12', '-k', '3', transport]
+      assert client.main(args + (['--grpc'] if 'grpc' in transport else [])) == 0
+      assert 'Top 3 movies for the history 5,9,12' in capsys.readouterr().out
+    answer = requests.post(f'http://127.0.0.1:{rest_port}/v1/models/sequential:predict',
+                           json={'instances': [{'context_movie_ids': ['']}]}, timeout=30)
+    assert answer.status_code == 400
+    assert 'no movie id known to the model' in answer.json()['error']
+  finally:
+    demo.stop_server(server)
