@@ -198,11 +198,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
   def _send(self, status: int, payload: dict) -> None:
     body = json.dumps(payload).encode()
-    self.send_response(status)
-    self.send_header('Content-Type', 'application/json')
-    self.send_header('Content-Length', str(len(body)))
-    self.end_headers()
-    self.wfile.write(body)
+    try:
+      self.send_response(status)
+      self.send_header('Content-Type', 'application/json')
+      self.send_header('Content-Length', str(len(body)))
+      self.end_headers()
+      self.wfile.write(body)
+    except (BrokenPipeError, ConnectionResetError):
+      # The client gave up (its timeout) before the answer: nothing to tell it, no traceback.
+      self.close_connection = True
 
   def _send_error(self, error: errors.ServingError) -> None:
     self._send(error.http_status, {'error': error.message})
