@@ -14,12 +14,11 @@ Runs on real data with DATA_DIR=<folder> (ml-100k or ml-1m format); without it, 
 data (and says so).
 """
 import argparse
-import glob
 import json
 import os
 import sys
 import time
-from typing import Dict, List
+from typing import Dict
 
 import components  # noqa: F401  (process set-up before TensorFlow loads)
 import numpy as np
@@ -35,36 +34,25 @@ CURVE_KS = tuple(range(1, 101))
 
 
 def model_accuracy(model_uri: str, transform_uri: str, examples_uri: str,
-                   train: baselines.Ratings, ks=CURVE_KS, batch_size: int = 1024
-                   ) -> Dict[str, float]:
-  """The trained model's hit rates on the eval split, seen movies included and excluded."""
+                   train: baselines.Ratings, eval_ratings: baselines.Ratings,
+                   ks=CURVE_KS) -> Dict[str, float]:
+  """The trained model's hit rates on the eval split, seen movies included and excluded, with
+  the baselines' labels and seen movies (in the model's movie vocabulary)."""
   scorer = tf.saved_model.load(os.path.join(model_uri, 'Format-TFMA')).signatures[
       f.EVAL_SIGNATURE]
   vocabulary = tft.TFTransformOutput(transform_uri).vocabulary_by_name(f.MOVIE_ID_VOCAB)
   movie_index = {movie: index for index, movie in enumerate(vocabulary)}
+  # The same files in the same order as eval_ratings (baselines.ratings_of_split).
+  serialized = np.array(list(tf.data.TFRecordDataset(
+      baselines.split_files(examples_uri, 'eval'), compression_type='GZIP').as_numpy_iterator()),
+      dtype=object)  # not numpy's fixed-width bytes: those drop a record's trailing zero bytes
 
-  def indices(movie_ids) -> np.ndarray:
-    return np.array([movie_index.get(movie, -1) for movie in movie_ids], np.int64)
+  def score(rows):
+    return scorer(examples=tf.constant(serialized[rows]))[f.EVAL_SCORES].numpy()
 
-  seen_by_user: Dict[bytes, List[int]] = {}
-  for user, movie in zip(train.user_ids, train.movie_ids):
-    seen_by_user.setdefault(user, []).append(movie_index[movie])
-  files = glob.glob(os.path.join(examples_uri, 'Split-eval', '*'))
-  spec = {f.USER_ID: tf.io.FixedLenFeature([], tf.string),
-          f.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
-          f.CONTEXT_MOVIE_IDS: tf.io.VarLenFeature(tf.string)}
-
-  def batches():
-    for serialized in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(batch_size):
-      parsed = tf.io.parse_example(serialized, spec)
-      contexts = tf.RaggedTensor.from_sparse(parsed[f.CONTEXT_MOVIE_IDS]).to_list()
-      users = parsed[f.USER_ID].numpy().tolist()
-      seen = [indices(context) if context else np.array(seen_by_user.get(user, []), np.int64)
-              for user, context in zip(users, contexts)]
-      yield (scorer(examples=serialized)[f.EVAL_SCORES].numpy(),
-             indices(parsed[f.MOVIE_ID].numpy()), seen)
-
-  return baselines.top_k_accuracy(batches(), ks)
+  return baselines.accuracies(
+      {'model': score}, baselines.movie_indices(eval_ratings.movie_ids, movie_index),
+      baselines.seen_rows(eval_ratings, train, movie_index), ks, batch_size=1024)['model']
 
 
 def _row(metrics: Dict[str, float], suffix: str) -> str:
@@ -107,8 +95,8 @@ def main(argv=None) -> int:
     rows = baselines.baseline_accuracy(train, eval_ratings, args.ease_l2, CURVE_KS)
   label = args.model + (' + timestamps' if args.use_timestamps else '')
   rows[label] = model_accuracy(results.model_uri,
-                                    results.outputs[('Transform', 'TransformGraph')],
-                                    examples_uri, train)
+                               results.outputs[('Transform', 'TransformGraph')],
+                               examples_uri, train, eval_ratings)
 
   unit = 'timeline examples' if sequential else 'ratings'
   print(f'\n== Quality: {len(train.movie_ids)} train / {len(eval_ratings.movie_ids)} eval '

@@ -65,13 +65,13 @@ def _optimizer(config: ModelConfig, model: RecommenderModel) -> tf.keras.optimiz
   tables, make the head's predicted ratings jump by tenths from batch to batch. (TFRS's
   CompositeOptimizer takes Keras' legacy optimizers, the same algorithms.)
   """
-  legacy = model.rating_head is not None
-  namespace = tf.keras.optimizers.legacy if legacy else tf.keras.optimizers
+  two_optimizers = model.rating_head is not None
+  namespace = tf.keras.optimizers.legacy if two_optimizers else tf.keras.optimizers
   optimizers = {'adagrad': namespace.Adagrad, 'adam': namespace.Adam}
   if config.optimizer not in optimizers:
     raise ValueError(f'optimizer {config.optimizer!r} is not one of {sorted(optimizers)}')
   towers = optimizers[config.optimizer](learning_rate=config.learning_rate)
-  if not legacy:
+  if not two_optimizers:
     return towers
 
   def tower_variables():  # called once the model is built

@@ -23,9 +23,10 @@ def title_tokens(titles: tf.Tensor) -> tf.SparseTensor:
   return tf.strings.split(cleaned).to_sparse()
 
 
-def _movie_features(inputs: Dict[str, Any], movie_vocabulary: tf.Tensor) -> Dict[str, Any]:
-  """The candidate tower's inputs (movie index, title tokens, genres), and the raw movie id,
-  title and rating passed through (the trainer builds the candidate catalogue from them)."""
+def _shared_features(inputs: Dict[str, Any], movie_vocabulary: tf.Tensor) -> Dict[str, Any]:
+  """What both transforms output: the user index, the candidate tower's inputs (movie index,
+  title tokens, genres), and the raw movie id, title and rating passed through (the trainer
+  builds the candidate catalogue and the rating head's starting biases from them)."""
   return {
       f.MOVIE_ID_INDEX: tft.apply_vocabulary(inputs[f.MOVIE_ID], movie_vocabulary,
                                              num_oov_buckets=NUM_OOV_BUCKETS),
@@ -54,14 +55,14 @@ def preprocessing_fn(inputs: Dict[str, Any],
 
   Returns:
     Index features for the embedding tables, timestamp bucket and z-score, and the
-    pass-through features of _movie_features.
+    pass-through features of _shared_features.
   """
   custom_config = custom_config or {}
   num_buckets = int(custom_config.get('timestamp_buckets', DEFAULT_TIMESTAMP_BUCKETS))
   timestamp = tf.cast(inputs[f.TIMESTAMP], tf.float32)
   movie_vocabulary = tft.vocabulary(inputs[f.MOVIE_ID], vocab_filename=f.MOVIE_ID_VOCAB)
   return {
-      **_movie_features(inputs, movie_vocabulary),
+      **_shared_features(inputs, movie_vocabulary),
       f.TIMESTAMP_BUCKET: tft.bucketize(timestamp, num_buckets=num_buckets),
       f.TIMESTAMP_Z: tft.scale_to_z_score(timestamp),
   }
@@ -80,7 +81,7 @@ def timeline_preprocessing_fn(inputs: Dict[str, Any],
       tf.concat([tf.reshape(inputs[f.MOVIE_ID], [-1]), context.values], axis=0),
       vocab_filename=f.MOVIE_ID_VOCAB)
   return {
-      **_movie_features(inputs, movie_vocabulary),
+      **_shared_features(inputs, movie_vocabulary),
       f.CONTEXT_MOVIE_ID_INDICES: tft.apply_vocabulary(context, movie_vocabulary,
                                                        num_oov_buckets=NUM_OOV_BUCKETS),
   }

@@ -35,11 +35,17 @@ class Ratings:
   contexts: List[List[bytes]] = dataclasses.field(default_factory=list)
 
 
-def ratings_of_split(examples_uri: str, split: str) -> Ratings:
-  """Every example of one split of an ExampleGen (or TimelineGen) output."""
-  files = glob.glob(os.path.join(examples_uri, f'Split-{split}', '*'))
+def split_files(examples_uri: str, split: str) -> List[str]:
+  """The files of one split of an Examples artifact, in a fixed order."""
+  files = sorted(glob.glob(os.path.join(examples_uri, f'Split-{split}', '*')))
   if not files:
     raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
+  return files
+
+
+def ratings_of_split(examples_uri: str, split: str) -> Ratings:
+  """Every example of one split of an ExampleGen (or TimelineGen) output, in file order."""
+  files = split_files(examples_uri, split)
   spec = {f.USER_ID: tf.io.FixedLenFeature([], tf.string),
           f.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
           f.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
@@ -84,36 +90,55 @@ def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[np.n
   return metrics
 
 
-class TrainingMatrix:
-  """The training ratings as a binary user x movie matrix, over the movies rated in training."""
+def movie_indices(movie_ids: Sequence[bytes], movie_index: Dict[bytes, int]) -> np.ndarray:
+  """Each movie's index (-1: not in movie_index, i.e. outside the catalogue)."""
+  return np.array([movie_index.get(movie, -1) for movie in movie_ids], np.int64)
 
-  def __init__(self, train: Ratings):
-    self.movies = sorted(set(train.movie_ids))
-    self.movie_index = {movie: i for i, movie in enumerate(self.movies)}
-    self.users = sorted(set(train.user_ids))
-    self.user_index = {user: i for i, user in enumerate(self.users)}
-    self.matrix = np.zeros((len(self.users), len(self.movies)), np.float32)
-    self.matrix[[self.user_index[u] for u in train.user_ids],
-                [self.movie_index[m] for m in train.movie_ids]] = 1.0
-    self.seen = {user: np.flatnonzero(self.matrix[row]) for user, row in self.user_index.items()}
 
-  def labels(self, movie_ids: Sequence[bytes]) -> np.ndarray:
-    return np.array([self.movie_index.get(movie, -1) for movie in movie_ids])
+def seen_rows(eval_ratings: Ratings, train: Ratings,
+              movie_index: Dict[bytes, int]) -> List[np.ndarray]:
+  """Per eval example, the movies it has already seen, as indices of movie_index: its context
+  (timeline examples), or else its user's training movies. Movies outside movie_index are
+  left out: they are not ranked anyway."""
+  def known(movie_ids) -> np.ndarray:
+    indices = movie_indices(movie_ids, movie_index)
+    return indices[indices >= 0]
 
-  def seen_rows(self, ratings: Ratings) -> List[np.ndarray]:
-    """Per example, the movies already seen: its context if it has one, else the user's."""
-    if any(ratings.contexts):
-      return [self.labels(context) for context in ratings.contexts]
-    empty = np.zeros([0], np.int64)
-    return [self.seen.get(user, empty) for user in ratings.user_ids]
+  if any(eval_ratings.contexts):
+    return [known(context) for context in eval_ratings.contexts]
+  by_user: Dict[bytes, List[bytes]] = {}
+  for user, movie in zip(train.user_ids, train.movie_ids):
+    by_user.setdefault(user, []).append(movie)
+  return [known(by_user.get(user, [])) for user in eval_ratings.user_ids]
 
-  def user_rows(self, user_ids: Sequence[bytes]) -> np.ndarray:
-    """Each user's training row (zeros for a user with no training ratings)."""
-    rows = np.zeros((len(user_ids), len(self.movies)), np.float32)
-    for position, user in enumerate(user_ids):
-      if user in self.user_index:
-        rows[position] = self.matrix[self.user_index[user]]
-    return rows
+
+def accuracies(scorers: Dict[str, Callable[[slice], np.ndarray]], labels: np.ndarray,
+               seen: List[np.ndarray], ks: Sequence[int] = DEFAULT_KS,
+               batch_size: int = 4096) -> Dict[str, Dict[str, float]]:
+  """top_k_accuracy of each scorer; scorer(rows) scores a slice of the eval examples, whose
+  label indices and seen movies are labels[rows] and seen[rows]."""
+  def batches(score):
+    for start in range(0, len(labels), batch_size):
+      rows = slice(start, min(start + batch_size, len(labels)))
+      yield score(rows), labels[rows], seen[rows]
+
+  return {name: top_k_accuracy(batches(score), ks) for name, score in scorers.items()}
+
+
+def _index(ids: Sequence[bytes]) -> Dict[bytes, int]:
+  """Position of each distinct id, sorted. Over the training movies: the baselines' catalogue."""
+  return {value: i for i, value in enumerate(sorted(set(ids)))}
+
+
+def _training_counts(train: Ratings, movie_index: Dict[bytes, int]) -> np.ndarray:
+  """How often each catalogue movie is a training example's movie (popularity)."""
+  return np.bincount(movie_indices(train.movie_ids, movie_index),
+                     minlength=len(movie_index)).astype(np.float64)
+
+
+def _most_popular(counts: np.ndarray) -> Callable[[slice], np.ndarray]:
+  """Scores every movie by its training count, whatever the query."""
+  return lambda rows: np.broadcast_to(counts, (rows.stop - rows.start, len(counts)))
 
 
 def ease_weights(matrix: np.ndarray, l2: float) -> np.ndarray:
@@ -126,33 +151,24 @@ def ease_weights(matrix: np.ndarray, l2: float) -> np.ndarray:
   return weights.astype(np.float32)
 
 
-def _batched(labels: np.ndarray, seen_rows: List[np.ndarray],
-             score: Callable[[slice], np.ndarray], batch_size: int = 4096):
-  """(scores, labels, seen) batches for top_k_accuracy; score(rows) scores a slice of rows."""
-  for start in range(0, len(labels), batch_size):
-    rows = slice(start, start + batch_size)
-    yield score(rows), labels[rows], seen_rows[rows]
-
-
 def baseline_accuracy(train: Ratings, eval_ratings: Ratings, ease_l2: float = 500.0,
                       ks: Sequence[int] = DEFAULT_KS) -> Dict[str, Dict[str, float]]:
   """Retrieval baselines, {'most-popular': metrics, 'EASE': metrics} (see top_k_accuracy)."""
-  training = TrainingMatrix(train)
-  popularity = training.matrix.sum(axis=0)
-  weights = ease_weights(training.matrix, ease_l2)
-  labels = training.labels(eval_ratings.movie_ids)
-  seen_rows = training.seen_rows(eval_ratings)
-
-  def popular(rows):
-    return np.broadcast_to(popularity, (len(labels[rows]), len(popularity)))
+  movie_index = _index(train.movie_ids)
+  users = _index(train.user_ids)
+  matrix = np.zeros((len(users), len(movie_index)), np.float32)  # who rated what, 0/1
+  matrix[[users[user] for user in train.user_ids], movie_indices(train.movie_ids, movie_index)] = 1
+  weights = ease_weights(matrix, ease_l2)
+  no_ratings = np.zeros(len(movie_index), np.float32)  # a user without training ratings
 
   def ease(rows):
-    return training.user_rows(eval_ratings.user_ids[rows]) @ weights
+    return np.stack([matrix[users[user]] if user in users else no_ratings
+                     for user in eval_ratings.user_ids[rows]]) @ weights
 
-  return {
-      'most-popular': top_k_accuracy(_batched(labels, seen_rows, popular), ks),
-      'EASE': top_k_accuracy(_batched(labels, seen_rows, ease), ks),
-  }
+  return accuracies(
+      {'most-popular': _most_popular(_training_counts(train, movie_index)), 'EASE': ease},
+      movie_indices(eval_ratings.movie_ids, movie_index),
+      seen_rows(eval_ratings, train, movie_index), ks)
 
 
 def sequential_baseline_accuracy(train: Ratings, eval_ratings: Ratings,
@@ -162,39 +178,31 @@ def sequential_baseline_accuracy(train: Ratings, eval_ratings: Ratings,
   The catalogue is the movies that are labels in training; both count labels, so popularity
   here is "how often a movie is the next one".
   """
-  training = TrainingMatrix(train)
-  movies = len(training.movies)
-  popularity = np.bincount(training.labels(train.movie_ids), minlength=movies).astype(np.float64)
+  movie_index = _index(train.movie_ids)
+  counts = _training_counts(train, movie_index)
   # One row per movie that was ever the last of a training context; the extra last row, all
   # zeros, stands for a last movie never seen there (popularity alone decides).
   lasts = sorted({context[-1] for context in train.contexts})
   last_row = {movie: row for row, movie in enumerate(lasts)}
-  transitions = np.zeros((len(lasts) + 1, movies), np.float32)
+  transitions = np.zeros((len(lasts) + 1, len(movie_index)), np.float32)
   np.add.at(transitions, ([last_row[context[-1]] for context in train.contexts],
-                          training.labels(train.movie_ids)), 1)
-  tie_break = (popularity / (popularity.max() + 1)).astype(np.float32)
-  labels = training.labels(eval_ratings.movie_ids)
-  seen_rows = training.seen_rows(eval_ratings)
+                          movie_indices(train.movie_ids, movie_index)), 1)
+  tie_break = (counts / (counts.max() + 1)).astype(np.float32)
   eval_last = np.array([last_row.get(context[-1], len(lasts))
                         for context in eval_ratings.contexts])
-
-  def popular(rows):
-    return np.broadcast_to(popularity, (len(labels[rows]), movies))
 
   def markov(rows):
     return transitions[eval_last[rows]] + tie_break
 
-  return {
-      'most-popular': top_k_accuracy(_batched(labels, seen_rows, popular), ks),
-      'Markov': top_k_accuracy(_batched(labels, seen_rows, markov), ks),
-  }
+  return accuracies({'most-popular': _most_popular(counts), 'Markov': markov},
+                    movie_indices(eval_ratings.movie_ids, movie_index),
+                    seen_rows(eval_ratings, train, movie_index), ks)
 
 
 def bias_baseline_rmse(train: Ratings, eval_ratings: Ratings, l2: float = 10.0) -> float:
   """RMSE on the eval ratings of rating = mean + user bias + movie bias (components/model/
   biases.py; unknown users and movies get no bias), clipped to the rating scale."""
-  users = {user: i for i, user in enumerate(sorted(set(train.user_ids)))}
-  movies = {movie: i for i, movie in enumerate(sorted(set(train.movie_ids)))}
+  users, movies = _index(train.user_ids), _index(train.movie_ids)
   mean, user_bias, movie_bias = fit_biases(
       np.array([users[u] for u in train.user_ids]), np.array([movies[m] for m in train.movie_ids]),
       np.array(train.ratings), len(users), len(movies), l2)

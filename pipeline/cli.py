@@ -252,27 +252,24 @@ def run(args: argparse.Namespace) -> int:
 def recommend(args: argparse.Namespace) -> int:
   import tensorflow as tf
 
-  from components import features as f
   from serving import errors as serving_errors
   from serving import saved_model
-  from serving.recommendations import print_recommendations
+  from serving.recommendations import make_request, print_recommendations
   model_dir = args.model_dir or saved_model.latest_version_dir(
       os.path.join(args.workdir, 'serving_models', args.model_name))
   print(f'Model: {model_dir}')
   serving_fn = saved_model.load(model_dir)
-  histories = [history.split(',') for history in args.history or []]
   try:
-    rows = saved_model.recommend(serving_fn, args.user or [], args.k, histories=histories)
+    request = make_request(saved_model.input_names(serving_fn), args.user or [],
+                           [history.split(',') for history in args.history or []])
+    rows = saved_model.recommend(serving_fn, request, args.k)
   except ValueError as error:  # users for a sequential model, or the other way round
     print(f'error: {error}', file=sys.stderr)
     return 2
   except tf.errors.InvalidArgumentError as error:  # an unknown user id, say
     print(f'error: {serving_errors.from_tensorflow(error).message}', file=sys.stderr)
     return 2
-  if f.CONTEXT_MOVIE_IDS in serving_fn.structured_input_signature[1]:  # sequential
-    print_recommendations(args.history, rows, what='the history')
-  else:
-    print_recommendations(args.user, rows)
+  print_recommendations(request, rows)
   return 0
 
 

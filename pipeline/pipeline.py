@@ -107,7 +107,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
-                  anomalies_gate, *sequential_components, transform, trainer, model_resolver, evaluator, pusher],
+                  anomalies_gate, *sequential_components, transform, trainer, model_resolver,
+                  evaluator, pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=(
           tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)

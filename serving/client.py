@@ -9,7 +9,6 @@ predict as {output name: numpy array}. gRPC goes through the tensorflow-serving-
 import argparse
 import json
 import sys
-import time
 from typing import Dict, List, Optional, Sequence
 
 import grpc
@@ -20,10 +19,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 import tensorflow as tf
 
-from components import features as f
 from serving.protos_json import metadata_json, proto_json
-from serving.recommendations import (Recommendation, padded_histories, print_recommendations,
-                                     top_k_rows)
+from serving.recommendations import (Recommendation, Request, make_request,
+                                     print_recommendations, top_k_rows)
 
 
 class ServingClientError(Exception):
@@ -142,25 +140,10 @@ def input_names(client, signature_name: str = 'serving_default') -> List[str]:
   return sorted(signatures[signature_name]['inputs'])
 
 
-def recommend(client, user_ids: Sequence[str] = (), k: int = 10,
-              timestamps: Optional[Sequence[int]] = None,
-              histories: Sequence[Sequence[str]] = ()) -> List[List[Recommendation]]:
-  """Top-k movies per user from a served model (either client); per watch history (movie
-  ids, oldest first) for a sequential model.
-
-  A model trained with timestamps takes one per user: `timestamps`, or now.
-  """
-  names = input_names(client)
-  if f.CONTEXT_MOVIE_IDS in names:
-    if not histories:
-      raise ValueError('this model recommends from a watch history: pass --history 1,50,181')
-    return top_k_rows(client.predict({f.CONTEXT_MOVIE_IDS: padded_histories(histories)}), k)
-  if not user_ids:
-    raise ValueError('this model recommends for users: pass --user')
-  inputs = {f.USER_ID: [str(user) for user in user_ids]}
-  if f.TIMESTAMP in names:
-    inputs[f.TIMESTAMP] = np.asarray(timestamps or [int(time.time())] * len(user_ids), np.int64)
-  return top_k_rows(client.predict(inputs), k)
+def recommend(client, request: Request, k: int = 10) -> List[List[Recommendation]]:
+  """Top-k movies per query of the request (recommendations.make_request, with
+  `input_names(client)`) from a served model (either client)."""
+  return top_k_rows(client.predict(request.inputs), k)
 
 
 def make_client(args: argparse.Namespace):
@@ -203,15 +186,15 @@ def main(argv: Optional[List[str]] = None) -> int:
   client = make_client(args)
   try:
     if args.command == 'recommend':
-      histories = [history.split(',') for history in args.history or []]
-      rows = recommend(client, args.user or [], args.k, args.timestamp, histories)
-      sequential = f.CONTEXT_MOVIE_IDS in input_names(client)
-      queries = (args.history if sequential else args.user) or []
+      request = make_request(input_names(client), args.user or [],
+                             [history.split(',') for history in args.history or []],
+                             args.timestamp)
+      rows = recommend(client, request, args.k)
       if args.json:
-        print(json.dumps(dict(zip(queries, rows)), indent=1))
+        print(json.dumps(dict(zip(request.names, rows)), indent=1))
       else:
         print(f'Via {"gRPC" if args.grpc else "REST"} ({args.host}), model {args.model}:')
-        print_recommendations(queries, rows, 'the history' if sequential else 'user')
+        print_recommendations(request, rows)
     else:
       print(json.dumps(getattr(client, args.command)(), indent=1))
   except ValueError as error:  # users for a sequential model, or the other way round

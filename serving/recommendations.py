@@ -1,9 +1,14 @@
-"""Turning a serving signature's outputs into per-user top-k lists, and printing them.
+"""Asking a served model for recommendations: the request for its kind of query, its outputs
+as per-query top-k lists, and printing them.
 
 Shared by everything that asks a model for recommendations: the SavedModel loaded in process
 (`python -m pipeline recommend`) and the REST and gRPC clients.
 """
-from typing import Dict, List, Sequence
+import dataclasses
+import time
+from typing import Collection, Dict, List, Optional, Sequence
+
+import numpy as np
 
 from components import features as f
 
@@ -26,17 +31,41 @@ def top_k_rows(outputs, k: int = 0) -> List[List[Recommendation]]:
   return rows
 
 
-def padded_histories(histories: Sequence[Sequence[str]]) -> List[List[str]]:
-  """Watch histories (movie ids, oldest first) as the rows of a sequential model's
-  context_movie_ids: one [batch, n] batch, '' padding the shorter rows."""
-  width = max((len(history) for history in histories), default=0)
-  return [list(history) + [''] * (width - len(history)) for history in histories]
+@dataclasses.dataclass
+class Request:
+  """serving_default's inputs for some queries, and how to name each query when printing."""
+  inputs: Dict[str, object]  # input name -> a list of strings or an int64 array
+  names: List[str]
+  what: str  # 'user' or 'the history'
 
 
-def print_recommendations(queries: Sequence[str], rows: List[List[Recommendation]],
-                          what: str = 'user') -> None:
-  for query, movies in zip(queries, rows):
-    print(f'\nTop {len(movies)} movies for {what} {query}:')
+def make_request(input_names: Collection[str], user_ids: Sequence[str] = (),
+                 histories: Sequence[Sequence[str]] = (),
+                 timestamps: Optional[Sequence[int]] = None) -> Request:
+  """The request a model with these serving inputs takes.
+
+  A sequential model (context_movie_ids) takes watch histories, oldest first; '' pads the
+  shorter ones. Other models take user ids, and with timestamps one per user (default: now).
+  """
+  if f.CONTEXT_MOVIE_IDS in input_names:
+    if not histories:
+      raise ValueError('this model recommends from a watch history: pass movie ids '
+                       '(--history 1,50,181), not users')
+    width = max(len(history) for history in histories)
+    padded = [list(history) + [''] * (width - len(history)) for history in histories]
+    return Request({f.CONTEXT_MOVIE_IDS: padded},
+                   [','.join(history) for history in histories], 'the history')
+  if not user_ids:
+    raise ValueError('this model recommends for users: pass user ids (--user 42)')
+  inputs = {f.USER_ID: [str(user) for user in user_ids]}
+  if f.TIMESTAMP in input_names:
+    inputs[f.TIMESTAMP] = np.asarray(timestamps or [int(time.time())] * len(user_ids), np.int64)
+  return Request(inputs, [str(user) for user in user_ids], 'user')
+
+
+def print_recommendations(request: Request, rows: List[List[Recommendation]]) -> None:
+  for query, movies in zip(request.names, rows):
+    print(f'\nTop {len(movies)} movies for {request.what} {query}:')
     for rank, movie in enumerate(movies, 1):
       print(f'  {rank:>3}. {movie["title"]:<60} (movie {movie["movie_id"]}, '
             f'score {movie["score"]:.3f})')

@@ -5,13 +5,12 @@ importing it registers them, which tf.saved_model.load needs.
 """
 import os
 import pathlib
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import scann  # noqa: F401  (registers the ScaNN ops the serving signature uses)
 import tensorflow as tf
 
-from components import features as f
-from serving.recommendations import Recommendation, padded_histories, top_k_rows
+from serving.recommendations import Recommendation, Request, top_k_rows
 
 
 def versions(model_base_path) -> Dict[int, str]:
@@ -51,23 +50,14 @@ def load(model_dir) -> tf.types.experimental.ConcreteFunction:
   return tf.saved_model.load(str(model_dir)).signatures['serving_default']
 
 
-def recommend(serving_fn, user_ids: Sequence[str] = (), k: Optional[int] = None,
-              timestamps: Optional[Sequence[int]] = None,
-              histories: Sequence[Sequence[str]] = ()) -> List[List[Recommendation]]:
-  """Top-k movies per user (or per watch history, for a sequential model):
-  [{'movie_id', 'title', 'score'}, ...] for each, best first."""
-  if f.CONTEXT_MOVIE_IDS in serving_fn.structured_input_signature[1]:
-    if not histories:
-      raise ValueError('this model recommends from a watch history: pass movie ids '
-                       '(--history 1,50,181), not users')
-    outputs = serving_fn(**{f.CONTEXT_MOVIE_IDS: tf.constant(padded_histories(histories))})
-    return top_k_rows({name: tensor.numpy() for name, tensor in outputs.items()}, k or 0)
-  if not user_ids:
-    raise ValueError('this model recommends for users: pass user ids (--user 42)')
-  inputs = {f.USER_ID: tf.constant(list(user_ids), tf.string)}
-  if f.TIMESTAMP in serving_fn.structured_input_signature[1]:
-    if timestamps is None:
-      raise ValueError('this model uses timestamps: pass one per user')
-    inputs[f.TIMESTAMP] = tf.constant(list(timestamps), tf.int64)
-  outputs = serving_fn(**inputs)
+def recommend(serving_fn, request: Request, k: Optional[int] = None
+              ) -> List[List[Recommendation]]:
+  """Top-k movies per query of the request (recommendations.make_request, with
+  `input_names(serving_fn)`): [{'movie_id', 'title', 'score'}, ...] for each, best first."""
+  outputs = serving_fn(**{name: tf.constant(value) for name, value in request.inputs.items()})
   return top_k_rows({name: tensor.numpy() for name, tensor in outputs.items()}, k or 0)
+
+
+def input_names(serving_fn) -> List[str]:
+  """A loaded signature's input names."""
+  return sorted(serving_fn.structured_input_signature[1])

@@ -57,3 +57,14 @@ def test_bias_baseline_learns_user_and_movie_offsets():
   assert exact == pytest.approx(0.0, abs=1e-6)
   # An unknown user and movie get the global mean; predictions are clipped to 1..5.
   assert bias_baseline_rmse(train, Ratings([b'z'], [b'q'], [3.5]), l2=0.0) == pytest.approx(0.0)
+
+
+def test_seen_movies_outside_the_catalogue_exclude_nothing():
+  # m4 is the most frequent next movie, then m3. The eval context's movie was never a label:
+  # it is in no ranking, so excluding it must leave m4 first (not drop the last column).
+  train = Ratings([b'u'] * 6, [b'm4', b'm4', b'm4', b'm3', b'm3', b'm2'],
+                  contexts=[[b'm1']] * 6)
+  eval_ratings = Ratings([b'v'], [b'm3'], contexts=[[b'm9']])
+  popular = sequential_baseline_accuracy(train, eval_ratings, ks=(1, 2))['most-popular']
+  assert popular['top_1_accuracy'] == popular['top_1_accuracy_unseen'] == 0.0
+  assert popular['top_2_accuracy_unseen'] == 1.0

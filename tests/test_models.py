@@ -10,6 +10,7 @@ import tensorflow as tf
 from pipeline.baselines import ratings_of_split, sequential_baseline_accuracy
 from pipeline.results import latest_run_results
 from serving import saved_model
+from serving.recommendations import make_request
 from tests.conftest import SMALL, TOP_K, run_pipeline
 
 
@@ -89,8 +90,8 @@ def test_sequential_trains_on_timelines_learns_and_is_pushed(sequential_run):
 
 
 def _recommend(signature, contexts, **extra):
-  width = max(len(context) for context in contexts)
-  padded = [context + [''] * (width - len(context)) for context in contexts]
+  """Movie ids for each history, through the same request the CLIs send."""
+  padded = make_request(['context_movie_ids'], histories=contexts).inputs['context_movie_ids']
   return signature(context_movie_ids=tf.constant(padded), **extra)['movie_ids'].numpy()
 
 

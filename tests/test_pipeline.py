@@ -4,6 +4,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from pipeline import cli
 from pipeline.baselines import baseline_accuracy, ratings_of_split
 from pipeline.results import latest_run_results
 from serving import saved_model
+from serving.recommendations import make_request
 from tests.conftest import SMALL, TOP_K, run_pipeline as _run
 
 
@@ -43,8 +45,10 @@ def test_pushed_model_loads_in_a_fresh_process(first_run, small_dataset):
   version = saved_model.latest_version_dir(workdir / 'serving_models' / 'retrieval')
   script = ('import json, sys\n'
             'from serving import saved_model\n'
+            'from serving.recommendations import make_request\n'
             'fn = saved_model.load(sys.argv[1])\n'
-            'print(json.dumps(saved_model.recommend(fn, ["1", "2"], k=10)))\n')
+            'request = make_request(saved_model.input_names(fn), ["1", "2"])\n'
+            'print(json.dumps(saved_model.recommend(fn, request, k=10)))\n')
   output = subprocess.run([sys.executable, '-c', script, str(version)], check=True,
                           capture_output=True, text=True).stdout
   recommendations = json.loads(output.strip().splitlines()[-1])
@@ -61,7 +65,7 @@ def test_pushed_model_loads_in_a_fresh_process(first_run, small_dataset):
 def test_scann_index_agrees_with_brute_force(first_run):
   """The pushed ScaNN model against the plain-TF evaluation model of the same training."""
   _, workdir, results = first_run
-  users = [str(user) for user in range(1, SMALL['num_users'] + 1)]
+  users = make_request(['user_id'], [str(user) for user in range(1, SMALL['num_users'] + 1)])
   scann_top = saved_model.recommend(
       saved_model.load(pathlib.Path(results.model_uri) / 'Format-Serving'), users)
   exact_top = saved_model.recommend(
@@ -150,10 +154,14 @@ def test_model_with_timestamp_features_serves_with_a_timestamp(first_run, tmp_pa
   train_and_export(config, tft_output, dataset('train'), dataset('train'), None,
                    str(serving_dir), str(eval_dir))
   serving_fn = saved_model.load(serving_dir)
-  assert set(serving_fn.structured_input_signature[1]) == {'user_id', 'timestamp'}
-  with pytest.raises(ValueError, match='timestamps'):
-    saved_model.recommend(serving_fn, ['1'])
-  early, late = saved_model.recommend(serving_fn, ['1', '1'], timestamps=[880_000_000, 900_000_000])
+  names = saved_model.input_names(serving_fn)
+  assert names == ['timestamp', 'user_id']
+  # Without timestamps the request asks for now.
+  now = make_request(names, ['1'])
+  assert abs(int(now.inputs['timestamp'][0]) - time.time()) < 60
+  assert len(saved_model.recommend(serving_fn, now)[0]) == 5
+  early, late = saved_model.recommend(
+      serving_fn, make_request(names, ['1', '1'], timestamps=[880_000_000, 900_000_000]))
   assert len(early) == 5 and len({movie['movie_id'] for movie in early}) == 5
   assert [m['score'] for m in early] != [m['score'] for m in late]  # time changes the query
 

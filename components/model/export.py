@@ -84,7 +84,8 @@ class RecommenderModule(tf.Module):
   Exclusions: the index is searched for top_k + slack candidates, excluded catalogue positions
   are masked out, and the best top_k of the rest are returned, so an excluded movie is never
   returned. The slack is max_excluded (the serving_exclude signature's limit per request) plus,
-  with exclude_seen, room for the movies the query has already seen (see `seen_slack`).
+  with exclude_seen, room for the movies the query has already seen (see
+  `prepare_exclude_seen`).
   """
 
   def __init__(self, query_tower: tf.keras.Model, tft_output: tft.TFTransformOutput,
@@ -102,9 +103,8 @@ class RecommenderModule(tf.Module):
     # Vocabulary indices from here up are out-of-vocabulary buckets: unknown ids.
     self.num_known_users = tft_output.vocabulary_size_by_name(f.USER_ID_VOCAB)
     self.num_known_movies = tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB)
-    self.max_excluded = config.max_excluded
-    self.exclude_seen = config.exclude_seen
-    slack = config.max_excluded + (self.seen_slack(catalogue) if config.exclude_seen else 0)
+    slack = config.max_excluded + (
+        self.prepare_exclude_seen(catalogue) if config.exclude_seen else 0)
     self.search_k = min(self.top_k + slack, len(catalogue))
     self.index = build_index(index_kind, candidate_embeddings, self.search_k)
     self.movie_positions = tf.lookup.StaticHashTable(
@@ -130,19 +130,18 @@ class RecommenderModule(tf.Module):
     seen (-1 pads), excluded with exclude_seen."""
     raise NotImplementedError
 
-  def seen_slack(self, catalogue: Catalogue) -> int:
-    """With exclude_seen: keeps what excluding seen movies needs; returns how many more
-    candidates to search so that top_k are left after excluding them."""
+  def prepare_exclude_seen(self, catalogue: Catalogue) -> int:
+    """Called with exclude_seen only: stores what excluding seen movies needs, and returns how
+    many more candidates to search so that top_k are left after excluding them."""
     raise NotImplementedError
 
-  def _check_known(self, indices: tf.Tensor, num_known: int, raw_ids: tf.Tensor,
-                   what: str) -> tf.Operation:
-    """Fails the call, naming the ids, if an id is not in the training vocabulary.
+  @staticmethod
+  def _check_known(known: tf.Tensor, raw_ids: tf.Tensor, what: str) -> tf.Operation:
+    """Fails the call, naming the ids, where `known` is false (an id not trained on).
 
-    (The out-of-vocabulary embedding would give answers that look real but are not
-    anybody's. TF Serving turns the error into HTTP 400 / INVALID_ARGUMENT.)
+    (An untrained embedding would give answers that look real but are not anybody's.
+    TF Serving turns the error into HTTP 400 / INVALID_ARGUMENT.)
     """
-    known = indices < num_known
     return tf.debugging.Assert(
         tf.reduce_all(known),
         [f'unknown {what} (not in the training data):',
@@ -166,12 +165,12 @@ class RecommenderModule(tf.Module):
     excluded = []
     if exclude_movie_ids is not None:
       too_many = tf.debugging.assert_less_equal(
-          tf.shape(exclude_movie_ids)[1], self.max_excluded,
-          message=f'exclude_movie_ids: at most {self.max_excluded} per query '
+          tf.shape(exclude_movie_ids)[1], self.config.max_excluded,
+          message=f'exclude_movie_ids: at most {self.config.max_excluded} per query '
           '(export option --max-excluded)')
       with tf.control_dependencies([too_many]):
         excluded.append(self.movie_positions.lookup(exclude_movie_ids))
-    if self.exclude_seen:
+    if self.config.exclude_seen:
       excluded.append(seen)
     if not excluded:
       scores, positions = self.index(queries, k=self.top_k)
@@ -193,12 +192,12 @@ class RecommenderModule(tf.Module):
   def _transform_examples(self, serialized_examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self.tft_layer(tf.io.parse_example(serialized_examples, self.raw_feature_spec))
 
-  def eval_outputs(self, transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def eval_outputs(self, transformed: Dict[str, tf.Tensor],
+                   queries: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Scores of every movie vocabulary index, [batch, num_movie_indices], in plain TF.
 
     TFMA ranks them against the label index (transform_features) for top-k accuracy.
     """
-    queries = self.query_tower(transformed)
     scores = tf.matmul(queries, self.embeddings_by_movie_index, transpose_b=True)
     return {f.EVAL_SCORES: scores + self.missing_movie_penalty}
 
@@ -226,7 +225,8 @@ class RecommenderModule(tf.Module):
 
     @tf.function(input_signature=examples_spec)
     def evaluate(examples):
-      return self.eval_outputs(self._transform_examples(examples))
+      transformed = self._transform_examples(examples)
+      return self.eval_outputs(transformed, self.query_tower(transformed))
 
     @tf.function(input_signature=examples_spec)
     def transform(examples):
@@ -247,7 +247,7 @@ class UserRecommender(RecommenderModule):
   A user id not seen in training is an InvalidArgumentError.
   """
 
-  def seen_slack(self, catalogue: Catalogue) -> int:
+  def prepare_exclude_seen(self, catalogue: Catalogue) -> int:
     histories = _padded_histories(catalogue, self.num_known_users)
     self.user_histories = tf.Variable(histories, trainable=False)
     return histories.shape[1]
@@ -263,7 +263,7 @@ class UserRecommender(RecommenderModule):
     """Query embeddings of known users, and the transformed inputs."""
     transformed = self.tft_layer(inputs)
     user_index = transformed[f.USER_ID_INDEX]
-    check = self._check_known(user_index, self.num_known_users, inputs[f.USER_ID], 'user_id')
+    check = self._check_known(user_index < self.num_known_users, inputs[f.USER_ID], 'user_id')
     with tf.control_dependencies([check]):
       return self.query_tower(transformed), transformed
 
@@ -271,7 +271,7 @@ class UserRecommender(RecommenderModule):
     queries, transformed = self._user_queries(inputs)
     user_index = transformed[f.USER_ID_INDEX]
     seen = None
-    if self.exclude_seen:
+    if self.config.exclude_seen:
       seen = tf.gather(self.user_histories, tf.minimum(user_index, self.num_known_users - 1))
     return queries, seen
 
@@ -297,20 +297,16 @@ class RatingRecommender(UserRecommender):
     """The rating each user would give each movie; unknown ids are an InvalidArgumentError."""
     queries, transformed = self._user_queries(inputs)
     movie_index = transformed[f.MOVIE_ID_INDEX]
-    # A movie never rated in training has no trained embedding: unknown, like an unseen id.
-    in_catalogue = tf.where(
-        tf.equal(tf.gather(self.missing_movie_penalty, movie_index), 0.0),
-        movie_index, tf.fill(tf.shape(movie_index), tf.cast(self.num_known_movies, tf.int64)))
-    check = self._check_known(in_catalogue, self.num_known_movies, inputs[f.MOVIE_ID],
-                              'movie_id')
+    # A movie never rated in training (out of the catalogue) has no trained embedding.
+    in_catalogue = tf.equal(tf.gather(self.missing_movie_penalty, movie_index), 0.0)
+    check = self._check_known(in_catalogue, inputs[f.MOVIE_ID], 'movie_id')
     with tf.control_dependencies([check]):
       return {f.OUTPUT_RATING: self._ratings(queries, transformed[f.USER_ID_INDEX],
                                              movie_index)}
 
-  def eval_outputs(self, transformed):
-    outputs = super().eval_outputs(transformed)
-    outputs[f.OUTPUT_RATING] = self._ratings(self.query_tower(transformed),
-                                             transformed[f.USER_ID_INDEX],
+  def eval_outputs(self, transformed, queries):
+    outputs = super().eval_outputs(transformed, queries)
+    outputs[f.OUTPUT_RATING] = self._ratings(queries, transformed[f.USER_ID_INDEX],
                                              transformed[f.MOVIE_ID_INDEX])
     return outputs
 
@@ -334,8 +330,8 @@ class ContextRecommender(RecommenderModule):
   row's movies are never returned.
   """
 
-  def seen_slack(self, catalogue: Catalogue) -> int:
-    return self.max_excluded
+  def prepare_exclude_seen(self, catalogue: Catalogue) -> int:
+    return self.config.max_excluded
 
   def query_specs(self) -> List[tf.TensorSpec]:
     return [tf.TensorSpec([None, None], tf.string, name=f.CONTEXT_MOVIE_IDS)]
