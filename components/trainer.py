@@ -17,7 +17,7 @@ from components.model import export
 from components.model.biases import fit_biases
 from components.model.catalogue import Catalogue
 from components.model.config import ModelConfig
-from components.model.recommender import RatingHead, RecommenderModel
+from components.model.recommender import CatalogueNegatives, RatingHead, RecommenderModel
 from components.model.towers import CandidateTower, ContextTower, QueryTower
 from components.transform import NUM_OOV_BUCKETS
 
@@ -43,19 +43,23 @@ def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
   candidate_tower = CandidateTower(
       vocab_size(f.MOVIE_ID_VOCAB), vocab_size(f.MOVIE_TITLE_TOKEN_VOCAB),
       vocab_size(f.MOVIE_GENRE_VOCAB), config, name='candidate_tower')
-  sampling_probability = None
-  if config.sampling_correction:
-    sampling_probability = catalogue.sampling_probability(
-        vocab_size(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS)
+  movie_table_size = vocab_size(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS
+  sampling_probability, catalogue_negatives = None, None
+  if config.negatives == 'catalogue':
+    catalogue_negatives = CatalogueNegatives(catalogue.candidate_features(),
+                                             catalogue.positions(movie_table_size))
+  elif config.sampling_correction:
+    sampling_probability = catalogue.sampling_probability(movie_table_size)
   rating_head = None
   if config.kind == 'multitask':
     mean, user_bias, movie_bias = fit_biases(
         *catalogue.ratings, num_users=vocab_size(f.USER_ID_VOCAB) + NUM_OOV_BUCKETS,
-        num_movies=vocab_size(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS)
+        num_movies=movie_table_size)
     rating_head = RatingHead(config.rating_layer_sizes, mean, user_bias, movie_bias,
                              name='rating_head')
   return RecommenderModel(query_tower, candidate_tower, sampling_probability, config.temperature,
-                          rating_head, config.retrieval_weight, config.rating_weight)
+                          rating_head, config.retrieval_weight, config.rating_weight,
+                          catalogue_negatives)
 
 
 def _optimizer(config: ModelConfig, model: RecommenderModel) -> tf.keras.optimizers.Optimizer:

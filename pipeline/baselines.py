@@ -66,7 +66,8 @@ def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[np.n
   seen movie indices of each row) batches, seen in the scores' index space.
 
   Returns top_{k}_accuracy (seen movies ranked too) and top_{k}_accuracy_unseen (each row's
-  seen movies removed from the ranking).
+  seen movies removed from the ranking). Ties count against the label: a movie scored the
+  same ranks ahead of it (else a model scoring every movie alike would hit every time).
   """
   hits = {(k, exclude): 0 for k in ks for exclude in (False, True)}
   total = 0
@@ -74,13 +75,19 @@ def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[np.n
     scores = np.array(scores, np.float64, copy=True)
     rows = np.arange(len(labels))
     in_catalogue = labels >= 0
-    label_scores = scores[rows, np.maximum(labels, 0)]
-    ranks = (scores > label_scores[:, None]).sum(axis=1)
+    label_columns = np.maximum(labels, 0)
+    label_scores = scores[rows, label_columns]
+
+    def ranks():  # movies scored at least as high as the label: a tie is not a hit
+      return (scores >= label_scores[:, None]).sum(axis=1) - 1
+
+    ranks_seen = ranks()
     for row, seen in enumerate(seen_rows):
       scores[row, seen] = -np.inf
-    ranks_unseen = (scores > label_scores[:, None]).sum(axis=1)
+    scores[rows, label_columns] = label_scores  # the label is ranked even if seen
+    ranks_unseen = ranks()
     for k in ks:
-      hits[(k, False)] += int(np.sum(in_catalogue & (ranks < k)))
+      hits[(k, False)] += int(np.sum(in_catalogue & (ranks_seen < k)))
       hits[(k, True)] += int(np.sum(in_catalogue & (ranks_unseen < k)))
     total += len(labels)
   metrics = {}

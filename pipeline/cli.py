@@ -8,7 +8,7 @@ import sys
 import time
 from typing import List, Optional
 
-from components.model.config import INDEX_KINDS, MODEL_KINDS, ModelConfig
+from components.model.config import INDEX_KINDS, MODEL_KINDS, NEGATIVES, TUNED_FIELDS, ModelConfig
 from pipeline import beam_presets
 from pipeline.config import SPLITS, PipelineConfig
 from pipeline.datasets import DATASETS, SyntheticSize
@@ -68,10 +68,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
   model.add_argument('--max-excluded', type=int, default=defaults.max_excluded,
                      help='most movie ids one serving_exclude request may exclude '
                      f'(default: {defaults.max_excluded})')
-  model.add_argument('--temperature', type=float, default=defaults.temperature,
-                     help='divides the retrieval logits (default: %(default)s)')
+  model.add_argument('--negatives', choices=NEGATIVES,
+                     help='what the retrieval softmax ranks each label against: the batch\'s '
+                     'other movies, or the whole catalogue (default: per model kind)')
+  model.add_argument('--temperature', type=float,
+                     help='divides the retrieval logits (default: per model kind)')
   model.add_argument('--embedding-l2', type=float,
                      help='L2 penalty on the embedding tables (default: per model kind)')
+  model.add_argument('--query-dropout', type=float,
+                     help='dropout on the query tower\'s input, in training (default: per '
+                     'model kind)')
   model.add_argument('--retrieval-weight', type=float, default=defaults.retrieval_weight,
                      help='multitask: weight of the retrieval loss (default: %(default)s)')
   model.add_argument('--rating-weight', type=float, default=defaults.rating_weight,
@@ -118,7 +124,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
-  tuned = {name: getattr(args, name) for name in ('epochs', 'embedding_l2')
+  tuned = {name: getattr(args, name) for name in TUNED_FIELDS
            if getattr(args, name) is not None}  # given: overrides the kind's tuned value
   model = ModelConfig.tuned(
       args.model, embedding_dim=args.embedding_dim,
@@ -127,7 +133,7 @@ def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
       batch_size=args.batch_size, learning_rate=args.learning_rate,
       optimizer=args.optimizer, timestamp_buckets=args.timestamp_buckets, top_k=args.top_k,
       index=args.index, max_excluded=args.max_excluded, exclude_seen=args.exclude_seen,
-      temperature=args.temperature, **tuned,
+      **tuned,
       retrieval_weight=args.retrieval_weight, rating_weight=args.rating_weight,
       max_context_length=args.max_context_length, seed=args.seed)
   return PipelineConfig(

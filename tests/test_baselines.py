@@ -17,6 +17,18 @@ def test_top_k_accuracy_with_and_without_the_seen_movies():
   assert metrics['top_3_accuracy_unseen'] == pytest.approx(2 / 3)
 
 
+def test_a_tie_with_the_label_is_not_a_hit():
+  # A model that scores every movie alike has learned nothing: it must not hit every time.
+  seen = [np.array([1]), np.array([], np.int64)]
+  flat = top_k_accuracy([(np.zeros([2, 5]), np.array([0, 4]), seen)], ks=(1, 4))
+  assert flat['top_1_accuracy'] == 0 and flat['top_1_accuracy_unseen'] == 0
+  assert flat['top_4_accuracy'] == 0 and flat['top_4_accuracy_unseen'] == 0.5  # 4 left for row 0
+  # A seen label is still ranked among the unseen movies.
+  seen_label = top_k_accuracy([(np.array([[0.1, 0.9, 0.5]]), np.array([1]), [np.array([1, 2])])],
+                              ks=(1,))
+  assert seen_label['top_1_accuracy_unseen'] == 1
+
+
 def test_ease_learns_item_to_item_co_occurrence():
   # Movies 0 and 1 always go together, 2 and 3 too.
   matrix = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0]],

@@ -41,13 +41,18 @@ def test_bad_values_are_refused_with_the_field_name():
 
 
 def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them():
-  from components.model.config import TUNED
+  from components.model.config import TUNED, TUNED_FIELDS
+  assert {name for values in TUNED.values() for name in values} <= set(TUNED_FIELDS)
   for kind in ('retrieval', 'multitask', 'sequential'):
     model = _config('--model', kind).model
     assert model.kind == kind
     for name, value in TUNED[kind].items():
       assert getattr(model, name) == value
-  assert _config('--model', 'retrieval', '--epochs', '3', '--embedding-l2', '0').model.epochs == 3
+  overridden = _config('--model', 'retrieval', '--epochs', '3', '--embedding-l2', '0',
+                       '--negatives', 'in-batch', '--temperature', '1', '--query-dropout', '0').model
+  assert {name: getattr(overridden, name) for name in TUNED_FIELDS} == {
+      'epochs': 3, 'embedding_l2': 0.0, 'negatives': 'in-batch', 'temperature': 1.0,
+      'query_dropout': 0.0}
   multitask = _config('--model', 'multitask', '--rating-weight', '2', '--retrieval-weight',
                       '0.5', '--max-rmse', '0.9')
   assert (multitask.model.rating_weight, multitask.model.retrieval_weight) == (2.0, 0.5)

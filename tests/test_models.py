@@ -183,3 +183,34 @@ def test_served_sequential_model_answers_histories_and_refuses_an_empty_one(sequ
     assert 'no movie id known to the model' in answer.json()['error']
   finally:
     demo.stop_server(server)
+
+
+class _Lookup(tf.keras.Model):
+  """A tower that returns fixed embeddings by index (the loss, not the tower, is tested)."""
+
+  def __init__(self, key, embeddings):
+    super().__init__()
+    self.key, self.embeddings = key, tf.constant(embeddings, tf.float32)
+
+  def call(self, features, training=None):
+    return tf.gather(self.embeddings, features[self.key])
+
+
+def test_catalogue_negatives_are_a_full_softmax_over_the_catalogue():
+  from components import features as f
+  from components.model.recommender import CatalogueNegatives, RecommenderModel
+  rng = np.random.default_rng(0)
+  users, movies = rng.normal(size=(3, 4)), rng.normal(size=(6, 4))
+  catalogue = np.array([1, 2, 4, 5])  # the movie indices in the catalogue, in its row order
+  positions = np.zeros(6, np.int64)
+  positions[catalogue] = np.arange(4)
+  model = RecommenderModel(
+      _Lookup(f.USER_ID_INDEX, users), _Lookup(f.MOVIE_ID_INDEX, movies), temperature=0.5,
+      catalogue_negatives=CatalogueNegatives({f.MOVIE_ID_INDEX: tf.constant(catalogue)},
+                                             tf.constant(positions)))
+  batch = {f.USER_ID_INDEX: tf.constant([0, 1, 2, 0]), f.MOVIE_ID_INDEX: tf.constant([2, 5, 2, 4])}
+  logits = users[[0, 1, 2, 0]] @ movies[catalogue].T / 0.5  # every catalogue movie, each row
+  labels = positions[[2, 5, 2, 4]]
+  log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+  expected = -log_softmax[np.arange(4), labels].sum()
+  assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)

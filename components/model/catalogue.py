@@ -99,6 +99,12 @@ class Catalogue:
         f.MOVIE_GENRE_INDICES: _ragged(self.genre_indices),
     }
 
+  def positions(self, table_size: int) -> tf.Tensor:
+    """Each movie index's row in the catalogue; 0 for the table_size indices outside it."""
+    positions = np.zeros(table_size, np.int64)
+    positions[self.movie_id_indices] = np.arange(len(self))
+    return tf.constant(positions)
+
   def sampling_probability(self, table_size: int) -> tf.Tensor:
     """P(movie index) in training, for the logQ correction; a table of table_size rows."""
     probability = np.full(table_size, 1.0 / max(1, self.rating_counts.sum()), np.float32)

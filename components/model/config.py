@@ -6,14 +6,21 @@ from typing import Any, Dict, Tuple
 # sequential: the user's recent movies (a GRU over them) -> the next movie.
 MODEL_KINDS = ('retrieval', 'multitask', 'sequential')
 INDEX_KINDS = ('scann', 'brute-force')
+# What the retrieval softmax ranks each label against: the batch's other movies (scales to any
+# catalogue), or every movie in the catalogue (a full softmax: exact, for catalogues of
+# thousands).
+NEGATIVES = ('in-batch', 'catalogue')
 
 # What ModelConfig.tuned sets per kind on top of the dataclass defaults: the settings that
 # reached the quality targets on MovieLens (docs/benchmarks.md says what each bought).
 TUNED = {
-    'retrieval': {'epochs': 40, 'embedding_l2': 1.0},
+    'retrieval': {'epochs': 40, 'embedding_l2': 0.5, 'negatives': 'catalogue',
+                  'temperature': 0.5, 'query_dropout': 0.4},
     'multitask': {'epochs': 20, 'embedding_l2': 1.0},
-    'sequential': {},  # 10 epochs, no L2
+    'sequential': {},  # 10 epochs, no L2, in-batch negatives
 }
+# The fields some kind tunes: the CLI leaves them unset unless given.
+TUNED_FIELDS = ('epochs', 'embedding_l2', 'negatives', 'temperature', 'query_dropout')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,10 +42,15 @@ class ModelConfig:
   batch_size: int = 1024
   learning_rate: float = 0.05
   optimizer: str = 'adagrad'
+  negatives: str = 'in-batch'
   # Correct the in-batch softmax for how often each movie is sampled as a negative (logQ):
-  # without it the model learns to push popular movies down.
+  # without it the model learns to push popular movies down. (No effect with catalogue
+  # negatives: every movie is a negative once per example.)
   sampling_correction: bool = True
   temperature: float = 1.0  # divides the retrieval logits
+  # Dropout on the query tower's input to its dense layers (training only): a user's
+  # embedding cannot lean on a few coordinates to fit their training movies.
+  query_dropout: float = 0.0
   # L2 penalty on every embedding table, added to the (batch-summed) retrieval loss.
   embedding_l2: float = 0.0
   timestamp_buckets: int = 1000
@@ -64,6 +76,10 @@ class ModelConfig:
     if self.retrieval_weight < 0 or self.rating_weight < 0:
       raise ValueError('loss weights must be >= 0, got retrieval_weight '
                        f'{self.retrieval_weight}, rating_weight {self.rating_weight}')
+    if self.negatives not in NEGATIVES:
+      raise ValueError(f'negatives {self.negatives!r} is not one of {NEGATIVES}')
+    if not 0 <= self.query_dropout < 1:
+      raise ValueError(f'query_dropout must be in [0, 1), got {self.query_dropout}')
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
     for name in ('embedding_dim', 'epochs', 'batch_size', 'top_k', 'timestamp_buckets',

@@ -4,6 +4,7 @@ Every kind is the same two-tower retrieval model; they differ in the query tower
 the recent movies for `sequential`) and in whether a rating head is trained beside it
 (`multitask`). The towers live in towers.py, the tasks here.
 """
+import dataclasses
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -52,8 +53,24 @@ class RatingHead(tf.keras.Model):
     return tf.squeeze(rating, axis=1) + self.mean_rating
 
 
+@dataclasses.dataclass
+class CatalogueNegatives:
+  """Every catalogue movie as a negative (a full softmax), instead of the batch's other movies.
+
+  Exact, and it needs no sampling correction, but the candidate tower embeds the whole
+  catalogue at every step: right for MovieLens' thousands of movies, not for millions.
+
+  Attributes:
+    features: the catalogue's candidate-tower inputs, one row per movie.
+    positions: [num movie indices] each movie index's row in features (0 for movies outside
+      the catalogue: a training label is always in it).
+  """
+  features: Dict[str, tf.Tensor]
+  positions: tf.Tensor
+
+
 class RecommenderModel(tfrs.Model):
-  """Two towers trained with an in-batch softmax, plus an optional rating task.
+  """Two towers trained with a softmax over candidate movies, plus an optional rating task.
 
   Args:
     query_tower: features -> [batch, d] query embeddings.
@@ -62,6 +79,8 @@ class RecommenderModel(tfrs.Model):
       movie index appears in training. When given, the task subtracts log(probability) from
       each in-batch logit (logQ correction), so the learned score estimates the full softmax.
     temperature: divides the logits.
+    catalogue_negatives: when given, the softmax ranks each label against the whole catalogue
+      (movie_sampling_probability is then not used); else against the batch's other movies.
     rating_head: when given, also fits user_rating with a squared error (multitask).
     retrieval_weight, rating_weight: the two losses' weights; both are sums over the batch,
       so 1 and 1 weigh one example's softmax loss against its squared rating error.
@@ -70,11 +89,14 @@ class RecommenderModel(tfrs.Model):
   def __init__(self, query_tower: tf.keras.Model, candidate_tower: tf.keras.Model,
                movie_sampling_probability: Optional[tf.Tensor] = None,
                temperature: float = 1.0, rating_head: Optional[RatingHead] = None,
-               retrieval_weight: float = 1.0, rating_weight: float = 1.0):
+               retrieval_weight: float = 1.0, rating_weight: float = 1.0,
+               catalogue_negatives: Optional[CatalogueNegatives] = None):
     super().__init__()
     self.query_tower = query_tower
     self.candidate_tower = candidate_tower
     self.movie_sampling_probability = movie_sampling_probability
+    self.catalogue_negatives = catalogue_negatives
+    self.temperature = temperature
     self.rating_head = rating_head
     self.retrieval_weight = retrieval_weight
     self.rating_weight = rating_weight
@@ -88,17 +110,26 @@ class RecommenderModel(tfrs.Model):
 
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     movie_index = features[f.MOVIE_ID_INDEX]
-    queries = self.query_tower(features)
+    queries = self.query_tower(features, training=training)
     candidates = self.candidate_tower(features)
-    sampling_probability = None
-    if self.movie_sampling_probability is not None:
-      sampling_probability = tf.gather(self.movie_sampling_probability, movie_index)
-    loss = self.retrieval_weight * self.retrieval_task(
-        queries, candidates, candidate_sampling_probability=sampling_probability,
-        candidate_ids=movie_index, compute_metrics=False)
+    loss = self.retrieval_weight * self._retrieval_loss(queries, candidates, movie_index)
     if self.rating_head is not None:
       loss += self.rating_weight * self.rating_task(
           labels=features[f.USER_RATING],
           predictions=self.rating_head(queries, candidates, features[f.USER_ID_INDEX],
                                        movie_index))
     return loss
+
+  def _retrieval_loss(self, queries: tf.Tensor, candidates: tf.Tensor,
+                      movie_index: tf.Tensor) -> tf.Tensor:
+    if self.catalogue_negatives is not None:
+      logits = tf.matmul(queries, self.candidate_tower(self.catalogue_negatives.features),
+                         transpose_b=True) / self.temperature
+      labels = tf.gather(self.catalogue_negatives.positions, movie_index)
+      return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    sampling_probability = None
+    if self.movie_sampling_probability is not None:
+      sampling_probability = tf.gather(self.movie_sampling_probability, movie_index)
+    return self.retrieval_task(
+        queries, candidates, candidate_sampling_probability=sampling_probability,
+        candidate_ids=movie_index, compute_metrics=False)

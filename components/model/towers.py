@@ -56,6 +56,15 @@ def dense_stack(layer_sizes: Sequence[int], name: str,
   return tf.keras.Sequential(layers, name=name)
 
 
+def query_dense(config: ModelConfig) -> tf.keras.Sequential:
+  """The query tower's dense layers, behind config.query_dropout when set."""
+  dense = dense_stack(config.layer_sizes, name='query_dense')
+  if not config.query_dropout:
+    return dense
+  return tf.keras.Sequential([tf.keras.layers.Dropout(config.query_dropout), dense],
+                             name='query_dropout_dense')
+
+
 def _to_column(values: tf.Tensor) -> tf.Tensor:
   return tf.reshape(tf.cast(values, tf.float32), [-1, 1])
 
@@ -75,14 +84,14 @@ class QueryTower(tf.keras.Model):
       # bucketize returns 0..num_buckets: one more row than buckets for values past the top.
       self.timestamp_embedding = embedding(config.timestamp_buckets + 1, config,
                                            'timestamp_bucket_embedding')
-    self.dense = dense_stack(config.layer_sizes, name='query_dense')
+    self.dense = query_dense(config)
 
-  def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
+  def call(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
     parts = [self.user_embedding(features[f.USER_ID_INDEX])]
     if self.use_timestamps:
       parts.append(self.timestamp_embedding(features[f.TIMESTAMP_BUCKET]))
       parts.append(_to_column(features[f.TIMESTAMP_Z]))
-    return self.dense(tf.concat(parts, axis=1))
+    return self.dense(tf.concat(parts, axis=1), training=training)
 
 
 def _ragged(ids) -> tf.RaggedTensor:
@@ -105,12 +114,12 @@ class ContextTower(tf.keras.Model):
     self.movie_embedding = embedding(num_movie_ids + NUM_OOV_BUCKETS + 1, config,
                                      'context_movie_embedding', mask_zero=True)
     self.gru = tf.keras.layers.GRU(config.embedding_dim, name='context_gru')
-    self.dense = dense_stack(config.layer_sizes, name='query_dense')
+    self.dense = query_dense(config)
 
-  def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
+  def call(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
     context = _ragged(features[f.CONTEXT_MOVIE_ID_INDICES])[:, -self.max_context_length:]
     padded = context.to_tensor(default_value=-1, shape=[None, self.max_context_length]) + 1
-    return self.dense(self.gru(self.movie_embedding(padded)))
+    return self.dense(self.gru(self.movie_embedding(padded)), training=training)
 
 
 class CandidateTower(tf.keras.Model):
