@@ -16,7 +16,8 @@ matplotlib.use('Agg')  # files only: no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot(result_files: List[str], output: str) -> None:
+def plot(result_files: List[str], output: str) -> plt.Figure:
+  """Writes the PNG (2 panels per row) and returns the figure."""
   runs = []
   for path in result_files:
     with open(path) as result_file:
@@ -45,6 +46,7 @@ def plot(result_files: List[str], output: str) -> None:
   figure.tight_layout()
   figure.savefig(output, dpi=110)
   print(f'Wrote {output}')
+  return figure
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -53,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('results', nargs='+', help='quality-<model>.json files of bench-quality')
   parser.add_argument('-o', '--output', default='docs/quality_top_k.png')
   args = parser.parse_args(argv)
-  plot(args.results, args.output)
+  plt.close(plot(args.results, args.output))
   return 0
 
 

@@ -60,6 +60,11 @@ def ratings_of_split(examples_uri: str, split: str) -> Ratings:
   return ratings
 
 
+def _ranks(scores: np.ndarray, label_scores: np.ndarray) -> np.ndarray:
+  """Per row, the other movies scored at least as high as the label (a tie is not a hit)."""
+  return (scores >= label_scores[:, None]).sum(axis=1) - 1
+
+
 def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[np.ndarray]]],
                    ks: Sequence[int] = DEFAULT_KS) -> Dict[str, float]:
   """Hit rates from (scores [n, movies], label movie index [n] (-1: not in the catalogue),
@@ -77,15 +82,11 @@ def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[np.n
     in_catalogue = labels >= 0
     label_columns = np.maximum(labels, 0)
     label_scores = scores[rows, label_columns]
-
-    def ranks():  # movies scored at least as high as the label: a tie is not a hit
-      return (scores >= label_scores[:, None]).sum(axis=1) - 1
-
-    ranks_seen = ranks()
+    ranks_seen = _ranks(scores, label_scores)
     for row, seen in enumerate(seen_rows):
       scores[row, seen] = -np.inf
     scores[rows, label_columns] = label_scores  # the label is ranked even if seen
-    ranks_unseen = ranks()
+    ranks_unseen = _ranks(scores, label_scores)
     for k in ks:
       hits[(k, False)] += int(np.sum(in_catalogue & (ranks_seen < k)))
       hits[(k, True)] += int(np.sum(in_catalogue & (ranks_unseen < k)))

@@ -57,10 +57,11 @@ def make_request(input_names: Collection[str], user_ids: Sequence[str] = (),
                    [','.join(history) for history in histories], 'the history')
   if not user_ids:
     raise ValueError('this model recommends for users: pass user ids (--user 42)')
-  inputs = {f.USER_ID: [str(user) for user in user_ids]}
+  users = [str(user) for user in user_ids]
+  inputs = {f.USER_ID: users}
   if f.TIMESTAMP in input_names:
-    inputs[f.TIMESTAMP] = np.asarray(timestamps or [int(time.time())] * len(user_ids), np.int64)
-  return Request(inputs, [str(user) for user in user_ids], 'user')
+    inputs[f.TIMESTAMP] = np.asarray(timestamps or [int(time.time())] * len(users), np.int64)
+  return Request(inputs, users, 'user')
 
 
 def print_recommendations(request: Request, rows: List[List[Recommendation]]) -> None:

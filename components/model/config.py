@@ -19,8 +19,8 @@ TUNED = {
     'multitask': {'epochs': 20, 'embedding_l2': 1.0},
     'sequential': {},  # 10 epochs, no L2, in-batch negatives
 }
-# The fields some kind tunes: the CLI leaves them unset unless given.
-TUNED_FIELDS = ('epochs', 'embedding_l2', 'negatives', 'temperature', 'query_dropout')
+# The fields some kind tunes: the CLI leaves them unset unless given (each needs a flag).
+TUNED_FIELDS = tuple(dict.fromkeys(name for values in TUNED.values() for name in values))
 
 
 @dataclasses.dataclass(frozen=True)

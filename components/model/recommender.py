@@ -111,8 +111,18 @@ class RecommenderModel(tfrs.Model):
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     movie_index = features[f.MOVIE_ID_INDEX]
     queries = self.query_tower(features, training=training)
-    candidates = self.candidate_tower(features)
-    loss = self.retrieval_weight * self._retrieval_loss(queries, candidates, movie_index)
+    if self.catalogue_negatives is not None:
+      # The batch's movies are catalogue rows: embed the catalogue once and gather them.
+      catalogue = self.candidate_tower(self.catalogue_negatives.features)
+      labels = tf.gather(self.catalogue_negatives.positions, movie_index)
+      candidates = tf.gather(catalogue, labels)
+      logits = tf.matmul(queries, catalogue, transpose_b=True) / self.temperature
+      retrieval_loss = tf.reduce_sum(
+          tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    else:
+      candidates = self.candidate_tower(features)
+      retrieval_loss = self._in_batch_loss(queries, candidates, movie_index)
+    loss = self.retrieval_weight * retrieval_loss
     if self.rating_head is not None:
       loss += self.rating_weight * self.rating_task(
           labels=features[f.USER_RATING],
@@ -120,13 +130,8 @@ class RecommenderModel(tfrs.Model):
                                        movie_index))
     return loss
 
-  def _retrieval_loss(self, queries: tf.Tensor, candidates: tf.Tensor,
-                      movie_index: tf.Tensor) -> tf.Tensor:
-    if self.catalogue_negatives is not None:
-      logits = tf.matmul(queries, self.candidate_tower(self.catalogue_negatives.features),
-                         transpose_b=True) / self.temperature
-      labels = tf.gather(self.catalogue_negatives.positions, movie_index)
-      return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+  def _in_batch_loss(self, queries: tf.Tensor, candidates: tf.Tensor,
+                     movie_index: tf.Tensor) -> tf.Tensor:
     sampling_probability = None
     if self.movie_sampling_probability is not None:
       sampling_probability = tf.gather(self.movie_sampling_probability, movie_index)
