@@ -200,18 +200,22 @@ def test_catalogue_negatives_are_a_full_softmax_over_the_catalogue():
   rng = np.random.default_rng(0)
   users, movies = rng.normal(size=(3, 4)), rng.normal(size=(6, 4))
   catalogue = np.array([1, 2, 4, 5])  # the movie indices in the catalogue, in its row order
-  positions = np.zeros(6, np.int64)
+  positions = np.full(6, -1, np.int64)
   positions[catalogue] = np.arange(4)
   model = RecommenderModel(
       _Lookup(f.USER_ID_INDEX, users), _Lookup(f.MOVIE_ID_INDEX, movies), temperature=0.5,
       catalogue_negatives=CatalogueNegatives({f.MOVIE_ID_INDEX: tf.constant(catalogue)},
                                              tf.constant(positions)))
-  batch = {f.USER_ID_INDEX: tf.constant([0, 1, 2, 0]), f.MOVIE_ID_INDEX: tf.constant([2, 5, 2, 4])}
   logits = users[[0, 1, 2, 0]] @ movies[catalogue].T / 0.5  # every catalogue movie, each row
   labels = positions[[2, 5, 2, 4]]
   log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
   expected = -log_softmax[np.arange(4), labels].sum()
+  batch = {f.USER_ID_INDEX: tf.constant([0, 1, 2, 0]), f.MOVIE_ID_INDEX: tf.constant([2, 5, 2, 4])}
   assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
+  # An eval movie outside the catalogue (index 3) cannot be ranked: its row adds nothing.
+  with_outside = {f.USER_ID_INDEX: tf.constant([0, 1, 2, 0, 1]),
+                  f.MOVIE_ID_INDEX: tf.constant([2, 5, 2, 4, 3])}
+  assert float(model.compute_loss(with_outside)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_query_dropout_acts_in_training_only():

@@ -100,8 +100,8 @@ class Catalogue:
     }
 
   def positions(self, table_size: int) -> tf.Tensor:
-    """Each movie index's row in the catalogue; 0 for the table_size indices outside it."""
-    positions = np.zeros(table_size, np.int64)
+    """Each of the table_size movie indices' row in the catalogue; -1 for those outside it."""
+    positions = np.full(table_size, -1, np.int64)
     positions[self.movie_id_indices] = np.arange(len(self))
     return tf.constant(positions)
 

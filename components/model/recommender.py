@@ -62,8 +62,8 @@ class CatalogueNegatives:
 
   Attributes:
     features: the catalogue's candidate-tower inputs, one row per movie.
-    positions: [num movie indices] each movie index's row in features (0 for movies outside
-      the catalogue: a training label is always in it).
+    positions: [num movie indices] each movie index's row in features; -1 for movies outside
+      the catalogue (never rated in training: an eval example's movie may be one).
   """
   features: Dict[str, tf.Tensor]
   positions: tf.Tensor
@@ -111,16 +111,13 @@ class RecommenderModel(tfrs.Model):
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     movie_index = features[f.MOVIE_ID_INDEX]
     queries = self.query_tower(features, training=training)
-    if self.catalogue_negatives is not None:
-      # The batch's movies are catalogue rows: embed the catalogue once and gather them.
-      catalogue = self.candidate_tower(self.catalogue_negatives.features)
-      labels = tf.gather(self.catalogue_negatives.positions, movie_index)
-      candidates = tf.gather(catalogue, labels)
-      logits = tf.matmul(queries, catalogue, transpose_b=True) / self.temperature
-      retrieval_loss = tf.reduce_sum(
-          tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-    else:
+    # The batch's own movies: the in-batch negatives, and the rating head's input.
+    candidates = None
+    if self.catalogue_negatives is None or self.rating_head is not None:
       candidates = self.candidate_tower(features)
+    if self.catalogue_negatives is not None:
+      retrieval_loss = self._catalogue_loss(queries, movie_index)
+    else:
       retrieval_loss = self._in_batch_loss(queries, candidates, movie_index)
     loss = self.retrieval_weight * retrieval_loss
     if self.rating_head is not None:
@@ -129,6 +126,17 @@ class RecommenderModel(tfrs.Model):
           predictions=self.rating_head(queries, candidates, features[f.USER_ID_INDEX],
                                        movie_index))
     return loss
+
+  def _catalogue_loss(self, queries: tf.Tensor, movie_index: tf.Tensor) -> tf.Tensor:
+    """The full softmax. A row whose movie is outside the catalogue (in the eval split) cannot
+    be ranked among it and adds nothing."""
+    labels = tf.gather(self.catalogue_negatives.positions, movie_index)
+    in_catalogue = labels >= 0
+    catalogue = self.candidate_tower(self.catalogue_negatives.features)
+    logits = tf.matmul(tf.boolean_mask(queries, in_catalogue), catalogue,
+                       transpose_b=True) / self.temperature
+    return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        tf.boolean_mask(labels, in_catalogue), logits))
 
   def _in_batch_loss(self, queries: tf.Tensor, candidates: tf.Tensor,
                      movie_index: tf.Tensor) -> tf.Tensor:
