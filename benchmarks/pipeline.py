@@ -78,6 +78,9 @@ def main(argv=None) -> int:
                       help='Beam presets to compare (comma-separated)')
   parser.add_argument('--skip-large', action='store_true', help='only the ml-100k-sized run')
   parser.add_argument('--epochs', type=int, default=10)
+  parser.add_argument('--ensemble-size', type=int, default=1,
+                      help='models the Trainer trains (the retrieval default of 3 triples '
+                      'its time; default: %(default)s, the figures docs/benchmarks.md reports)')
   args = parser.parse_args(argv)
 
   scratch = tempfile.mkdtemp(prefix='bench-pipeline-')
@@ -98,7 +101,8 @@ def main(argv=None) -> int:
       workdir = f'{scratch}/{name}-{preset}'
       command = [sys.executable, '-m', 'pipeline', 'run', '--data-dir', data_dir,
                  '--workdir', workdir, '--no-cache', '--min-accuracy', '0',
-                 '--epochs', str(args.epochs), '--beam-preset', preset]
+                 '--epochs', str(args.epochs), '--ensemble-size', str(args.ensemble_size),
+                 '--beam-preset', preset]
       print(f'\n== {name}, Beam preset {preset} ==', flush=True)
       exit_code, samples, wall = run_and_sample(command)
       if exit_code not in (0, 3):

@@ -3,7 +3,7 @@
 Passed to the Trainer as a dotted path ('components.trainer.run_fn'), as the TFX taxi template
 does, so the same code runs locally and in a Kubeflow container.
 """
-from typing import Optional
+from typing import Callable, Optional
 
 import absl.logging
 import tensorflow as tf
@@ -17,6 +17,7 @@ from components.model import export
 from components.model.biases import fit_biases
 from components.model.catalogue import Catalogue
 from components.model.config import ModelConfig
+from components.model.ensemble import Ensemble
 from components.model.recommender import CatalogueNegatives, RatingHead, RecommenderModel
 from components.model.towers import CandidateTower, ContextTower, QueryTower
 from components.transform import NUM_OOV_BUCKETS
@@ -90,16 +91,31 @@ def _optimizer(config: ModelConfig, model: RecommenderModel) -> tf.keras.optimiz
 
 
 def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
-                     train_dataset: tf.data.Dataset, catalogue_dataset: tf.data.Dataset,
+                     train_dataset: Callable[[int], tf.data.Dataset],
+                     catalogue_dataset: tf.data.Dataset,
                      eval_dataset: Optional[tf.data.Dataset], serving_model_dir: str,
-                     eval_model_dir: Optional[str] = None) -> RecommenderModel:
-  """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one."""
-  tf.keras.utils.set_random_seed(config.seed)
+                     eval_model_dir: Optional[str] = None) -> tf.keras.Model:
+  """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one.
+
+  train_dataset(seed) is one pass over the training split, shuffled by the seed. With
+  config.ensemble_size > 1 the model is trained that many times, on seeds config.seed,
+  config.seed + 1, ..., and exported as one (ensemble.py).
+  """
   catalogue = Catalogue.from_dataset(catalogue_dataset)
   absl.logging.info('Catalogue: %d movies', len(catalogue))
-  model = build_model(config, tft_output, catalogue)
-  model.compile(optimizer=_optimizer(config, model))
-  model.fit(train_dataset, epochs=config.epochs, validation_data=eval_dataset, verbose=2)
+  members = []
+  for member in range(config.ensemble_size):
+    seed = config.seed + member
+    if config.ensemble_size > 1:
+      absl.logging.info('Training ensemble member %d of %d (seed %d)', member + 1,
+                        config.ensemble_size, seed)
+    tf.keras.utils.set_random_seed(seed)
+    model = build_model(config, tft_output, catalogue)
+    model.compile(optimizer=_optimizer(config, model))
+    model.fit(train_dataset(seed), epochs=config.epochs, validation_data=eval_dataset,
+              verbose=2)
+    members.append(model)
+  model = members[0] if len(members) == 1 else Ensemble(members)
 
   candidate_embeddings = model.candidate_tower(catalogue.candidate_features())
 
@@ -118,13 +134,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   config = ModelConfig.from_dict(fn_args.custom_config or {})
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
 
-  def dataset(files, shuffle):
+  def dataset(files, shuffle, seed=None):
     return input_fn(files, fn_args.data_accessor, tft_output, config.batch_size, shuffle,
-                    seed=config.seed)
+                    seed=seed)
 
   train_and_export(
       config, tft_output,
-      train_dataset=dataset(fn_args.train_files, shuffle=True),
+      train_dataset=lambda seed: dataset(fn_args.train_files, shuffle=True, seed=seed),
       catalogue_dataset=dataset(fn_args.train_files, shuffle=False),
       eval_dataset=dataset(fn_args.eval_files, shuffle=False),
       serving_model_dir=fn_args.serving_model_dir,

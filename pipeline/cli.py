@@ -78,6 +78,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
   model.add_argument('--query-dropout', type=float,
                      help='dropout on the query tower\'s input, in training (default: per '
                      'model kind)')
+  model.add_argument('--ensemble-size', type=int,
+                     help='train the model this many times on successive seeds and serve the '
+                     'sum of their scores (default: per model kind)')
   model.add_argument('--retrieval-weight', type=float, default=defaults.retrieval_weight,
                      help='multitask: weight of the retrieval loss (default: %(default)s)')
   model.add_argument('--rating-weight', type=float, default=defaults.rating_weight,
@@ -149,8 +152,9 @@ def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
 
 
 class _ProgressFilter(logging.Filter):
-  """Keeps TFX's 'Component X is running/finished' lines and warnings; drops the rest."""
-  PROGRESS = re.compile(r'Component \S+ is (running|finished)')
+  """Keeps TFX's 'Component X is running/finished' lines, the Trainer's ensemble members, and
+  errors; drops the rest."""
+  PROGRESS = re.compile(r'Component \S+ is (running|finished)|Training ensemble member')
 
   def filter(self, record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR or bool(self.PROGRESS.search(record.getMessage()))

@@ -48,10 +48,11 @@ def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them(
     for name, value in TUNED[kind].items():
       assert getattr(model, name) == value
   overridden = _config('--model', 'retrieval', '--epochs', '3', '--embedding-l2', '0',
-                       '--negatives', 'in-batch', '--temperature', '1', '--query-dropout', '0').model
+                       '--negatives', 'in-batch', '--temperature', '1', '--query-dropout', '0',
+                       '--ensemble-size', '2').model
   assert {name: getattr(overridden, name) for name in TUNED_FIELDS} == {
       'epochs': 3, 'embedding_l2': 0.0, 'negatives': 'in-batch', 'temperature': 1.0,
-      'query_dropout': 0.0}
+      'query_dropout': 0.0, 'ensemble_size': 2}
   multitask = _config('--model', 'multitask', '--rating-weight', '2', '--retrieval-weight',
                       '0.5', '--max-rmse', '0.9')
   assert (multitask.model.rating_weight, multitask.model.retrieval_weight) == (2.0, 0.5)
@@ -61,3 +62,18 @@ def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them(
   assert sequential.model.max_context_length == 5
   assert (sequential.min_rating, sequential.min_timeline_length,
           sequential.timeline_eval_percent) == (3.0, 4, 20)
+
+
+def test_quiet_runs_keep_progress_lines_and_errors_only():
+  import logging
+
+  from pipeline.cli import _ProgressFilter
+
+  def kept(message, args=(), level=logging.INFO):
+    record = logging.LogRecord('absl', level, __file__, 1, message, args, None)
+    return _ProgressFilter().filter(record)
+
+  assert kept('Component %s is running.', ('Trainer',))
+  assert kept('Training ensemble member %d of %d (seed %d)', (2, 3, 43))
+  assert not kept('Catalogue: %d movies', (500,))
+  assert kept('Trainer failed', level=logging.ERROR)

@@ -72,6 +72,35 @@ def test_multitask_rmse_bound_blocks_the_push(multitask_run, small_dataset):
   assert saved_model.version_dirs(workdir / 'serving_models' / 'multitask') == before
 
 
+def test_multitask_ensemble_exports_and_serves_as_one_model(multitask_run, tmp_path):
+  """Two members trained on the run's Transform output, exported as one: recommendations and
+  ratings (their mean) from one SavedModel."""
+  import tensorflow_transform as tft
+  from tfx_bsl.public import tfxio
+
+  from components.model.config import ModelConfig
+  from components.model.ensemble import Ensemble
+  from components.trainer import train_and_export
+
+  _, _, results = multitask_run
+  tft_output = tft.TFTransformOutput(results.outputs[('Transform', 'TransformGraph')])
+  dataset = tfxio.TFExampleRecord(
+      f"{results.outputs[('Transform', 'Examples')]}/Split-train/*",
+      schema=tft_output.transformed_metadata.schema,
+  ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
+  config = ModelConfig(kind='multitask', epochs=2, top_k=TOP_K, ensemble_size=2)
+  trained = train_and_export(config, tft_output, lambda seed: dataset, dataset, None,
+                             str(tmp_path / 'serving'))
+  assert isinstance(trained, Ensemble) and len(trained.query_tower.members) == 2
+  model = tf.saved_model.load(str(tmp_path / 'serving'))
+  users = [str(user) for user in range(1, 41)]
+  ratings = model.signatures['predict_rating'](
+      user_id=tf.constant(users), movie_id=tf.constant(['1'] * len(users)))['rating'].numpy()
+  assert np.all((ratings >= 1.0) & (ratings <= 5.0)) and ratings.std() > 0.01
+  movies = model.signatures['serving_default'](user_id=tf.constant(users[:3]))['movie_ids']
+  assert all(len(set(row)) == TOP_K for row in movies.numpy())
+
+
 def test_sequential_trains_on_timelines_learns_and_is_pushed(sequential_run):
   exit_code, workdir, results = sequential_run
   assert exit_code == 0 and results.blessed and results.pushed
@@ -137,8 +166,10 @@ def test_sequential_exclusions_are_never_returned(sequential_run, tmp_path):
   dataset = tfxio.TFExampleRecord(
       f'{examples}/Split-train/*', schema=tft_output.transformed_metadata.schema,
   ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
-  config = ModelConfig(kind='sequential', epochs=1, top_k=TOP_K, exclude_seen=True)
-  train_and_export(config, tft_output, dataset, dataset, None, str(tmp_path / 'serving'))
+  config = ModelConfig(kind='sequential', epochs=1, top_k=TOP_K, exclude_seen=True,
+                       ensemble_size=2)
+  train_and_export(config, tft_output, lambda seed: dataset, dataset, None,
+                   str(tmp_path / 'serving'))
   serve = saved_model.load(tmp_path / 'serving')
   contexts = [[str(movie) for movie in range(start, start + 8)] for start in (1, 50, 100)]
   for context, movies in zip(contexts, _recommend(serve, contexts)):
@@ -228,3 +259,31 @@ def test_query_dropout_acts_in_training_only():
   assert np.array_equal(served, tower(users).numpy())  # serving is deterministic
   trained = [tower(users, training=True).numpy() for _ in range(2)]
   assert not np.allclose(trained[0], trained[1]) and not np.allclose(trained[0], served)
+
+
+
+def test_ensemble_scores_a_movie_by_the_sum_of_its_members_scores():
+  from components import features as f
+  from components.model.ensemble import Ensemble
+  from components.model.recommender import RecommenderModel
+  rng = np.random.default_rng(1)
+  users, movies = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 6, 4))
+
+  class MeanOfEmbeddings(tf.keras.Model):  # a rating head that reads its member's embeddings
+    def call(self, query, candidate, user_index, movie_index):
+      return tf.reduce_mean(query * candidate, axis=1)
+
+  members = [RecommenderModel(_Lookup(f.USER_ID_INDEX, users[m]),
+                              _Lookup(f.MOVIE_ID_INDEX, movies[m]),
+                              rating_head=MeanOfEmbeddings()) for m in (0, 1)]
+  ensemble = Ensemble(members)
+  batch = {f.USER_ID_INDEX: tf.constant([0, 1, 2, 0]), f.MOVIE_ID_INDEX: tf.constant([2, 5, 1, 4])}
+  queries, candidates = ensemble.query_tower(batch), ensemble.candidate_tower(batch)
+  rows, columns = [0, 1, 2, 0], [2, 5, 1, 4]
+  member_scores = [users[m][rows] @ movies[m][columns].T for m in (0, 1)]
+  np.testing.assert_allclose(tf.matmul(queries, candidates, transpose_b=True).numpy(),
+                             member_scores[0] + member_scores[1], rtol=1e-5)
+  ratings = ensemble.rating_head(queries, candidates, batch[f.USER_ID_INDEX],
+                                 batch[f.MOVIE_ID_INDEX]).numpy()
+  member_ratings = [np.diag(scores) / 4 for scores in member_scores]
+  np.testing.assert_allclose(ratings, (member_ratings[0] + member_ratings[1]) / 2, rtol=1e-5)

@@ -151,7 +151,7 @@ def test_model_with_timestamp_features_serves_with_a_timestamp(first_run, tmp_pa
 
   config = ModelConfig(use_timestamps=True, epochs=1, top_k=5)
   serving_dir, eval_dir = tmp_path / 'serving', tmp_path / 'eval'
-  train_and_export(config, tft_output, dataset('train'), dataset('train'), None,
+  train_and_export(config, tft_output, lambda seed: dataset('train'), dataset('train'), None,
                    str(serving_dir), str(eval_dir))
   serving_fn = saved_model.load(serving_dir)
   names = saved_model.input_names(serving_fn)

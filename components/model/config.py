@@ -15,7 +15,7 @@ NEGATIVES = ('in-batch', 'catalogue')
 # reached the quality targets on MovieLens (docs/benchmarks.md says what each bought).
 TUNED = {
     'retrieval': {'epochs': 40, 'embedding_l2': 0.5, 'negatives': 'catalogue',
-                  'temperature': 0.5, 'query_dropout': 0.4},
+                  'temperature': 0.5, 'query_dropout': 0.4, 'ensemble_size': 3},
     'multitask': {'epochs': 20, 'embedding_l2': 1.0},
     'sequential': {},  # 10 epochs, no L2, in-batch negatives
 }
@@ -51,6 +51,11 @@ class ModelConfig:
   # Dropout on the query tower's input to its dense layers (training only): a user's
   # embedding cannot lean on a few coordinates to fit their training movies.
   query_dropout: float = 0.0
+  # Train the model this many times, on seeds seed, seed + 1, ... (the starting weights and
+  # the order of the batches), and serve the sum of their scores (components/model/
+  # ensemble.py): averaging out each run's noise lifts the top of the list, for n times the
+  # training time.
+  ensemble_size: int = 1
   # L2 penalty on every embedding table, added to the (batch-summed) retrieval loss.
   embedding_l2: float = 0.0
   timestamp_buckets: int = 1000
@@ -83,7 +88,7 @@ class ModelConfig:
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
     for name in ('embedding_dim', 'epochs', 'batch_size', 'top_k', 'timestamp_buckets',
-                 'max_excluded', 'max_context_length'):
+                 'max_excluded', 'max_context_length', 'ensemble_size'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
 
