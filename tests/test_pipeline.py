@@ -95,7 +95,7 @@ def test_retrained_model_is_compared_with_the_blessed_baseline(first_run, small_
   versions_before = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
   cli.main(['run', '--data-dir', str(small_dataset), '--workdir', str(workdir),
             '--epochs', '1', '--learning-rate', '0.001', '--top-k', str(TOP_K),
-            '--min-accuracy', '0.0'])
+            '--min-accuracy', '0.0', '--ensemble-size', '1'])
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   assert results.model_uri != first.model_uri
   # The baseline is the first (blessed) model, evaluated again on the same eval split.
@@ -180,7 +180,8 @@ def test_pipeline_runs_through_beams_portable_runner(small_dataset, tmp_path, mo
 
   monkeypatch.setattr(portable_runner.PortableRunner, 'run_pipeline', counting_run_pipeline)
   exit_code = cli.main(['run', '--data-dir', str(small_dataset), '--workdir', str(tmp_path),
-                        '--epochs', '1', '--min-accuracy', '0', '--beam-preset', 'portable-local'])
+                        '--epochs', '1', '--ensemble-size', '1', '--min-accuracy', '0',
+                        '--beam-preset', 'portable-local'])
   results = latest_run_results(str(tmp_path / 'metadata.sqlite'))
   assert exit_code == 0 and results.pushed
   # ExampleGen, StatisticsGen, Transform and Evaluator each ran a Beam pipeline through it.
