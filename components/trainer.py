@@ -3,7 +3,7 @@
 Passed to the Trainer as a dotted path ('components.trainer.run_fn'), as the TFX taxi template
 does, so the same code runs locally and in a Kubeflow container.
 """
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import absl.logging
 import tensorflow as tf
@@ -94,7 +94,7 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
                      train_dataset: Callable[[int], tf.data.Dataset],
                      catalogue_dataset: tf.data.Dataset,
                      eval_dataset: Optional[tf.data.Dataset], serving_model_dir: str,
-                     eval_model_dir: Optional[str] = None) -> tf.keras.Model:
+                     eval_model_dir: Optional[str] = None) -> Union[RecommenderModel, Ensemble]:
   """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one.
 
   train_dataset(seed) is one pass over the training split, shuffled by the seed. With
@@ -115,7 +115,7 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
     model.fit(train_dataset(seed), epochs=config.epochs, validation_data=eval_dataset,
               verbose=2)
     members.append(model)
-  model = members[0] if len(members) == 1 else Ensemble(members)
+  model = members[0] if len(members) == 1 else Ensemble.of(members)
 
   candidate_embeddings = model.candidate_tower(catalogue.candidate_features())
 

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import List, Optional
 
+import components
 from components.model.config import INDEX_KINDS, MODEL_KINDS, NEGATIVES, TUNED_FIELDS, ModelConfig
 from pipeline import beam_presets
 from pipeline.config import SPLITS, PipelineConfig
@@ -152,12 +153,14 @@ def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
 
 
 class _ProgressFilter(logging.Filter):
-  """Keeps TFX's 'Component X is running/finished' lines, the Trainer's ensemble members, and
-  errors; drops the rest."""
-  PROGRESS = re.compile(r'Component \S+ is (running|finished)|Training ensemble member')
+  """Keeps TFX's 'Component X is running/finished' lines, errors, and what this project's
+  components log themselves (the Trainer's catalogue and ensemble members); drops the rest."""
+  PROGRESS = re.compile(r'Component \S+ is (running|finished)')
+  OWN_COMPONENTS = os.path.dirname(os.path.abspath(components.__file__)) + os.sep
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR or bool(self.PROGRESS.search(record.getMessage()))
+    return (record.levelno >= logging.ERROR or record.pathname.startswith(self.OWN_COMPONENTS)
+            or bool(self.PROGRESS.search(record.getMessage())))
 
 
 _PROGRESS_FILTER = _ProgressFilter()

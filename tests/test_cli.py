@@ -1,4 +1,6 @@
 """The CLI's arguments map onto the config, without running anything."""
+import os
+
 import pytest
 
 from pipeline import beam_presets, cli
@@ -64,16 +66,19 @@ def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them(
           sequential.timeline_eval_percent) == (3.0, 4, 20)
 
 
-def test_quiet_runs_keep_progress_lines_and_errors_only():
+def test_quiet_runs_keep_progress_lines_errors_and_our_components_lines_only():
   import logging
 
+  import components
   from pipeline.cli import _ProgressFilter
+  trainer_file = os.path.join(os.path.dirname(components.__file__), 'trainer.py')
 
-  def kept(message, args=(), level=logging.INFO):
-    record = logging.LogRecord('absl', level, __file__, 1, message, args, None)
+  def kept(message, args=(), level=logging.INFO, path='/site-packages/tfx/orchestration.py'):
+    record = logging.LogRecord('absl', level, path, 1, message, args, None)
     return _ProgressFilter().filter(record)
 
   assert kept('Component %s is running.', ('Trainer',))
-  assert kept('Training ensemble member %d of %d (seed %d)', (2, 3, 43))
-  assert not kept('Catalogue: %d movies', (500,))
+  assert kept('Training ensemble member %d of %d (seed %d)', (2, 3, 43), path=trainer_file)
+  assert not kept('Training ensemble member %d of %d (seed %d)', (2, 3, 43))  # not ours
+  assert not kept('Running driver for %s', ('Trainer',))
   assert kept('Trainer failed', level=logging.ERROR)

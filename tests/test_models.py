@@ -72,14 +72,16 @@ def test_multitask_rmse_bound_blocks_the_push(multitask_run, small_dataset):
   assert saved_model.version_dirs(workdir / 'serving_models' / 'multitask') == before
 
 
-def test_multitask_ensemble_exports_and_serves_as_one_model(multitask_run, tmp_path):
-  """Two members trained on the run's Transform output, exported as one: recommendations and
-  ratings (their mean) from one SavedModel."""
+def test_multitask_ensemble_serves_its_members_summed_scores_and_mean_rating(multitask_run,
+                                                                             tmp_path):
+  """Two members trained on the run's Transform output and exported as one SavedModel: it
+  scores a movie by the sum of the members' scores and rates it by the mean of their ratings."""
   import tensorflow_transform as tft
   from tfx_bsl.public import tfxio
 
+  from components import features as f
+  from components.model.catalogue import Catalogue
   from components.model.config import ModelConfig
-  from components.model.ensemble import Ensemble
   from components.trainer import train_and_export
 
   _, _, results = multitask_run
@@ -88,17 +90,39 @@ def test_multitask_ensemble_exports_and_serves_as_one_model(multitask_run, tmp_p
       f"{results.outputs[('Transform', 'Examples')]}/Split-train/*",
       schema=tft_output.transformed_metadata.schema,
   ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
-  config = ModelConfig(kind='multitask', epochs=2, top_k=TOP_K, ensemble_size=2)
+  config = ModelConfig(kind='multitask', epochs=2, top_k=TOP_K, ensemble_size=2,
+                       index='brute-force')
   trained = train_and_export(config, tft_output, lambda seed: dataset, dataset, None,
                              str(tmp_path / 'serving'))
-  assert isinstance(trained, Ensemble) and len(trained.query_tower.members) == 2
   model = tf.saved_model.load(str(tmp_path / 'serving'))
+
   users = [str(user) for user in range(1, 41)]
+  user_vocabulary = tft_output.vocabulary_by_name(f.USER_ID_VOCAB)
+  user_index = tf.constant([user_vocabulary.index(user.encode()) for user in users], tf.int64)
+  catalogue = Catalogue.from_dataset(dataset)
+  movie_ids = list(catalogue.movie_ids)
+  members = list(zip(trained.query_tower.members, trained.candidate_tower.members,
+                     trained.rating_head.members))
+  queries = [query({f.USER_ID_INDEX: user_index}).numpy() for query, _, _ in members]
+  movies = [candidate(catalogue.candidate_features()).numpy() for _, candidate, _ in members]
+
+  served = model.signatures['serving_default'](user_id=tf.constant(users))
+  for row, ids in enumerate(served['movie_ids'].numpy()):
+    rows = [movie_ids.index(movie_id) for movie_id in ids]
+    member_scores = [queries[m][row] @ movies[m][rows].T for m in (0, 1)]
+    np.testing.assert_allclose(served['scores'].numpy()[row], sum(member_scores), rtol=1e-4,
+                               atol=1e-4)
+
+  movie = movie_ids.index(b'1')
+  member_ratings = [
+      head(tf.constant(queries[m]), tf.constant(np.repeat(movies[m][[movie]], len(users), 0)),
+           user_index, tf.fill([len(users)], catalogue.movie_id_indices[movie])).numpy()
+      for m, (_, _, head) in enumerate(members)]
+  assert not np.allclose(member_ratings[0], member_ratings[1])  # two different models
   ratings = model.signatures['predict_rating'](
       user_id=tf.constant(users), movie_id=tf.constant(['1'] * len(users)))['rating'].numpy()
-  assert np.all((ratings >= 1.0) & (ratings <= 5.0)) and ratings.std() > 0.01
-  movies = model.signatures['serving_default'](user_id=tf.constant(users[:3]))['movie_ids']
-  assert all(len(set(row)) == TOP_K for row in movies.numpy())
+  np.testing.assert_allclose(ratings, np.clip(np.mean(member_ratings, axis=0), 1.0, 5.0),
+                             rtol=1e-4)
 
 
 def test_sequential_trains_on_timelines_learns_and_is_pushed(sequential_run):
@@ -261,7 +285,6 @@ def test_query_dropout_acts_in_training_only():
   assert not np.allclose(trained[0], trained[1]) and not np.allclose(trained[0], served)
 
 
-
 def test_ensemble_scores_a_movie_by_the_sum_of_its_members_scores():
   from components import features as f
   from components.model.ensemble import Ensemble
@@ -276,7 +299,7 @@ def test_ensemble_scores_a_movie_by_the_sum_of_its_members_scores():
   members = [RecommenderModel(_Lookup(f.USER_ID_INDEX, users[m]),
                               _Lookup(f.MOVIE_ID_INDEX, movies[m]),
                               rating_head=MeanOfEmbeddings()) for m in (0, 1)]
-  ensemble = Ensemble(members)
+  ensemble = Ensemble.of(members)
   batch = {f.USER_ID_INDEX: tf.constant([0, 1, 2, 0]), f.MOVIE_ID_INDEX: tf.constant([2, 5, 1, 4])}
   queries, candidates = ensemble.query_tower(batch), ensemble.candidate_tower(batch)
   rows, columns = [0, 1, 2, 0], [2, 5, 1, 4]

@@ -7,7 +7,8 @@ ScaNN index and the serving signatures take an ensemble as they take one model. 
 trained together in one model, on the same batches, gained nothing on MovieLens: most of what
 an ensemble averages out comes from the order of the batches (docs/benchmarks.md).
 """
-from typing import Dict, Sequence
+import dataclasses
+from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
@@ -41,16 +42,19 @@ class EnsembleRatingHead(tf.keras.Model):
                      zip(self.members, queries, candidates)]) / len(self.members)
 
 
-class Ensemble(tf.keras.Model):
+@dataclasses.dataclass
+class Ensemble:
   """What the export reads of a trained model (query_tower, candidate_tower, rating_head),
-  made of the members'. Not trained itself."""
+  made of the members'. Nothing to train: a plain holder."""
+  query_tower: EnsembleTower
+  candidate_tower: EnsembleTower
+  rating_head: Optional[EnsembleRatingHead]
 
-  def __init__(self, members: Sequence[RecommenderModel], **kwargs):
-    super().__init__(**kwargs)
-    self.query_tower = EnsembleTower([m.query_tower for m in members], name='query_tower')
-    self.candidate_tower = EnsembleTower([m.candidate_tower for m in members],
-                                         name='candidate_tower')
-    self.rating_head = None
+  @classmethod
+  def of(cls, members: Sequence[RecommenderModel]) -> 'Ensemble':
+    rating_head = None
     if members[0].rating_head is not None:
-      self.rating_head = EnsembleRatingHead([m.rating_head for m in members],
-                                            name='rating_head')
+      rating_head = EnsembleRatingHead([m.rating_head for m in members], name='rating_head')
+    return cls(EnsembleTower([m.query_tower for m in members], name='query_tower'),
+               EnsembleTower([m.candidate_tower for m in members], name='candidate_tower'),
+               rating_head)
