@@ -11,6 +11,7 @@ index) and transform_features (the label, movie_id_index).
 One module class per kind of query: UserRecommender (retrieval), RatingRecommender
 (multitask: adds predict_rating), ContextRecommender (sequential).
 """
+import absl.logging
 import math
 from typing import Dict, List, Optional, Tuple
 
@@ -54,12 +55,27 @@ def scann_parameters(num_candidates: int, k: int) -> Dict[str, int]:
           'num_reordering_candidates': reordering}
 
 
+# ScaNN's quantizer learns 16 centres per block from the candidates, so it needs at least 16
+# (fewer fails in ScannCreateSearcher; a single candidate crashes the process). A catalogue that
+# small is scored exactly instead: brute force is as fast there and needs no ScaNN ops to serve.
+SCANN_MIN_CANDIDATES = 16
+
+
 def build_index(index_kind: str, candidate_embeddings: tf.Tensor, k: int) -> tfrs.layers.factorized_top_k.TopK:
-  """A top-k layer over the catalogue embeddings; it returns (scores, catalogue positions)."""
-  positions = tf.range(tf.shape(candidate_embeddings)[0])
+  """A top-k layer over the catalogue embeddings; it returns (scores, catalogue positions).
+
+  candidate_embeddings: [num_candidates, embedding_dim], any num_candidates >= 1 (below
+  SCANN_MIN_CANDIDATES a 'scann' index is brute force); k <= num_candidates.
+  """
+  num_candidates = int(candidate_embeddings.shape[0])
+  positions = tf.range(num_candidates)
+  if index_kind == 'scann' and num_candidates < SCANN_MIN_CANDIDATES:
+    absl.logging.info('Catalogue of %d movies: fewer than ScaNN needs (%d), so the serving index is '
+                 'brute force', num_candidates, SCANN_MIN_CANDIDATES)
+    index_kind = 'brute-force'
   if index_kind == 'scann':
     layer = tfrs.layers.factorized_top_k.ScaNN(
-        k=k, **scann_parameters(int(candidate_embeddings.shape[0]), k))
+        k=k, **scann_parameters(num_candidates, k))
   else:
     layer = tfrs.layers.factorized_top_k.BruteForce(k=k)
   return layer.index(candidate_embeddings, positions)
