@@ -1,124 +1,139 @@
 """Command line: `python -m pipeline run ...` and `python -m pipeline recommend ...`."""
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import re
 import sys
 import time
-from typing import List, Optional
+import typing
+from typing import Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import components
-from components.model.config import INDEX_KINDS, MODEL_KINDS, NEGATIVES, TUNED_FIELDS, ModelConfig
+from components.model.config import TUNED, TUNED_FIELDS, ModelConfig
 from pipeline import beam_presets
-from pipeline.config import SPLITS, PipelineConfig
+from pipeline.config import PipelineConfig
 from pipeline.datasets import DATASETS, SyntheticSize
 
 EXIT_NOT_BLESSED = 3  # the run worked, but the model did not clear the gate
+# The serving model name `run` pushes to without --model or --model-name.
+DEFAULT_MODEL_NAME = PipelineConfig(data_dir='').serving_model_name
 
 # Errors whose message is the whole story; anything else gets its traceback.
 USER_ERRORS = ('MovieLensFormatError', 'DataAnomaliesError', 'DownloadError')
 
 
+def _comma_separated_ints(text: str) -> Tuple[int, ...]:
+  try:
+    return tuple(int(size) for size in text.split(',') if size.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f'expected comma-separated integers such as 128,64, got {text!r}') from None
+
+
+def _flag(field: dataclasses.Field) -> str:
+  """A config field's option: --<name>; for a switch that is on by default, --no-<name without
+  use_>; or the field's own `flag`."""
+  if 'flag' in field.metadata:
+    return field.metadata['flag']
+  if field.type is bool and field.default:
+    return '--no-' + field.name.removeprefix('use_').replace('_', '-')
+  return '--' + field.name.replace('_', '-')
+
+
+def _dest(field: dataclasses.Field) -> str:
+  """Where argparse puts a config field's value: the field's name, or its flag's (--model)."""
+  return field.name if field.type is bool else _flag(field)[2:].replace('-', '_')
+
+
+def _shown(value) -> str:
+  return ','.join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def add_config_arguments(group, config_class, names: Iterable[str],
+                         per_kind: Optional[Mapping[str, Mapping[str, object]]] = None
+                         ) -> None:
+  """A flag for each named field of a config dataclass, from the field itself: its help
+  (components/model/config.py `documented`), its type and its default, printed once.
+
+  per_kind: kind -> {field: default} (TUNED); those fields stay None unless given, and their
+  help lists each kind's default.
+  """
+  fields = {field.name: field for field in dataclasses.fields(config_class)}
+  per_kind = per_kind or {}
+  tuned_names = {name for values in per_kind.values() for name in values}
+  for name in names:
+    field = fields[name]
+    help_text = field.metadata['help']
+    if field.type is bool and field.default:  # a switch: its flag turns the field off
+      group.add_argument(_flag(field), dest=name, action='store_false',
+                         help=f'turn off {help_text} (on by default)')
+      continue
+    if field.type is bool:
+      group.add_argument(_flag(field), dest=name, action='store_true',
+                         help=f'{help_text} (off by default)')
+      continue
+    value_type = field.type
+    if typing.get_origin(value_type) is Union:  # Optional[X]
+      value_type = next(arg for arg in typing.get_args(value_type) if arg is not type(None))
+    choices = field.metadata.get('choices')
+    metavar = field.metadata.get('metavar', None if choices else {int: 'N', float: 'X'}.get(
+        value_type))
+    if typing.get_origin(value_type) is tuple:
+      value_type, metavar = _comma_separated_ints, 'N,N,...'
+    if name in tuned_names:
+      default = None
+      shown = 'per model kind: ' + ', '.join(
+          f'{kind} {_shown(values.get(name, field.default))}' for kind, values in per_kind.items())
+    else:
+      default, shown = field.default, _shown(field.default)
+    group.add_argument(_flag(field), dest=_dest(field), type=value_type, default=default,
+                       choices=choices, metavar=metavar,
+                       help=help_text if field.default is None else
+                       f'{help_text} (default: {shown})')
+
+
+# PipelineConfig's fields that are flags, by help group.
+_DATA_FIELDS = ('split', 'eval_percent')
+_TIMELINE_FIELDS = ('min_rating', 'min_timeline_length', 'timeline_eval_percent')
+_GATE_FIELDS = ('gate_k', 'min_accuracy', 'max_regression', 'max_rmse', 'model_name')
+_RUN_FIELDS = ('workdir',)
+PIPELINE_FLAG_FIELDS = _DATA_FIELDS + _TIMELINE_FIELDS + _GATE_FIELDS + _RUN_FIELDS
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-  defaults = ModelConfig()
   data = parser.add_argument_group('data')
   data.add_argument('--dataset', choices=DATASETS, default='synthetic',
-                    help='synthetic (offline, default), ml-100k or ml-1m (downloaded from '
-                    'GroupLens with checksum, or read from --data-dir)')
+                    help='synthetic (offline), ml-100k or ml-1m (downloaded from GroupLens with '
+                    'checksum, or read from --data-dir) (default: synthetic)')
   data.add_argument('--data-dir', help='an extracted MovieLens folder (u.data... or '
                     'ratings.dat...); skips the download')
   data.add_argument('--cache-dir', help='where downloads go (default: $MOVIELENS_CACHE_DIR or '
                     '~/.cache/movielens-recommender)')
-  data.add_argument('--split', choices=SPLITS, default='random',
-                    help='random: stable hash of each rating; time: the latest ratings are '
-                    'the eval split (default: random)')
-  data.add_argument('--eval-percent', type=int, default=20,
-                    help='share of ratings in the eval split (default: 20)')
+  add_config_arguments(data, PipelineConfig, _DATA_FIELDS)
   for name, default in dataclasses.asdict(SyntheticSize()).items():
     data.add_argument(f'--synthetic-{name.replace("_", "-")}', type=int, default=default,
+                      metavar='N',
                       help=f'synthetic data: {name.replace("_", " ")} (default: {default})')
   data.add_argument('--infer-schema', action='store_true',
                     help='infer the schema with SchemaGen instead of the curated one')
 
-  model = parser.add_argument_group('model')
-  model.add_argument('--model', choices=MODEL_KINDS, default=defaults.kind,
-                     help=f'model kind (default: {defaults.kind})')
-  model.add_argument('--epochs', type=int,
-                     help='default: per model kind (components/model/config.py TUNED)')
-  model.add_argument('--batch-size', type=int, default=defaults.batch_size)
-  model.add_argument('--learning-rate', type=float, default=defaults.learning_rate)
-  model.add_argument('--optimizer', choices=('adagrad', 'adam'), default=defaults.optimizer)
-  model.add_argument('--embedding-dim', type=int, default=defaults.embedding_dim)
-  model.add_argument('--layer-sizes', default=','.join(map(str, defaults.layer_sizes)),
-                     help='dense layers on each tower, comma-separated; the last is the '
-                     f'embedding size (default: {",".join(map(str, defaults.layer_sizes))})')
-  model.add_argument('--use-timestamps', action='store_true',
-                     help='add timestamp buckets and the z-scored timestamp to the query tower')
-  model.add_argument('--no-title', dest='use_title', action='store_false',
-                     help='leave title tokens out of the candidate tower')
-  model.add_argument('--no-genres', dest='use_genres', action='store_false',
-                     help='leave genres out of the candidate tower')
-  model.add_argument('--timestamp-buckets', type=int, default=defaults.timestamp_buckets)
-  model.add_argument('--top-k', type=int, default=defaults.top_k,
-                     help=f'results per query in the exported model (default: {defaults.top_k})')
-  model.add_argument('--index', choices=INDEX_KINDS, default=defaults.index,
-                     help='serving index: scann, or brute-force for stock TF Serving')
-  model.add_argument('--exclude-seen', action='store_true',
-                     help='serving never returns a user\'s training movies')
-  model.add_argument('--max-excluded', type=int, default=defaults.max_excluded,
-                     help='most movie ids one serving_exclude request may exclude '
-                     f'(default: {defaults.max_excluded})')
-  model.add_argument('--negatives', choices=NEGATIVES,
-                     help='what the retrieval softmax ranks each label against: the batch\'s '
-                     'other movies, or the whole catalogue (default: per model kind)')
-  model.add_argument('--temperature', type=float,
-                     help='divides the retrieval logits (default: per model kind)')
-  model.add_argument('--embedding-l2', type=float,
-                     help='L2 penalty on the embedding tables (default: per model kind)')
-  model.add_argument('--query-dropout', type=float,
-                     help='dropout on the query tower\'s input, in training (default: per '
-                     'model kind)')
-  model.add_argument('--ensemble-size', type=int,
-                     help='train the model this many times on successive seeds and serve the '
-                     'sum of their scores (default: per model kind)')
-  model.add_argument('--retrieval-weight', type=float, default=defaults.retrieval_weight,
-                     help='multitask: weight of the retrieval loss (default: %(default)s)')
-  model.add_argument('--rating-weight', type=float, default=defaults.rating_weight,
-                     help='multitask: weight of the rating loss (default: %(default)s)')
-  model.add_argument('--max-context-length', type=int, default=defaults.max_context_length,
-                     help='sequential: most recent movies the query tower reads '
-                     '(default: %(default)s)')
-  model.add_argument('--seed', type=int, default=defaults.seed)
-
-  timelines = parser.add_argument_group('sequential: timelines built from the ratings')
-  timelines.add_argument('--min-rating', type=float, default=PipelineConfig.min_rating,
-                         help='ratings below are left out (default: %(default)s)')
-  timelines.add_argument('--min-timeline-length', type=int,
-                         default=PipelineConfig.min_timeline_length,
-                         help='users with fewer kept ratings are left out (default: %(default)s)')
-  timelines.add_argument('--timeline-eval-percent', type=int,
-                         default=PipelineConfig.timeline_eval_percent,
-                         help='share of timeline examples in eval (default: %(default)s)')
-
-  gate = parser.add_argument_group('evaluation gate and push')
-  gate.add_argument('--gate-k', type=int, default=100, choices=(10, 50, 100),
-                    help='the top-k accuracy that decides the blessing (default: 100)')
-  gate.add_argument('--min-accuracy', type=float, default=PipelineConfig.min_accuracy,
-                    help='absolute floor on that accuracy (default: %(default)s)')
-  gate.add_argument('--max-regression', type=float, default=0.0,
-                    help='allowed drop against the latest blessed model (default: 0)')
-  gate.add_argument('--max-rmse', type=float, default=PipelineConfig.max_rmse,
-                    help='multitask: upper bound on the eval ratings\' RMSE (default: %(default)s)')
-  gate.add_argument('--model-name', help='serving model name (default: the model kind)')
+  model = parser.add_argument_group('model (components/model/config.py ModelConfig)')
+  add_config_arguments(model, ModelConfig,
+                       [field.name for field in dataclasses.fields(ModelConfig)], per_kind=TUNED)
+  add_config_arguments(parser.add_argument_group('sequential: timelines built from the ratings'),
+                       PipelineConfig, _TIMELINE_FIELDS)
+  add_config_arguments(parser.add_argument_group('evaluation gate and push'), PipelineConfig,
+                       _GATE_FIELDS)
 
   run = parser.add_argument_group('run')
-  run.add_argument('--workdir', default='workdir',
-                   help='artifacts, MLMD and serving_models/ go here (default: ./workdir)')
+  add_config_arguments(run, PipelineConfig, _RUN_FIELDS)
   run.add_argument('--beam-preset', choices=sorted(beam_presets.PRESETS), default='in-memory',
                    help='named Beam options for the data stages (pipeline/beam_presets.py): '
                    'in-memory, multi-processing (a worker per core), portable-local, flink, '
-                   'spark, dataflow')
+                   'spark, dataflow (default: in-memory)')
   run.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                    help='a Beam pipeline option added after the preset\'s, e.g. '
                    '--beam-arg=--direct_num_workers=2 (repeatable)')
@@ -128,26 +143,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
-  tuned = {name: getattr(args, name) for name in TUNED_FIELDS
-           if getattr(args, name) is not None}  # given: overrides the kind's tuned value
-  model = ModelConfig.tuned(
-      args.model, embedding_dim=args.embedding_dim,
-      layer_sizes=tuple(int(size) for size in args.layer_sizes.split(',') if size),
-      use_timestamps=args.use_timestamps, use_title=args.use_title, use_genres=args.use_genres,
-      batch_size=args.batch_size, learning_rate=args.learning_rate,
-      optimizer=args.optimizer, timestamp_buckets=args.timestamp_buckets, top_k=args.top_k,
-      index=args.index, max_excluded=args.max_excluded, exclude_seen=args.exclude_seen,
-      **tuned,
-      retrieval_weight=args.retrieval_weight, rating_weight=args.rating_weight,
-      max_context_length=args.max_context_length, seed=args.seed)
+  model_values = {field.name: getattr(args, _dest(field))
+                  for field in dataclasses.fields(ModelConfig)}
+  model = ModelConfig.tuned(**{
+      name: value for name, value in model_values.items()
+      if value is not None or name not in TUNED_FIELDS})  # unset: the kind's tuned value
+  pipeline_values = {name: getattr(args, name) for name in PIPELINE_FLAG_FIELDS}
+  pipeline_values['workdir'] = os.path.abspath(args.workdir)
   return PipelineConfig(
-      data_dir=str(data_dir), workdir=os.path.abspath(args.workdir), model=model,
-      split=args.split, eval_percent=args.eval_percent,
+      data_dir=str(data_dir), model=model, **pipeline_values,
       schema_file=None if args.infer_schema else PipelineConfig.schema_file,
-      gate_k=args.gate_k, min_accuracy=args.min_accuracy, max_regression=args.max_regression,
-      max_rmse=args.max_rmse, min_rating=args.min_rating,
-      min_timeline_length=args.min_timeline_length,
-      timeline_eval_percent=args.timeline_eval_percent, model_name=args.model_name,
       beam_args=beam_presets.beam_args(args.beam_preset, args.beam_arg),
       enable_cache=not args.no_cache)
 
@@ -217,13 +222,74 @@ def print_results(config: PipelineConfig) -> int:
     print('NOT blessed: the model did not clear the gate; nothing was pushed.')
     for failure in results.failed_thresholds:
       print(f'  {failure}')
-  if results.pushed:
+  if results.already_served:
+    print(f'Already serving this model: {results.pushed_path} (no new version)')
+  elif results.pushed:
     print(f'Pushed to: {results.pushed_path}')
   print(f'Serving model base path: {config.serving_model_dir}')
   return 0 if results.blessed else EXIT_NOT_BLESSED
 
 
+class WorkdirError(Exception):
+  """The workdir cannot be written, or another run is using it."""
+
+
+LOCK_FILE = 'run.lock'
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str) -> Iterator[None]:
+  """Holds <workdir>/run.lock, which names the holder's pid, for one run.
+
+  A second run on the same workdir fails at once rather than share its MLMD and artifacts;
+  and the holder knows that any execution still RUNNING in the workdir's MLMD belongs to a run
+  whose process died. The lock is an flock: the system releases it when its process ends,
+  however it ends, so a killed run leaves no lock behind.
+
+  Raises:
+    WorkdirError: the workdir cannot be created or written, or another process holds it.
+  """
+  def unwritable(path, reason):
+    return WorkdirError(f'cannot write to {path} ({reason}): pass --workdir a folder you can '
+                        'write to')
+
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    lock = open(os.path.join(workdir, LOCK_FILE), 'a+',  # pylint: disable=consider-using-with
+                encoding='utf-8')
+  except OSError as error:
+    raise unwritable(workdir, error.strerror or error) from None
+  metadata_path = os.path.join(workdir, 'metadata.sqlite')  # PipelineConfig.metadata_path
+  if os.path.exists(metadata_path) and not os.access(metadata_path, os.W_OK):
+    lock.close()
+    raise unwritable(metadata_path, 'read-only')
+  with lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      lock.seek(0)
+      holder = lock.read().strip() or 'unknown'
+      raise WorkdirError(f'another run (pid {holder}) is using the workdir {workdir}: wait for '
+                         'it to end, or pass another --workdir') from None
+    lock.truncate(0)
+    lock.write(f'{os.getpid()}\n')
+    lock.flush()
+    try:
+      yield
+    finally:
+      lock.truncate(0)
+
+
 def run(args: argparse.Namespace) -> int:
+  try:
+    with workdir_lock(os.path.abspath(args.workdir)):
+      return _run_locked(args)
+  except WorkdirError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 2
+
+
+def _run_locked(args: argparse.Namespace) -> int:
   from pipeline import datasets  # light: resolve the data before TFX's slow imports
 
   size = SyntheticSize(args.synthetic_num_users, args.synthetic_num_movies,
@@ -239,11 +305,16 @@ def run(args: argparse.Namespace) -> int:
     print(f'error: {message}', file=sys.stderr)
     return 2
   from pipeline.pipeline import create_pipeline
+  from pipeline.results import fail_abandoned_executions
   from tfx import v1 as tfx
 
   _configure_logging(args.verbose)
   print(f'Data:     {config.data_dir}')
   print(f'Workdir:  {config.workdir} (artifacts in pipeline_root/, MLMD in metadata.sqlite)')
+  abandoned = fail_abandoned_executions(config.metadata_path)  # we hold the workdir: theirs died
+  if abandoned:
+    print(f'Marked FAILED in MLMD: {", ".join(abandoned)}, left running by an earlier run '
+          'whose process died')
   started = time.time()
   # TFX's Beam executors parse sys.argv + the Beam args as absl flags (its TODO b/174174381):
   # this process's own arguments (a host's `-v`, read as --verbosity) must not reach them.
@@ -262,16 +333,34 @@ def run(args: argparse.Namespace) -> int:
   return print_results(config)
 
 
+def _pushed_models_hint(workdir: str, model_name: str) -> str:
+  """'; <workdir>/serving_models holds a, b: pass --model-name' when it holds other names."""
+  root = os.path.join(workdir, 'serving_models')
+  names = sorted(name for name in (os.listdir(root) if os.path.isdir(root) else [])
+                 if os.path.isdir(os.path.join(root, name)) and name != model_name)
+  return f'; {root} holds {", ".join(names)}: pass --model-name' if names else ''
+
+
 def recommend(args: argparse.Namespace) -> int:
   import tensorflow as tf
 
   from serving import errors as serving_errors
   from serving import saved_model
   from serving.recommendations import make_request, print_recommendations
-  model_dir = args.model_dir or saved_model.latest_version_dir(
-      os.path.join(args.workdir, 'serving_models', args.model_name))
+  try:
+    model_dir = args.model_dir or saved_model.latest_version_dir(
+        os.path.join(args.workdir, 'serving_models', args.model_name))
+  except FileNotFoundError as error:  # nothing pushed under that name
+    print(f'error: {error}{_pushed_models_hint(args.workdir, args.model_name)}',
+          file=sys.stderr)
+    return 1
   print(f'Model: {model_dir}')
-  serving_fn = saved_model.load(model_dir)
+  try:
+    serving_fn = saved_model.load(model_dir)
+  except OSError:  # --model-dir is not a SavedModel folder
+    print(f'error: no SavedModel (saved_model.pb) in {model_dir}: pass --model-dir a pushed '
+          'version folder, such as <workdir>/serving_models/<name>/<version>', file=sys.stderr)
+    return 1
   try:
     request = make_request(saved_model.input_names(serving_fn), args.user or [],
                            [history.split(',') for history in args.history or []])
@@ -291,12 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
       prog='python -m pipeline',
       description='MovieLens recommender: a TFX pipeline from raw ratings to a pushed model.',
       epilog='Exit codes of run: 0 blessed and pushed; 1 the run failed (bad input data, '
-      'anomalies, a failed component); 2 bad arguments or dataset; 3 the model was not '
-      'blessed, so nothing was pushed.')
+      'anomalies, a failed component); 2 bad arguments or dataset, or a workdir that cannot '
+      'be written or that another run is using; 3 the model was not blessed, so nothing was '
+      'pushed. Of recommend: 1 no model to load; 2 a bad request.')
   commands = parser.add_subparsers(dest='command', required=True)
-  run_parser = commands.add_parser(
-      'run', help='run the pipeline locally (Beam DirectRunner)',
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  # Each flag's help states its default itself, once (ArgumentDefaultsHelpFormatter would add
+  # it again, and print a switch's bool as its default).
+  run_parser = commands.add_parser('run', help='run the pipeline locally (Beam DirectRunner)')
   add_run_arguments(run_parser)
   run_parser.set_defaults(handler=run)
   recommend_parser = commands.add_parser('recommend',
@@ -308,8 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
   recommend_parser.add_argument('-k', type=int, default=10, help='movies per user (default: 10)')
   recommend_parser.add_argument('--workdir', default='workdir',
                                 help='the pipeline workdir (default: ./workdir)')
-  recommend_parser.add_argument('--model-name', default='retrieval',
-                                help='serving model name (default: retrieval)')
+  recommend_parser.add_argument('--model-name', default=DEFAULT_MODEL_NAME, metavar='NAME',
+                                help='serving model name (default: the one `run` pushes to '
+                                f'by default, {DEFAULT_MODEL_NAME})')
   recommend_parser.add_argument('--model-dir',
                                 help='a SavedModel folder (default: the latest pushed version)')
   recommend_parser.set_defaults(handler=recommend)

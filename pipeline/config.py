@@ -3,7 +3,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
-from components.model.config import ModelConfig
+from components.model.config import ModelConfig, documented
 
 _SCHEMAS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         'components', 'schema')
@@ -11,6 +11,7 @@ CURATED_SCHEMA = os.path.join(_SCHEMAS, 'schema.pbtxt')
 # The sequential model's timeline examples (components/timelines.py).
 TIMELINE_SCHEMA = os.path.join(_SCHEMAS, 'timelines.pbtxt')
 SPLITS = ('random', 'time')
+EVAL_TOP_KS = (10, 50, 100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,24 +24,35 @@ class PipelineConfig:
   `serving_models_root`).
   """
   data_dir: str  # a raw MovieLens folder (ml-100k or ml-1m format)
-  workdir: str = 'workdir'
+  workdir: str = documented(
+      'workdir', 'artifacts (pipeline_root/), MLMD (metadata.sqlite) and serving_models/ go here',
+      metavar='DIR')
   pipeline_name: str = 'movielens-recommender'
   model: ModelConfig = ModelConfig()
-  split: str = 'random'  # 'random': stable hash 80/20; 'time': the latest ratings are eval
-  eval_percent: int = 20
+  split: str = documented(
+      'random', 'random: a stable hash of each rating; time: the latest ratings are the eval '
+      'split', choices=SPLITS)
+  eval_percent: int = documented(20, 'share of ratings in the eval split')
   schema_file: Optional[str] = CURATED_SCHEMA  # None: infer the schema with SchemaGen
   timeline_schema_file: str = TIMELINE_SCHEMA  # sequential: the timeline examples' schema
-  eval_top_ks: Tuple[int, ...] = (10, 50, 100)
-  gate_k: int = 100
-  min_accuracy: float = 0.1  # absolute floor on top-gate_k accuracy
-  max_regression: float = 0.0  # allowed drop against the latest blessed model
+  eval_top_ks: Tuple[int, ...] = EVAL_TOP_KS
+  gate_k: int = documented(100, 'the top-k accuracy that decides the blessing',
+                           choices=EVAL_TOP_KS)
+  min_accuracy: float = documented(0.1, 'absolute floor on the top-gate_k accuracy')
+  max_regression: float = documented(
+      0.0, 'allowed drop against the latest blessed model')
   # multitask: also gate on the eval ratings' RMSE (an upper bound, and no regression).
-  max_rmse: float = 1.0
+  max_rmse: float = documented(1.0, "multitask: upper bound on the eval ratings' RMSE")
   # sequential: how TimelineGen builds (context -> next movie) examples from the ratings.
-  min_rating: float = 2.0  # ratings below are not watched-and-liked: left out of timelines
-  min_timeline_length: int = 3  # users with fewer kept ratings are left out
-  timeline_eval_percent: int = 10  # share of timeline examples in the eval split
-  model_name: Optional[str] = None  # defaults to the model kind
+  min_rating: float = documented(
+      2.0, 'sequential: ratings below are not watched-and-liked, and are left out of timelines')
+  min_timeline_length: int = documented(
+      3, 'sequential: users with fewer kept ratings are left out')
+  timeline_eval_percent: int = documented(
+      10, 'sequential: share of timeline examples in the eval split')
+  model_name: Optional[str] = documented(
+      None, 'serving model name, the folder under serving_models/ (default: the model kind)',
+      metavar='NAME')
   serving_models_root: Optional[str] = None  # defaults to <workdir>/serving_models
   beam_args: Tuple[str, ...] = ()
   enable_cache: bool = True

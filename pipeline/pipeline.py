@@ -4,6 +4,7 @@ from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
+from components import pusher as pusher_executor
 from components.eval_config import make_eval_config
 from components.ingest import example_gen
 from components.timelines import TimelineGen
@@ -96,9 +97,11 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
           config.eval_top_ks, config.gate_k, config.min_accuracy, config.max_regression,
           max_rmse=config.max_rmse if config.model.kind == 'multitask' else None))
 
-  # Copies a blessed model into the serving model dir as a new version; skips the rest.
+  # Copies a blessed model into the serving model dir as a new version, unless the latest
+  # version already is this model (an unchanged re-run); skips the rest.
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+      custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=config.serving_model_dir)))

@@ -1,6 +1,7 @@
 """Reads what the last pipeline run produced back from MLMD: metrics, blessing, pushed model,
-and how long each component took."""
+and how long each component took; and closes the executions a run that died left open."""
 import dataclasses
+import os
 from typing import Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
@@ -23,6 +24,7 @@ class RunResults:
   failed_thresholds: List[str]
   pushed: bool
   pushed_path: Optional[str]
+  already_served: bool  # pushed_path held this model already: nothing was copied
   component_windows: List[Tuple[str, float, float, float]]
   outputs: Dict[Tuple[str, str], str]
 
@@ -67,9 +69,54 @@ def _failed_thresholds(evaluation_uri: str) -> List[str]:
   return failures
 
 
+def _store(metadata_path: str) -> metadata_store.MetadataStore:
+  return metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
+
+
+def _component_names(store: metadata_store.MetadataStore,
+                     executions: List[metadata_store_pb2.Execution]) -> List[str]:
+  """Each execution's component id (its TFX node context's name after the pipeline's), or its
+  execution type's name when it has no node context."""
+  node_type = [context_type.id for context_type in store.get_context_types()
+               if context_type.name == 'node']
+  types = {execution_type.id: execution_type.name
+           for execution_type in store.get_execution_types()}
+  names = []
+  for execution in executions:
+    node = [context.name for context in store.get_contexts_by_execution(execution.id)
+            if context.type_id in node_type]
+    names.append(node[0].split('.', 1)[-1] if node else types.get(execution.type_id,
+                                                                 str(execution.type_id)))
+  return names
+
+
+ACTIVE_STATES = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+
+
+def fail_abandoned_executions(metadata_path: str) -> List[str]:
+  """Marks FAILED the executions still NEW or RUNNING in an MLMD sqlite file; returns their
+  component ids.
+
+  Only for a caller that holds the workdir (pipeline/cli.py workdir_lock): then no run is
+  live, and those executions were left by a run whose process died (killed, out of memory).
+  TFX's local runner ignores them (each run has its own pipeline_run context, and only
+  successful executions are cached), but readers of MLMD would see them running forever.
+  """
+  if not os.path.exists(metadata_path):
+    return []
+  store = _store(metadata_path)
+  abandoned = [execution for execution in store.get_executions()
+               if execution.last_known_state in ACTIVE_STATES]
+  for execution in abandoned:
+    execution.last_known_state = metadata_store_pb2.Execution.FAILED
+  if abandoned:
+    store.put_executions(abandoned)
+  return _component_names(store, abandoned)
+
+
 def latest_run_results(metadata_path: str) -> RunResults:
   """The latest pipeline run recorded in an MLMD sqlite file; cached executions count."""
-  store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
+  store = _store(metadata_path)
   runs = store.get_contexts_by_type('pipeline_run')
   if not runs:
     raise FileNotFoundError(f'no pipeline run recorded in {metadata_path}')
@@ -77,12 +124,8 @@ def latest_run_results(metadata_path: str) -> RunResults:
   executions = sorted(store.get_executions_by_context(latest_run.id), key=lambda e: e.id)
   types = {artifact_type.id: artifact_type.name for artifact_type in store.get_artifact_types()}
 
-  node_type_id = store.get_context_type('node').id
   component_windows, artifacts_by_output = [], {}
-  for execution in executions:
-    node = [context.name for context in store.get_contexts_by_execution(execution.id)
-            if context.type_id == node_type_id]
-    component = node[0].split('.', 1)[-1] if node else str(execution.type_id)
+  for execution, component in zip(executions, _component_names(store, executions)):
     start = execution.create_time_since_epoch / 1e3
     end = execution.last_update_time_since_epoch / 1e3
     component_windows.append((component, end - start, start, end))
@@ -103,5 +146,6 @@ def latest_run_results(metadata_path: str) -> RunResults:
       pushed=pushed,
       pushed_path=(pushed_model.custom_properties['pushed_destination'].string_value
                    if pushed else None),
+      already_served=bool(pushed and _int_property(pushed_model, 'already_served')),
       component_windows=component_windows,
       outputs={key: artifact.uri for key, artifact in artifacts_by_output.items()})

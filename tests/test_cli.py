@@ -1,8 +1,12 @@
 """The CLI's arguments map onto the config, without running anything."""
+import argparse
+import dataclasses
 import os
+import re
 
 import pytest
 
+from components.model.config import ModelConfig
 from pipeline import beam_presets, cli
 
 
@@ -11,10 +15,28 @@ def _config(*argv):
   return cli.config_from_args(args, '/data')
 
 
-def test_help_documents_every_run_option(capsys):
+@pytest.fixture
+def run_help(capsys) -> str:
+  """The options part of `run --help`, its lines joined: each option's entry on one line."""
   with pytest.raises(SystemExit):
     cli.main(['run', '--help'])
-  help_text = capsys.readouterr().out
+  return ' '.join(capsys.readouterr().out.split('\noptions:', 1)[1].split())
+
+
+@pytest.fixture
+def run_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser()
+  cli.add_run_arguments(parser)
+  return parser
+
+
+def _help_of(help_text: str, option: str) -> str:
+  """One option's help, from its joined `--help` text: up to the next option."""
+  return re.search(rf'{option} (.*?)(?= --[a-z])', help_text).group(1)
+
+
+def test_help_documents_every_run_option(run_help):
+  help_text = run_help
   for option in ('--dataset', '--data-dir', '--model', '--workdir', '--epochs', '--beam-arg',
                  '--beam-preset', '--split', '--top-k', '--index', '--min-accuracy', '--gate-k'):
     assert option in help_text
@@ -82,3 +104,51 @@ def test_quiet_runs_keep_progress_lines_errors_and_our_components_lines_only():
   assert not kept('Training ensemble member %d of %d (seed %d)', (2, 3, 43))  # not ours
   assert not kept('Running driver for %s', ('Trainer',))
   assert kept('Trainer failed', level=logging.ERROR)
+
+
+def test_help_prints_each_default_once(run_help):
+  assert not re.search(r'\(default: [^)]*\) \(default:', run_help)
+  assert '(default: None)' not in run_help
+  assert _help_of(run_help, '--split').count('default') == 1
+
+
+def test_switches_that_are_on_by_default_say_the_flag_turns_them_off(run_help):
+  for option in ('--no-title', '--no-genres'):
+    switch_help = _help_of(run_help, option)
+    assert 'True' not in switch_help
+    assert switch_help.startswith('turn off') and switch_help.endswith('(on by default)')
+  assert _help_of(run_help, '--use-timestamps').endswith('(off by default)')
+
+
+def test_every_run_flag_has_help_text(run_parser):
+  for action in run_parser._actions:  # pylint: disable=protected-access
+    assert action.help, f'{action.option_strings} has no help'
+
+
+def test_every_model_config_field_is_a_flag_carrying_its_help(run_parser):
+  flag_helps = [action.help for action in run_parser._actions]  # pylint: disable=protected-access
+  for field in dataclasses.fields(ModelConfig):
+    assert any(field.metadata['help'] in flag_help for flag_help in flag_helps), field.name
+
+
+def test_a_layer_list_that_does_not_parse_is_refused_naming_its_flag(capsys):
+  with pytest.raises(SystemExit):
+    cli.build_parser().parse_args(['run', '--layer-sizes', 'abc'])
+  assert "argument --layer-sizes: expected comma-separated integers such as 128,64, got 'abc'" \
+      in capsys.readouterr().err
+
+
+def test_model_config_read_back_refuses_a_key_it_does_not_know_naming_it_and_the_known_ones():
+  values = {**ModelConfig().to_dict(), 'embeding_dim': 32}
+  with pytest.raises(ValueError, match=r"no field 'embeding_dim' \(known: kind, embedding_dim,"):
+    ModelConfig.from_dict(values)
+
+
+def test_model_config_read_back_restores_what_to_dict_wrote():
+  config = ModelConfig.tuned('multitask', layer_sizes=(128, 32), use_title=False)
+  assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_recommend_reads_the_model_name_run_pushes_to_by_default():
+  recommend_args = cli.build_parser().parse_args(['recommend', '--user', '1'])
+  assert recommend_args.model_name == _config().serving_model_name

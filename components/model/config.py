@@ -1,4 +1,8 @@
-"""Model hyper-parameters: one dataclass, carried to the Trainer as its custom_config."""
+"""Model hyper-parameters: one dataclass, carried to the Trainer as its custom_config.
+
+Each field carries its one-line help (`documented`): `python -m pipeline run` makes a flag of
+every field from it, so the flags, their help and their defaults cannot drift from the config.
+"""
 import dataclasses
 from typing import Any, Dict, Tuple
 
@@ -10,6 +14,7 @@ INDEX_KINDS = ('scann', 'brute-force')
 # catalogue), or every movie in the catalogue (a full softmax: exact, for catalogues of
 # thousands).
 NEGATIVES = ('in-batch', 'catalogue')
+OPTIMIZERS = ('adagrad', 'adam')
 
 # What ModelConfig.tuned sets per kind on top of the dataclass defaults: the settings that
 # reached the quality targets on MovieLens (docs/benchmarks.md says what each bought).
@@ -23,6 +28,18 @@ TUNED = {
 TUNED_FIELDS = tuple(dict.fromkeys(name for values in TUNED.values() for name in values))
 
 
+def documented(default: Any, help: str,  # pylint: disable=redefined-builtin
+               **cli: Any) -> Any:
+  """A dataclass field with its default and one-line help, which is also its CLI flag's.
+
+  cli: how pipeline/cli.py makes the flag, when not from the name and type alone: `flag` (the
+  option string instead of --<name>), `choices`, `metavar`. A boolean field is a switch:
+  --<name> turns on one that is off by default, --no-<name without use_> turns off one that
+  is on.
+  """
+  return dataclasses.field(default=default, metadata={'help': help, **cli})
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """What the trainer builds and how it trains it.
@@ -30,50 +47,60 @@ class ModelConfig:
   The field defaults are generic; ModelConfig.tuned(kind) adds each kind's tuned settings, and
   is what the CLI and the Kubeflow runner start from.
   """
-  kind: str = 'retrieval'
-  embedding_dim: int = 64
-  # Dense layers on top of each tower's concatenated embeddings; the last one is the output
-  # size. Empty: no dense layers (needs a single embedding per tower of equal size).
-  layer_sizes: Tuple[int, ...] = (64,)
-  use_timestamps: bool = False  # timestamp bucket + z-score in the query tower
-  use_title: bool = True  # title-token embedding in the candidate tower
-  use_genres: bool = True  # genre embedding in the candidate tower
-  epochs: int = 10
-  batch_size: int = 1024
-  learning_rate: float = 0.05
-  optimizer: str = 'adagrad'
-  negatives: str = 'in-batch'
-  # Correct the in-batch softmax for how often each movie is sampled as a negative (logQ):
-  # without it the model learns to push popular movies down. (No effect with catalogue
+  kind: str = documented(
+      'retrieval', 'model kind: retrieval (user -> movies), multitask (retrieval plus a rating '
+      'head) or sequential (recent movies -> the next one)', flag='--model', choices=MODEL_KINDS)
+  embedding_dim: int = documented(64, 'width of every embedding table in the towers')
+  # Empty: no dense layers (needs a single embedding per tower of equal size).
+  layer_sizes: Tuple[int, ...] = documented(
+      (64,), 'dense layers on each tower, comma-separated; the last is the embedding size')
+  use_timestamps: bool = documented(
+      False, 'timestamp buckets and the z-scored timestamp in the query tower')
+  use_title: bool = documented(True, 'the title-token embedding in the candidate tower')
+  use_genres: bool = documented(True, 'the genre embedding in the candidate tower')
+  epochs: int = documented(10, 'passes over the training split')
+  batch_size: int = documented(1024, 'training examples per step')
+  learning_rate: float = documented(0.05, "the towers' optimizer's learning rate")
+  optimizer: str = documented('adagrad', "the towers' optimizer", choices=OPTIMIZERS)
+  negatives: str = documented(
+      'in-batch', "what the retrieval softmax ranks each label against: the batch's other "
+      'movies, or the whole catalogue', choices=NEGATIVES)
+  # Without it the model learns to push popular movies down. (No effect with catalogue
   # negatives: every movie is a negative once per example.)
-  sampling_correction: bool = True
-  temperature: float = 1.0  # divides the retrieval logits
-  # Dropout on the query tower's input to its dense layers (training only): a user's
-  # embedding cannot lean on a few coordinates to fit their training movies.
-  query_dropout: float = 0.0
-  # Train the model this many times, on seeds seed, seed + 1, ... (the starting weights and
-  # the order of the batches), and serve the sum of their scores (components/model/
-  # ensemble.py): averaging out each run's noise lifts the top of the list, for n times the
-  # training time.
-  ensemble_size: int = 1
-  # L2 penalty on every embedding table, added to the (batch-summed) retrieval loss.
-  embedding_l2: float = 0.0
-  timestamp_buckets: int = 1000
-  top_k: int = 100  # results per query in the exported model
-  index: str = 'scann'  # serving index: 'scann' or 'brute-force' (stock TF Serving)
-  # Most movies one request of the `serving_exclude` signature may exclude.
-  max_excluded: int = 100
-  # Serving never returns a known user's training movies (their history is in the model).
-  exclude_seen: bool = False
+  sampling_correction: bool = documented(
+      True, 'the correction of in-batch negatives for how often each movie is sampled (logQ)')
+  temperature: float = documented(1.0, 'divides the retrieval logits')
+  # A user's embedding cannot lean on a few coordinates to fit their training movies.
+  query_dropout: float = documented(
+      0.0, "dropout on the query tower's input to its dense layers, in training")
+  # components/model/ensemble.py: averaging out each run's noise lifts the top of the list,
+  # for n times the training time.
+  ensemble_size: int = documented(
+      1, 'train the model this many times, on seeds seed, seed + 1, ..., and serve the sum of '
+      'their scores')
+  # Added to the (batch-summed) retrieval loss.
+  embedding_l2: float = documented(0.0, 'L2 penalty on every embedding table')
+  timestamp_buckets: int = documented(
+      1000, 'quantile buckets of the timestamp, when the query tower reads it')
+  top_k: int = documented(100, 'results per query in the exported model')
+  index: str = documented(
+      'scann', 'serving index: scann, or brute-force for stock TF Serving', choices=INDEX_KINDS)
+  max_excluded: int = documented(
+      100, 'most movie ids one request of the serving_exclude signature may exclude')
+  # Their history is in the model.
+  exclude_seen: bool = documented(False, "serving never returns a known user's training movies")
   # multitask: the loss is retrieval_weight * retrieval loss + rating_weight * squared rating
   # error, both summed over the batch.
-  retrieval_weight: float = 1.0
-  rating_weight: float = 1.0
-  rating_layer_sizes: Tuple[int, ...] = (256, 64)  # the rating head's hidden layers
-  rating_learning_rate: float = 0.001  # the rating head's own optimizer: Adam
-  # sequential: the most recent movies the query tower reads (older ones are dropped).
-  max_context_length: int = 10
-  seed: int = 42
+  retrieval_weight: float = documented(1.0, 'multitask: weight of the retrieval loss')
+  rating_weight: float = documented(1.0, 'multitask: weight of the rating loss')
+  rating_layer_sizes: Tuple[int, ...] = documented(
+      (256, 64), "multitask: the rating head's hidden layers, comma-separated")
+  rating_learning_rate: float = documented(
+      0.001, "multitask: the learning rate of the rating head's own optimizer (Adam)")
+  max_context_length: int = documented(
+      10, 'sequential: most recent movies the query tower reads (older ones are dropped)')
+  seed: int = documented(
+      42, 'seed of the starting weights and the order of the batches')
 
   def __post_init__(self):
     if self.kind not in MODEL_KINDS:
@@ -83,6 +110,8 @@ class ModelConfig:
                        f'{self.retrieval_weight}, rating_weight {self.rating_weight}')
     if self.negatives not in NEGATIVES:
       raise ValueError(f'negatives {self.negatives!r} is not one of {NEGATIVES}')
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f'optimizer {self.optimizer!r} is not one of {OPTIMIZERS}')
     if not 0 <= self.query_dropout < 1:
       raise ValueError(f'query_dropout must be in [0, 1), got {self.query_dropout}')
     if self.index not in INDEX_KINDS:
@@ -105,8 +134,16 @@ class ModelConfig:
 
   @classmethod
   def from_dict(cls, values: Dict[str, Any]) -> 'ModelConfig':
-    known = {field.name for field in dataclasses.fields(cls)}
-    values = {key: value for key, value in values.items() if key in known}
+    """The config to_dict wrote. A key it does not know fails, naming it: dropped, a field
+    renamed on one side of the TFX boundary would silently train with its default."""
+    known = [field.name for field in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+      raise ValueError(
+          f'ModelConfig has no field {", ".join(map(repr, unknown))} (known: {", ".join(known)}):'
+          " the Trainer's custom_config must be ModelConfig.to_dict() of the same code: "
+          'compile the pipeline again (make kubeflow-compile) if its image runs another version')
+    values = dict(values)
     for name in ('layer_sizes', 'rating_layer_sizes'):
       if name in values:
         values[name] = tuple(int(size) for size in values[name])
