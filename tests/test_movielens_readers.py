@@ -152,7 +152,7 @@ def test_empty_lines_and_crlf_are_tolerated(ml1m):
 
 
 def test_iter_ratings_is_lazy(ml100k):
-  """A generator, not a list: 25M-rating files must not be loaded at once."""
+  """A generator, not a list: a 25M-rating file must not become 25M Python objects at once."""
   ratings = movielens.iter_ratings(ml100k)
   assert iter(ratings) is ratings and not isinstance(ratings, (list, tuple))
 
@@ -253,9 +253,12 @@ def test_bad_ml100k_age(ml100k):
 
 
 @pytest.mark.parametrize('folder_fixture, ratings_file, ratings, line_no, message', [
-    ('ml100k', 'u.data', '1\t10\t4\t1\n2\t99\t4\t1\n', 2, "movie id '99' is not in the movies"),
-    ('ml100k', 'u.data', '1\t10\t4\t1\n\n7\t10\t4\t1\n', 3, "user id '7' is not in the users"),
-    ('ml1m', 'ratings.dat', '1::10::4::1\n2::99::4::1\n', 2, "movie id '99' is not in the movies"),
+    ('ml100k', 'u.data', '1\t10\t4\t881250949\n2\t99\t4\t881250949\n', 2,
+     "movie id '99' is not in the movies"),
+    ('ml100k', 'u.data', '1\t10\t4\t881250949\n\n7\t10\t4\t881250949\n', 3,
+     "user id '7' is not in the users"),
+    ('ml1m', 'ratings.dat', '1::10::4::978300760\n2::99::4::978300760\n', 2,
+     "movie id '99' is not in the movies"),
 ])
 def test_join_with_unknown_ids_names_the_rating_line(
     request, folder_fixture, ratings_file, ratings, line_no, message):

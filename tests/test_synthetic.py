@@ -5,6 +5,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -212,6 +213,14 @@ def test_six_months_of_timestamps_with_popularity_drift(realistic):
   random_thirds = popularity(shuffled[:third]) @ popularity(shuffled[-third:])
   assert early_vs_late < random_thirds - 0.03
 
+
+def test_timestamps_lie_inside_the_bounds_the_readers_accept(realistic):
+  """1997-98, as the real ml-100k: after MovieLens began and long before now."""
+  _, _, ratings = realistic
+  assert movielens.EARLIEST_TIMESTAMP <= synthetic.START_TIMESTAMP
+  assert synthetic.START_TIMESTAMP <= min(r.timestamp for r in ratings)
+  assert max(r.timestamp for r in ratings) < synthetic.START_TIMESTAMP + synthetic.SPAN_SECONDS
+  assert synthetic.START_TIMESTAMP + synthetic.SPAN_SECONDS < time.time()
 
 def test_titles_share_words(realistic):
   _, movies, _ = realistic

@@ -6,6 +6,10 @@ one tf.Example joining the rating, the movie (id, title, genres) and the user.
   default), the TFRS tutorials' protocol.
 - TimeSplitExecutor: the same examples; the eval split is the latest ratings in time, the
   share given by the same hash buckets (2 of 10 buckets: the last 20% of ratings).
+
+Both stop here, naming the folder, if a split comes out with no examples: every later
+component would run on nothing, and the Trainer would fail without saying why. (An empty or
+blank ratings file is refused earlier still, by the reader, naming the file.)
 """
 from typing import Any, Dict, List
 
@@ -59,8 +63,51 @@ def MovieLensToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
 class Executor(BaseExampleGenExecutor):
   """Random split by a stable hash of each example."""
 
+  # Why a split can come out empty, and what to do; the message also gives the counts.
+  EMPTY_SPLIT_HINT = (
+      'the random split sends each rating to a split by a hash of it, so with very few '
+      'ratings a split can get none: use more ratings')
+
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return MovieLensToExample
+
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                             exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+    splits = self._split_examples(pipeline, exec_properties)
+    _require_examples_in_every_split(
+        splits, exec_properties[standard_component_specs.INPUT_BASE_KEY], self.EMPTY_SPLIT_HINT)
+    return splits
+
+  def _split_examples(self, pipeline: beam.Pipeline,
+                      exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+    return super().GenerateExamplesByBeam(pipeline, exec_properties)
+
+
+def _require_examples_in_every_split(splits: Dict[str, beam.pvalue.PCollection],
+                                     input_base: str, hint: str) -> None:
+  """Adds a step that counts the examples of every split and fails the run if one has none."""
+  counts = [
+      examples
+      | f'CountExamples[{name}]' >> beam.combiners.Count.Globally()
+      | f'NameCount[{name}]' >> beam.Map(lambda count, name=name: (name, count))
+      for name, examples in splits.items()]
+  _ = (counts
+       | 'AllSplitCounts' >> beam.Flatten()
+       | 'CountsBySplit' >> beam.combiners.ToDict()
+       | 'RequireExamples' >> beam.Map(_require_examples, list(splits), input_base, hint))
+
+
+def _require_examples(counts: Dict[str, int], split_names: List[str], input_base: str,
+                      hint: str) -> None:
+  """Raises MovieLensFormatError naming the split(s) without examples, the counts and why."""
+  empty = [name for name in split_names if counts[name] == 0]
+  if empty:
+    total = sum(counts.values())
+    described = ', '.join(f'{name} {counts[name]}' for name in split_names)
+    raise movielens.MovieLensFormatError(
+        f"{input_base}: the {' and '.join(repr(name) for name in empty)} split"
+        f"{'s' if len(empty) > 1 else ''} got no examples ({described}, of {total} "
+        f"rating{'s' if total != 1 else ''} in all); {hint}", path=input_base)
 
 
 def _timestamp(example: tf.train.Example) -> int:
@@ -84,8 +131,13 @@ def time_cutoff(timestamps: List[int], train_fraction: float) -> int:
 class TimeSplitExecutor(Executor):
   """Train on the earlier ratings, evaluate on the latest ones."""
 
-  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
-                             exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+  EMPTY_SPLIT_HINT = (
+      'the time split trains on the ratings strictly before the cutoff (the timestamp found '
+      'at the train share of the ratings in time order), so train gets none when that many '
+      'ratings share the earliest timestamp: use ratings spread over time, or --split random')
+
+  def _split_examples(self, pipeline: beam.Pipeline,
+                      exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
     input_config = example_gen_pb2.Input()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
                               input_config)

@@ -4,14 +4,40 @@ The readers are strict on purpose: every malformed line raises MovieLensFormatEr
 file and the 1-based line, so a broken download or a hand-edited file is caught here rather than
 turning into silently missing examples later. Value ranges (a rating of 7, an odd gender) are
 *not* checked: those are data-validation anomalies that TFDV reports against the schema.
+
+Rules the readers apply to every dataset (the README's "Data" section states them too):
+
+* Encoding. GroupLens files are latin-1; files re-saved by an editor or a notebook are often
+  UTF-8, sometimes with a byte-order mark. Each file is read as UTF-8 or latin-1, decided by
+  its first non-ASCII line (see _LineDecoder for why that test is safe); a leading UTF-8 BOM is
+  dropped (it would otherwise become part of the first user id); a file mixing both encodings,
+  or in UTF-16, is an error rather than mojibake ('MisÃ©rables').
+* Empty files. A ratings, movies or users file with no records (0 bytes, or blank lines only)
+  is an error naming the file: a pipeline over 0 examples fails much later and far less clearly.
+* Duplicate ratings. When a (user, movie) pair is rated more than once, the latest rating is
+  kept: the greatest timestamp, and on equal timestamps the later line. The others are dropped
+  with one warning per file that counts them and names an example line. To know which is
+  latest, a ratings file is held until its last line as columns, 32 bytes a rating. (Duplicate
+  movie or user ids in the movies and users files stay errors: there is no "latest" to prefer.)
+* Timestamps (seconds since 1970, UTC) must lie in [EARLIEST_TIMESTAMP, now + FUTURE_SLACK]:
+  MovieLens ratings begin in 1995 (ml-25m's first is 1995-01-09; ml-100k starts 1997-09,
+  the synthetic data too) and none can come from the future; a day of slack covers clocks and
+  time zones. A value outside is an error naming the file, line and field; one that fits
+  when divided by 1000 is reported as milliseconds.
 """
 
 from __future__ import annotations
 
+import array
 import dataclasses
+import datetime
 import math
 import os
+import time
 from typing import Callable, Iterator, Mapping, TypeVar, Union
+
+import absl.logging
+import numpy as np
 
 from components import features
 
@@ -47,6 +73,10 @@ ML1M_OCCUPATIONS = (
     'scientist', 'self-employed', 'technician/engineer', 'tradesman/craftsman', 'unemployed',
     'writer',
 )
+
+# Timestamp bounds, seconds since 1970 UTC (see the module docstring).
+EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01 00:00 UTC: before the first MovieLens rating
+FUTURE_SLACK_SECONDS = 24 * 3600  # the latest timestamp accepted is the time of reading + this
 
 _OFFLINE_HINT = (
     'point --data-dir at an extracted MovieLens folder (one holding u.data, u.item, u.user '
@@ -157,7 +187,78 @@ def _require_file(path: str, fmt: str, kind: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Splitting lines: the one place that turns bytes into fields and reports bad lines.
+# Decoding: the one place that turns bytes into text, for every file the readers read.
+
+_UTF8_BOM = b'\xef\xbb\xbf'
+_UTF16_BOMS = (b'\xff\xfe', b'\xfe\xff')
+
+
+class _LineDecoder:
+  """Decodes one file's lines as UTF-8 or latin-1, decided by its first non-ASCII line.
+
+  Why not a fixed encoding: GroupLens ships latin-1, but a file re-saved by an editor or by
+  pandas is usually UTF-8. Latin-1 decodes every byte sequence, so reading UTF-8 as latin-1
+  never fails; it silently serves 'MisÃ©rables'. Strict UTF-8 is the test that can fail: a
+  latin-1 accented letter is one byte that is not valid UTF-8 on its own, and for latin-1 text
+  to pass as UTF-8 it would need pairs like 'Ã' followed by '©', i.e. text that is mojibake
+  already. So a non-ASCII line that decodes as strict UTF-8 is UTF-8, and one that does not is
+  latin-1. ASCII lines read the same either way; the first non-ASCII line (or a UTF-8
+  byte-order mark) decides for the whole file, and a later line in the other encoding is an
+  error: decoding it either way would garble one of the two.
+
+  Decided per file, not per dataset: a user may have re-saved only movies.dat. Streaming: a
+  line is decoded once, and nothing is read ahead.
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+    self.encoding: str | None = None
+    self.decided_by = ''  # 'line 3', or 'the UTF-8 byte-order mark'
+
+  def decode(self, raw: bytes, line_no: int) -> str:
+    if line_no == 1:
+      raw = self._strip_byte_order_mark(raw)
+    if raw.isascii():
+      return raw.decode('ascii')
+    try:
+      text, encoding = raw.decode('utf-8'), 'utf-8'
+    except UnicodeDecodeError:
+      text, encoding = raw.decode('latin-1'), 'latin-1'
+    if self.encoding is None:
+      self.encoding, self.decided_by = encoding, f'line {line_no}'
+    elif encoding != self.encoding:
+      raise MovieLensFormatError.at_line(
+          self.path, line_no,
+          f'this line is {_ENCODING_NAMES[encoding]}, but {self.decided_by} made the file '
+          f'{_ENCODING_NAMES[self.encoding]}: the file mixes encodings, and reading it either '
+          'way would garble one of them; re-save it in one encoding (UTF-8, or latin-1 as '
+          'GroupLens ships it)')
+    return text
+
+  def _strip_byte_order_mark(self, raw: bytes) -> bytes:
+    if raw.startswith(_UTF8_BOM):
+      self.encoding, self.decided_by = 'utf-8', 'the UTF-8 byte-order mark'
+      return raw[len(_UTF8_BOM):]
+    if raw.startswith(_UTF16_BOMS):
+      raise MovieLensFormatError(
+          f'{self.path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); '
+          're-save it as UTF-8 or latin-1', path=self.path, line_no=1)
+    return raw
+
+
+_ENCODING_NAMES = {'utf-8': 'UTF-8', 'latin-1': 'latin-1 (not valid UTF-8)'}
+
+
+def _decoded_lines(path: str) -> Iterator[tuple[int, str]]:
+  """(1-based line number, text) of every line of a file, its line end included."""
+  decoder = _LineDecoder(path)
+  with _open_binary(path) as lines:
+    for line_no, raw in enumerate(lines, start=1):
+      yield line_no, decoder.decode(raw, line_no)
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting lines: the one place that turns text into fields and reports bad lines.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,33 +293,41 @@ def _separator_name(separator: str) -> str:
   return 'tab' if separator == '\t' else repr(separator)
 
 
-def _split_records(path: str, separator: str, num_fields: int) -> Iterator[_Record]:
-  """Streams the non-empty lines of a latin-1 file as records of exactly num_fields fields.
+def _split_records(path: str, separator: str, num_fields: int, kind: str) -> Iterator[_Record]:
+  """Streams the non-empty lines of a file as records of exactly num_fields fields.
 
   Lines end at '\\n' only (a stray '\\r' inside a title must not split it); a trailing '\\r'
   from CRLF files is dropped. Completely empty lines are skipped; anything else that does not
-  split into num_fields fields is an error, because dropping it would lose data silently.
+  split into num_fields fields is an error, because dropping it would lose data silently. A
+  file without a single record is an error too: `kind` names what it should have held.
   """
-  with _open_binary(path) as lines:
-    for line_no, raw in enumerate(lines, start=1):
-      line = raw.decode('latin-1').rstrip('\n')
-      if line.endswith('\r'):
-        line = line[:-1]
-      if not line:
-        continue
-      fields = line.split(separator)
-      if len(fields) != num_fields:
-        raise MovieLensFormatError.at_line(
-            path, line_no,
-            f'expected {num_fields} fields separated by {_separator_name(separator)}, '
-            f'found {len(fields)}')
-      yield _Record(path, line_no, fields)
+  line_no = 0
+  found = False
+  for line_no, text in _decoded_lines(path):
+    line = text.rstrip('\n')
+    if line.endswith('\r'):
+      line = line[:-1]
+    if not line:
+      continue
+    fields = line.split(separator)
+    if len(fields) != num_fields:
+      raise MovieLensFormatError.at_line(
+          path, line_no,
+          f'expected {num_fields} fields separated by {_separator_name(separator)}, '
+          f'found {len(fields)}')
+    found = True
+    yield _Record(path, line_no, fields)
+  if not found:
+    contents = 'it is empty' if line_no == 0 else 'it holds only blank lines'
+    raise MovieLensFormatError(
+        f'{path}: no {kind} in the {kind} file ({contents}); a download or copy may have '
+        f'been cut short: fetch it again, or {_OFFLINE_HINT}', path=path)
 
 
 def _records(data_dir: PathLike, fmt: str, kind: str, num_fields: int) -> Iterator[_Record]:
   path = _data_file(data_dir, fmt, kind)
   _require_file(path, fmt, kind)  # checked eagerly by callers that are not generators
-  return _split_records(path, _SEPARATORS[fmt][kind], num_fields)
+  return _split_records(path, _SEPARATORS[fmt][kind], num_fields, kind)
 
 
 _Item = TypeVar('_Item')
@@ -263,13 +372,11 @@ def _read_ml100k_genre_names(data_dir: PathLike) -> tuple[str, ...]:
   if not is_file(path):
     return ML100K_GENRES
   names = []
-  for record in _split_records(path, _SEPARATORS['ml-100k']['genres'], 2):
+  for record in _split_records(path, _SEPARATORS['ml-100k']['genres'], 2, 'genres'):
     index = record.integer(1, 'genre index')
     if index != len(names):
       raise record.error(f'expected genre index {len(names)}, found {index}')
     names.append(record.fields[0])
-  if not names:
-    raise MovieLensFormatError(f'{path}: no genres listed', path=path)
   return tuple(names)
 
 
@@ -323,22 +430,106 @@ def _parse_ml1m_user(record: _Record) -> User:
 
 
 def iter_ratings(data_dir: PathLike, fmt: str | None = None) -> Iterator[Rating]:
-  """Streams ratings in file order; the whole file is never held in memory."""
+  """Ratings in file order, only the latest of each (user, movie) pair (module docstring)."""
   return (rating for _, rating in _iter_numbered_ratings(data_dir, fmt))
 
 
 def _iter_numbered_ratings(data_dir: PathLike,
-                           fmt: str | None) -> Iterator[tuple[_Record, Rating]]:
-  """Ratings with their records, so a join failure can name the line it came from."""
+                           fmt: str | None) -> Iterator[tuple[int, Rating]]:
+  """(line number, rating) pairs, so a join failure can name the line a rating came from."""
   fmt = _resolve_format(data_dir, fmt)
-  records = _records(data_dir, fmt, 'ratings', 4)  # both formats: user, movie, rating, time
-  return ((record, _parse_rating(record)) for record in records)
+  path = _data_file(data_dir, fmt, 'ratings')
+  _require_file(path, fmt, 'ratings')  # eagerly: the file is read when a rating is asked for
+  return _latest_ratings(path, _SEPARATORS[fmt]['ratings'])
 
 
-def _parse_rating(record: _Record) -> Rating:
+_LOW_32_BITS = (1 << 32) - 1
+
+
+def _latest_ratings(path: str, separator: str) -> Iterator[tuple[int, Rating]]:
+  """Reads the file once into columns, then yields the kept ratings in file order.
+
+  Whether a rating is kept is only known once the whole file is read, so the ratings wait as
+  columns: 32 bytes a rating (about the size of its line; ml-1m's million ratings take 32 MB)
+  plus the distinct user and movie ids, rather than hundreds of bytes as Python objects.
+  """
+  latest_allowed = int(time.time()) + FUTURE_SLACK_SECONDS  # one bound for the whole file
+  user_index: dict[str, int] = {}
+  movie_index: dict[str, int] = {}
+  pairs, stars, timestamps, line_nos = (array.array(code) for code in 'qdqq')
+  for record in _split_records(path, separator, 4, 'ratings'):  # user, movie, rating, time
+    rating = _parse_rating(record, latest_allowed)
+    user = user_index.setdefault(rating.user_id, len(user_index))
+    pairs.append(user << 32 | movie_index.setdefault(rating.movie_id, len(movie_index)))
+    stars.append(rating.rating)
+    timestamps.append(rating.timestamp)
+    line_nos.append(record.line_no)
+  user_ids, movie_ids = list(user_index), list(movie_index)
+  keep = _latest_of_each_pair(np.frombuffer(pairs, dtype=np.int64),
+                              np.frombuffer(timestamps, dtype=np.int64))
+  dropped = np.flatnonzero(~keep)
+  if len(dropped):
+    _warn_about_duplicates(path, dropped, keep, pairs, line_nos, user_ids, movie_ids)
+  for index, kept in enumerate(keep.tolist()):
+    if kept:
+      pair = pairs[index]
+      yield line_nos[index], Rating(user_ids[pair >> 32], movie_ids[pair & _LOW_32_BITS],
+                                    stars[index], timestamps[index])
+
+
+def _latest_of_each_pair(pairs: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+  """keep[i]: whether rating i is the latest of its pair (greatest timestamp, then line).
+
+  pairs, timestamps: [num_ratings], in file order.
+  """
+  order = np.lexsort((np.arange(len(pairs)), timestamps, pairs))  # by pair, time, then line
+  superseded = order[:-1][pairs[order[:-1]] == pairs[order[1:]]]
+  keep = np.ones(len(pairs), dtype=bool)
+  keep[superseded] = False
+  return keep
+
+
+def _warn_about_duplicates(path: str, dropped: np.ndarray, keep: np.ndarray,
+                           pairs: array.array, line_nos: array.array, user_ids: list[str],
+                           movie_ids: list[str]) -> None:
+  """One warning per file: the counts, and the first dropped line with the line it gave way to."""
+  pair_column = np.frombuffer(pairs, dtype=np.int64)
+  first = int(dropped[0])
+  winner = int(np.flatnonzero(keep & (pair_column == pairs[first]))[0])
+  absl.logging.warning(
+      '%s: dropped %d duplicate ratings of %d (user, movie) pairs rated more than once, '
+      "keeping each pair's latest rating (greatest timestamp; on a tie, the later line); "
+      'e.g. line %d (user %r, movie %r) gave way to line %d',
+      path, len(dropped), len(np.unique(pair_column[dropped])), line_nos[first],
+      user_ids[pairs[first] >> 32], movie_ids[pairs[first] & _LOW_32_BITS], line_nos[winner])
+
+
+def _parse_rating(record: _Record, latest_allowed: int) -> Rating:
+  timestamp = record.integer(3, 'timestamp')
+  if not EARLIEST_TIMESTAMP <= timestamp <= latest_allowed:
+    raise record.error(_timestamp_out_of_range(timestamp, latest_allowed))
   return Rating(user_id=record.fields[0], movie_id=record.fields[1],
-                rating=record.number(2, 'rating'),
-                timestamp=record.integer(3, 'timestamp'))
+                rating=record.number(2, 'rating'), timestamp=timestamp)
+
+
+def _timestamp_out_of_range(timestamp: int, latest_allowed: int) -> str:
+  if timestamp < EARLIEST_TIMESTAMP:
+    where = f'before {_utc(EARLIEST_TIMESTAMP)}, when MovieLens ratings begin'
+  else:
+    where = f'after {_utc(latest_allowed)}, the time of reading plus a day'
+  message = (f'timestamp {timestamp} ({_utc(timestamp)}) is {where}; ratings files hold '
+             'seconds since 1970-01-01 UTC')
+  if EARLIEST_TIMESTAMP <= timestamp // 1000 <= latest_allowed:
+    message += f'; this looks like milliseconds ({_utc(timestamp // 1000)} in seconds)'
+  return message
+
+
+def _utc(timestamp: int) -> str:
+  try:
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+  except (OverflowError, OSError, ValueError):
+    return 'beyond any calendar date'
+  return moment.strftime('%Y-%m-%d %H:%M:%S UTC')
 
 
 def iter_examples(data_dir: PathLike, fmt: str | None = None) -> Iterator[dict]:
@@ -349,18 +540,21 @@ def iter_examples(data_dir: PathLike, fmt: str | None = None) -> Iterator[dict]:
   fmt = _resolve_format(data_dir, fmt)
   movies = read_movies(data_dir, fmt)
   users = read_users(data_dir, fmt)
+  path = _data_file(data_dir, fmt, 'ratings')
   numbered_ratings = _iter_numbered_ratings(data_dir, fmt)
-  return (_join(record, rating, movies, users) for record, rating in numbered_ratings)
+  return (_join(path, line_no, rating, movies, users) for line_no, rating in numbered_ratings)
 
 
-def _join(record: _Record, rating: Rating, movies: Mapping[str, Movie],
+def _join(path: str, line_no: int, rating: Rating, movies: Mapping[str, Movie],
           users: Mapping[str, User]) -> dict:
   movie = movies.get(rating.movie_id)
   if movie is None:
-    raise record.error(f'movie id {rating.movie_id!r} is not in the movies file')
+    raise MovieLensFormatError.at_line(
+        path, line_no, f'movie id {rating.movie_id!r} is not in the movies file')
   user = users.get(rating.user_id)
   if user is None:
-    raise record.error(f'user id {rating.user_id!r} is not in the users file')
+    raise MovieLensFormatError.at_line(
+        path, line_no, f'user id {rating.user_id!r} is not in the users file')
   return {
       features.USER_ID: rating.user_id,
       features.MOVIE_ID: rating.movie_id,
