@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.ingest import movielens
+from components.ingest import movielens, synthetic
 from pipeline import cli
 from pipeline.baselines import baseline_accuracy, ratings_of_split
 from pipeline.results import latest_run_results
@@ -104,6 +104,32 @@ def test_retrained_model_is_compared_with_the_blessed_baseline(first_run, small_
   assert 0 < results.metrics['top_100_accuracy'] < first.metrics['top_100_accuracy']
   assert results.blessed is False and not results.pushed
   assert saved_model.version_dirs(workdir / 'serving_models' / 'retrieval') == versions_before
+
+
+def test_unchanged_rerun_pushes_no_new_version(first_run, small_dataset, capsys):
+  """The cached model, blessed again, is the latest version already: no byte-identical copy
+  for every server to hot-swap to."""
+  _, workdir, first = first_run
+  versions_before = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
+  exit_code = _run(small_dataset, workdir, '--min-accuracy', '0.3')
+  results = latest_run_results(str(workdir / 'metadata.sqlite'))
+  assert exit_code == 0
+  assert results.model_uri == first.model_uri
+  assert results.blessed and results.pushed
+  assert saved_model.version_dirs(workdir / 'serving_models' / 'retrieval') == versions_before
+  assert pathlib.Path(results.pushed_path).resolve() == versions_before[-1].resolve()
+  assert f'Already serving this model: {versions_before[-1]}' in capsys.readouterr().out
+
+
+def test_a_catalogue_of_four_movies_is_pushed_and_served(tmp_path):
+  """Smaller than ScaNN's quantizer needs: the serving index is brute force, top-k is capped."""
+  data_dir = synthetic.generate(tmp_path / 'data', num_users=40, num_movies=4, num_ratings=160)
+  exit_code = _run(data_dir, tmp_path / 'workdir', '--epochs', '1', '--ensemble-size', '1',
+                   '--min-accuracy', '0')
+  assert exit_code == 0
+  version = saved_model.latest_version_dir(tmp_path / 'workdir' / 'serving_models' / 'retrieval')
+  answers = saved_model.recommend(saved_model.load(version), make_request(['user_id'], ['1']))
+  assert sorted(movie['movie_id'] for movie in answers[0]) == ['1', '2', '3', '4']
 
 
 def _copy_with_line(dataset, tmp_path, line_no, new_line):
