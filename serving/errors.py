@@ -4,6 +4,7 @@ Every failure that reaches a client is a ServingError: REST writes `{"error": me
 the HTTP status below, gRPC aborts the call with the same code and message.
 """
 import re
+from typing import Optional
 
 import grpc
 import tensorflow as tf
@@ -38,16 +39,21 @@ _TRACE_LINES = ('Graph execution error', 'Detected at node', '<stack traces')
 
 
 class ServingError(Exception):
-  """A request failed; code is a grpc.StatusCode, message says what and where."""
+  """A request failed; code is a grpc.StatusCode, message says what and where.
 
-  def __init__(self, code: grpc.StatusCode, message: str):
+  http_status overrides the code's HTTP status for failures only HTTP has (a request that
+  stalled mid-body is a 408, not DEADLINE_EXCEEDED's 504: the client was slow, not the model).
+  """
+
+  def __init__(self, code: grpc.StatusCode, message: str, http_status: Optional[int] = None):
     super().__init__(message)
     self.code = code
     self.message = message
+    self._http_status = http_status
 
   @property
   def http_status(self) -> int:
-    return HTTP_STATUS.get(self.code, 500)
+    return self._http_status or HTTP_STATUS.get(self.code, 500)
 
 
 def invalid_argument(message: str) -> ServingError:
@@ -56,6 +62,11 @@ def invalid_argument(message: str) -> ServingError:
 
 def not_found(message: str) -> ServingError:
   return ServingError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def request_timeout(message: str) -> ServingError:
+  """HTTP 408: the client stopped sending its request before the end."""
+  return ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, message, http_status=408)
 
 
 def from_tensorflow(error: tf.errors.OpError) -> ServingError:

@@ -4,11 +4,16 @@ tensorflow.serving.PredictionService: Predict and GetModelMetadata (Classify, Re
 MultiInference answer UNIMPLEMENTED: these models have predict signatures only).
 tensorflow.serving.ModelService: GetModelStatus (HandleReloadConfigRequest: UNIMPLEMENTED;
 the server reloads by watching the model base paths).
+
+A Predict request's size is checked from the shapes its TensorProtos claim, before they are
+turned into arrays: a TensorProto may hold one value and claim a billion elements (TensorFlow
+fills in the rest), so a few bytes on the wire could otherwise allocate gigabytes.
 """
 from concurrent import futures
-from typing import Optional
+from typing import Dict, List, Optional
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import (model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
@@ -27,6 +32,29 @@ def _version(model_spec) -> Optional[int]:
   return model_spec.version.value if model_spec.HasField('version') else None
 
 
+def _claimed_shapes(request: predict_pb2.PredictRequest) -> Dict[str, List[int]]:
+  """Each input's shape as its TensorProto states it (not yet checked against its values)."""
+  shapes = {}
+  for name, tensor in request.inputs.items():
+    dims = [dim.size for dim in tensor.tensor_shape.dim]
+    if tensor.tensor_shape.unknown_rank or any(size < 0 for size in dims):
+      raise errors.invalid_argument(f'input {name}: a TensorProto needs a known shape, got '
+                                    f'{"none" if tensor.tensor_shape.unknown_rank else dims}')
+    shapes[name] = dims
+  return shapes
+
+
+def _check_elements(shapes: Dict[str, List[int]], max_message_bytes: int) -> None:
+  """Refuses a shape with more elements than a message within the limit has bytes: a real
+  tensor needs a byte per element at least, so only a filled-in claim has more."""
+  for name, dims in sorted(shapes.items()):
+    elements = int(np.prod(dims, dtype=object))
+    if elements > max_message_bytes:
+      raise errors.invalid_argument(
+          f'input {name}: shape {dims} claims {elements} elements, more than the '
+          f'{max_message_bytes} bytes a request may have (--grpc_max_message_bytes)')
+
+
 def _abort(context: grpc.ServicerContext, error: Exception):
   if isinstance(error, errors.ServingError):
     context.abort(error.code, error.message)
@@ -35,11 +63,15 @@ def _abort(context: grpc.ServicerContext, error: Exception):
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
-  def __init__(self, api: ServingApi):
+  def __init__(self, api: ServingApi, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
     self.api = api
+    self.max_message_bytes = max_message_bytes
 
   def Predict(self, request, context):  # noqa: N802  (gRPC method names)
     try:
+      shapes = _claimed_shapes(request)
+      self.api.check_rows(shapes)
+      _check_elements(shapes, self.max_message_bytes)
       loaded = self.api.resolve(request.model_spec.name, _version(request.model_spec))
       _, signature_def = loaded.signature(request.model_spec.signature_name)
       inputs = {}
@@ -53,11 +85,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
           inputs[name] = tf.make_ndarray(tensor)
         except (TypeError, ValueError) as error:
           raise errors.invalid_argument(f'input {name}: malformed TensorProto: {error}') from None
-      spec, outputs = ServingApi.predict(loaded, request.model_spec.signature_name, inputs,
-                                         list(request.output_filter))
+      spec, outputs = self.api.predict(loaded, request.model_spec.signature_name, inputs,
+                                       list(request.output_filter))
       response = predict_pb2.PredictResponse(model_spec=spec)
       for name, array in outputs.items():
         response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
+      rows = max((array.shape[0] for array in inputs.values() if array.ndim), default=0)
+      self.api.check_response_bytes(response.ByteSize(), rows)
       return response
     except Exception as error:  # noqa: BLE001  (every failure becomes a status, never a crash)
       _abort(context, error)
@@ -89,14 +123,15 @@ def make_grpc_server(api: ServingApi, address: str, max_workers: int = 16,
                      max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.Server:
   """A gRPC server with both services on address ('host:port'); not started yet.
 
-  Messages over max_message_bytes are refused by gRPC itself with RESOURCE_EXHAUSTED.
+  Requests over max_message_bytes are refused by gRPC itself with RESOURCE_EXHAUSTED. Sending
+  is left unbounded (gRPC's default): Predict answers within the api's max_response_bytes,
+  with an error that names it, and status and metadata are small.
   """
   server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                        options=[('grpc.max_receive_message_length', max_message_bytes),
-                                ('grpc.max_send_message_length', max_message_bytes),
                                 ('grpc.so_reuseport', 0)])
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionService(api), server)
+      PredictionService(api, max_message_bytes), server)
   model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(api), server)
   try:
     port = server.add_insecure_port(address)

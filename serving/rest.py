@@ -5,13 +5,20 @@
     POST /v1/models/{name}[/versions/{version}]:predict     row ("instances") or columnar
                                                             ("inputs") request
 Errors answer `{"error": "..."}` with TF Serving's HTTP status for the error's code.
+
+Every request's body is read before it is answered (or the connection is closed), so a body
+can never be taken for the next request on a keep-alive connection; framing that a proxy in
+front could read differently (Transfer-Encoding, a repeated or malformed Content-Length) is
+refused and the connection closed.
 """
 import base64
 import http.server
 import json
 import re
 import socketserver
-from typing import Dict, List, Optional, Tuple
+import sys
+import threading
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -23,11 +30,19 @@ from serving.models import Arrays
 from serving.protos_json import metadata_json, proto_json
 
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+DEFAULT_TIMEOUT_MS = 30_000  # TF Serving's --rest_api_timeout_in_ms default
+# Connections queued before the server accepts them: gRPC's listener queues as many
+# (net.core.somaxconn, 4096); the socketserver default of 5 reset connections under 32 clients.
+DEFAULT_LISTEN_BACKLOG = 4096
+# Connections served at once, a thread each (TF Serving's --rest_api_num_threads). Past it the
+# server stops accepting, and new connections wait in the listen backlog until a thread is free,
+# so memory and threads stay bounded however many clients connect.
+DEFAULT_NUM_THREADS = 256
 # Bodies over the limit are read and dropped up to this size (so the client gets its 400
 # instead of a reset connection); past it the connection is closed unread.
 _MAX_DRAIN_BYTES = 256 * 2**20
 
-_VERSION_OR_LABEL = r'(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?'
+_VERSION_OR_LABEL = r'(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?'
 _PREDICT = re.compile(r'(?i)/v1/models/([^/:]+)' + _VERSION_OR_LABEL + r':(classify|regress|predict)')
 _METADATA = re.compile(r'(?i)/v1/models/([^/:]+)' + _VERSION_OR_LABEL + r'/metadata')
 _STATUS = re.compile(r'(?i)/v1/models/([^/:]+)' + _VERSION_OR_LABEL)
@@ -39,10 +54,11 @@ def _version(text: Optional[str], label: Optional[str]) -> Optional[int]:
                                   '(this server serves versions by number only)')
   if text is None:
     return None
-  version = int(text)
-  if version >= 2**63:
-    raise errors.invalid_argument(f'version {text} is out of range')
-  return version
+  # Length first: int() refuses strings of over 4300 digits with a ValueError.
+  if len(text) > 19 or int(text) >= 2**63:
+    raise errors.invalid_argument(f'version {text[:30]}{"..." if len(text) > 30 else ""} is '
+                                  'out of range (versions are int64)')
+  return int(text)
 
 
 # --- JSON <-> tensors, as TF Serving's json_tensor does it ------------------------------------
@@ -186,109 +202,210 @@ def encode_predict_response(layout: str, outputs: Arrays) -> dict:
 
 # --- HTTP --------------------------------------------------------------------------------------
 
+class _ClientGone(Exception):
+  """The client closed its connection mid-request: nobody to answer."""
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
   protocol_version = 'HTTP/1.1'
   server_version = 'movielens-serving'
-  timeout = 60  # idle keep-alive connections are closed, so they cannot pile up
   disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
+
+  def setup(self):
+    # A connection that sends nothing for this long (idle keep-alive, or stalled mid-request)
+    # is closed, so such connections cannot pile up.
+    self.timeout = self.server.timeout_seconds
+    super().setup()
 
   def log_message(self, format, *args):  # noqa: A002  (BaseHTTPRequestHandler's signature)
     if self.server.verbose:
       super().log_message(format, *args)
 
   def _send(self, status: int, payload: dict) -> None:
-    body = json.dumps(payload).encode()
+    self._send_body(status, json.dumps(payload).encode())
+
+  def _send_body(self, status: int, body: bytes) -> None:
     try:
       self.send_response(status)
       self.send_header('Content-Type', 'application/json')
       self.send_header('Content-Length', str(len(body)))
+      if self.close_connection:
+        self.send_header('Connection', 'close')
       self.end_headers()
       self.wfile.write(body)
-    except (BrokenPipeError, ConnectionResetError):
+    except (ConnectionError, TimeoutError):
       # The client gave up (its timeout) before the answer: nothing to tell it, no traceback.
       self.close_connection = True
 
   def _send_error(self, error: errors.ServingError) -> None:
     self._send(error.http_status, {'error': error.message})
 
-  def _read_body(self) -> bytes:
-    if self.headers.get('Transfer-Encoding', '').lower() == 'chunked':
-      self.close_connection = True
-      raise errors.invalid_argument('chunked request bodies are not supported: send '
-                                    'Content-Length')
+  def _content_length(self) -> int:
+    """The body's length, from the one framing both this server and a proxy read the same way:
+    a single Content-Length of digits (none: no body)."""
+    if self.headers.defects or self.headers.get_payload() or any(
+        '\n' in value for value in self.headers.values()):
+      # A header line Python cannot parse (`Content-Length : 5`) would be dropped here, and
+      # read by a lenient proxy; a folded line is obsolete HTTP. Neither is guessed at.
+      raise errors.invalid_argument('malformed header line (space before the colon, or folded '
+                                    'over lines)')
+    if 'Transfer-Encoding' in self.headers:
+      raise errors.invalid_argument(
+          f'Transfer-Encoding ({self.headers["Transfer-Encoding"][:40]}) is not supported: '
+          'send the body with a Content-Length')
+    values = {value.strip() for value in self.headers.get_all('Content-Length', [])}
+    if not values:
+      return 0
+    text = values.pop()
+    if values or not re.fullmatch(r'[0-9]+', text):
+      raise errors.invalid_argument('Content-Length must be one number of bytes, got '
+                                    f'{", ".join(self.headers.get_all("Content-Length"))[:80]}')
+    return int(text) if len(text) <= 18 else 10**18
+
+  def _drain(self, length: int) -> None:
+    """Reads and drops a refused body (up to _MAX_DRAIN_BYTES), so the client reads our 400
+    instead of a reset connection; past that the connection is closed unread."""
+    remaining = length if length <= _MAX_DRAIN_BYTES else 0
+    while remaining > 0:
+      chunk = self.rfile.read(min(remaining, 2**20))
+      if not chunk:
+        return
+      remaining -= len(chunk)
+
+  def _read_exactly(self, length: int) -> bytes:
     try:
-      length = int(self.headers.get('Content-Length', '0'))
-    except ValueError:
+      body = self.rfile.read(length)
+    except TimeoutError:
+      raise errors.request_timeout(
+          f'the request body stopped after fewer than {length} bytes: nothing came for '
+          f'{self.server.timeout_seconds:g} s (--rest_api_timeout_in_ms)') from None
+    if len(body) < length:
+      raise _ClientGone()
+    return body
+
+  def _read_body(self) -> bytes:
+    """The request's whole body, whatever the method. The connection is closed (after the
+    answer) whenever the body was not read to its end, so the next request starts in step."""
+    try:
+      length = self._content_length()
+      limit = self.server.max_body_bytes
+      if length > limit:
+        self.close_connection = True
+        self._drain(length)
+        raise errors.invalid_argument(
+            f'request body of {length if length < 10**18 else "over 10**18"} bytes is over the '
+            f'limit of {limit} bytes (--rest_api_max_body_bytes)')
+      return self._read_exactly(length)
+    except (errors.ServingError, _ClientGone, ConnectionError, TimeoutError):
       self.close_connection = True
-      raise errors.invalid_argument('Content-Length is not a number') from None
-    limit = self.server.max_body_bytes
-    if length > limit:
-      self.close_connection = True
-      remaining = length if length <= _MAX_DRAIN_BYTES else 0
-      while remaining > 0:
-        chunk = self.rfile.read(min(remaining, 2**20))
-        if not chunk:
-          break
-        remaining -= len(chunk)
-      raise errors.invalid_argument(f'request body of {length} bytes is over the limit of '
-                                    f'{limit} bytes (--rest_api_max_body_bytes)')
-    return self.rfile.read(length)
+      raise
 
   def _malformed(self) -> errors.ServingError:
     return errors.not_found(f'Malformed request: {self.command} {self.path}')
 
-  def do_GET(self):  # noqa: N802  (BaseHTTPRequestHandler's naming)
+  def _answer(self, route: Callable[[bytes], None]) -> None:
+    """Reads the body, then lets route(body) send the answer; every failure is a JSON error
+    (or, for a client that left, a quiet close), never a traceback."""
     try:
-      api: ServingApi = self.server.api
-      path = self.path.split('?')[0]
-      match = _METADATA.fullmatch(path)
-      if match:
-        response = api.model_metadata(match[1], _version(match[2], match[3]))
-        return self._send(200, metadata_json(response))
-      match = _STATUS.fullmatch(path)
-      if match:
-        response = api.model_status(match[1], _version(match[2], match[3]))
-        return self._send(200, proto_json(response))
-      raise self._malformed()
+      route(self._read_body())
+    except (_ClientGone, ConnectionError, TimeoutError):  # (TimeoutError: while draining)
+      self.close_connection = True
     except errors.ServingError as error:
       self._send_error(error)
     except Exception as error:  # noqa: BLE001  (never let one request take the server down)
       self._send(500, {'error': f'internal error: {error}'})
 
+  def _get(self, body: bytes) -> None:
+    del body  # read so that it cannot pass for the next request; GET takes none
+    api: ServingApi = self.server.api
+    path = self.path.split('?')[0]
+    match = _METADATA.fullmatch(path)
+    if match:
+      response = api.model_metadata(match[1], _version(match[2], match[3]))
+      return self._send(200, metadata_json(response))
+    match = _STATUS.fullmatch(path)
+    if match:
+      response = api.model_status(match[1], _version(match[2], match[3]))
+      return self._send(200, proto_json(response))
+    raise self._malformed()
+
+  def _post(self, body: bytes) -> None:
+    match = _PREDICT.fullmatch(self.path.split('?')[0])
+    if not match:
+      raise self._malformed()
+    if match[4].lower() != 'predict':
+      raise errors.ServingError(errors.grpc.StatusCode.UNIMPLEMENTED,
+                                f'{match[4]} is not supported: these models answer :predict')
+    api: ServingApi = self.server.api
+    loaded = api.resolve(match[1], _version(match[2], match[3]))
+    request, signature_name = parse_predict_request(body)
+    _, signature_def = loaded.signature(signature_name)
+    layout, inputs = decode_predict_request(request, signature_def)
+    _, outputs = api.predict(loaded, signature_name, inputs)
+    answer = json.dumps(encode_predict_response(layout, outputs)).encode()
+    api.check_response_bytes(len(answer), _rows(inputs))
+    self._send_body(200, answer)
+
+  def _unsupported(self, body: bytes) -> None:
+    del body  # read, so the connection stays in step for the next request
+    raise self._malformed()
+
+  def do_GET(self):  # noqa: N802  (BaseHTTPRequestHandler's naming)
+    self._answer(self._get)
+
   def do_POST(self):  # noqa: N802
-    try:
-      body = self._read_body()
-      match = _PREDICT.fullmatch(self.path.split('?')[0])
-      if not match:
-        raise self._malformed()
-      if match[4].lower() != 'predict':
-        raise errors.ServingError(errors.grpc.StatusCode.UNIMPLEMENTED,
-                                  f'{match[4]} is not supported: these models answer :predict')
-      loaded = self.server.api.resolve(match[1], _version(match[2], match[3]))
-      request, signature_name = parse_predict_request(body)
-      _, signature_def = loaded.signature(signature_name)
-      layout, inputs = decode_predict_request(request, signature_def)
-      _, outputs = ServingApi.predict(loaded, signature_name, inputs)
-      self._send(200, encode_predict_response(layout, outputs))
-    except errors.ServingError as error:
-      self._send_error(error)
-    except Exception as error:  # noqa: BLE001
-      self._send(500, {'error': f'internal error: {error}'})
+    self._answer(self._post)
 
   def do_PUT(self):  # noqa: N802
-    self._send_error(self._malformed())
+    self._answer(self._unsupported)
 
   do_DELETE = do_PATCH = do_PUT
 
 
+def _rows(inputs: Arrays) -> int:
+  return max((array.shape[0] for array in inputs.values() if array.ndim), default=0)
+
+
 class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-  """A thread per connection; keep-alive; closes idle connections after a minute."""
+  """A thread per connection, at most num_threads at once; keep-alive; closes connections
+  silent for timeout_seconds."""
   daemon_threads = True
   allow_reuse_address = True
 
   def __init__(self, address, api: ServingApi, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               verbose: bool = False):
+               timeout_seconds: float = DEFAULT_TIMEOUT_MS / 1000,
+               listen_backlog: int = DEFAULT_LISTEN_BACKLOG, verbose: bool = False,
+               num_threads: int = DEFAULT_NUM_THREADS):
+    self.request_queue_size = listen_backlog  # socketserver's listen() argument
+    self._free_threads = threading.BoundedSemaphore(num_threads)
     super().__init__(address, _Handler)
     self.api = api
     self.max_body_bytes = max_body_bytes
+    self.timeout_seconds = timeout_seconds
     self.verbose = verbose
+
+  def process_request(self, request, client_address):
+    """Waits for a free thread before serving the accepted connection (the accept loop waits
+    with it, so further connections queue in the listen backlog)."""
+    self._free_threads.acquire()
+    try:
+      super().process_request(request, client_address)
+    except BaseException:
+      self._free_threads.release()
+      raise
+
+  def process_request_thread(self, request, client_address):
+    try:
+      super().process_request_thread(request, client_address)
+    finally:
+      self._free_threads.release()
+
+  def handle_error(self, request, client_address):
+    """A connection's network failure (reset, timeout) is the client's: one line when
+    verbose, no traceback. Anything else is a bug of ours and keeps its traceback."""
+    error = sys.exc_info()[1]
+    if isinstance(error, OSError):
+      if self.verbose:
+        print(f'{client_address[0]}: connection closed: {error}', file=sys.stderr)
+      return
+    super().handle_error(request, client_address)

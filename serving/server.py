@@ -4,42 +4,122 @@
     python -m serving --model_config_file models.config [--enable_batching
         --batching_parameters_file batching_parameters.txt]
 
-Flags are TF Serving's (dashes or underscores), so the same command line and configuration
-files work with `tensorflow_model_server`. Ports: 8500 gRPC, 8501 REST.
+Flags are TF Serving's where it has them, so the same command line and configuration files
+work with `tensorflow_model_server`; each may also be spelled with dashes (--model-name).
+By default the server listens on every network interface (--host 0.0.0.0): use
+--host 127.0.0.1 to keep it to this machine. Ports: 8500 gRPC, 8501 REST.
 """
 import argparse
+import dataclasses
 import os
 import signal
 import sys
 import threading
 from typing import List, Optional, Sequence
 
-from serving import config_files
+import tensorflow as tf
+
+from serving import api, config_files, grpc_service, rest, saved_model
 from serving.api import ServingApi
 from serving.config_files import BatchingParameters, ModelSource
-from serving.grpc_service import DEFAULT_MAX_MESSAGE_BYTES, make_grpc_server
-from serving.models import ModelManager
-from serving.rest import DEFAULT_MAX_BODY_BYTES, RestServer
+from serving.grpc_service import make_grpc_server
+from serving.models import ModelManager, ServedModel
+from serving.rest import RestServer
+
+EVERY_INTERFACE = '0.0.0.0'
+
+
+def _option(default, help_text: str):
+  return dataclasses.field(default=default, metadata={'help': help_text})
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+  """How the server listens and what one request may ask of it.
+
+  Each field is the `python -m serving` flag of the same name (TF Serving's name where TF
+  Serving has the flag), with the field's default and help, so help and defaults cannot drift.
+  """
+  host: str = _option(EVERY_INTERFACE, f'address to listen on: {EVERY_INTERFACE} is every '
+                      'network interface (reachable from other machines), 127.0.0.1 this '
+                      'machine only')
+  port: int = _option(8500, 'gRPC port')
+  rest_api_port: int = _option(8501, 'REST port')
+  file_system_poll_wait_seconds: float = _option(
+      1.0, 'seconds between looks at the model base paths for new versions')
+  max_request_rows: int = _option(
+      api.DEFAULT_MAX_REQUEST_ROWS, 'most rows (users, histories) in one predict request; '
+      'more is INVALID_ARGUMENT (HTTP 400) before any work')
+  max_response_bytes: int = _option(
+      api.DEFAULT_MAX_RESPONSE_BYTES, 'largest predict response, as JSON or PredictResponse; '
+      'larger is INVALID_ARGUMENT (HTTP 400)')
+  rest_api_max_body_bytes: int = _option(rest.DEFAULT_MAX_BODY_BYTES,
+                                         'largest REST request body (larger: HTTP 400)')
+  rest_api_timeout_in_ms: int = _option(
+      rest.DEFAULT_TIMEOUT_MS, 'a REST connection that sends nothing for this long (idle '
+      'keep-alive, or stalled mid-request: HTTP 408) is closed')
+  rest_api_listen_backlog: int = _option(
+      rest.DEFAULT_LISTEN_BACKLOG, 'connections the REST port queues until they are accepted '
+      '(the kernel caps it at net.core.somaxconn)')
+  rest_api_num_threads: int = _option(
+      rest.DEFAULT_NUM_THREADS, 'REST connections served at once, a thread each; more wait in '
+      'the listen backlog')
+  grpc_max_message_bytes: int = _option(grpc_service.DEFAULT_MAX_MESSAGE_BYTES,
+                                        'largest gRPC request (larger: RESOURCE_EXHAUSTED)')
+  verbose: bool = _option(False, 'log every REST request')
+
+  def __post_init__(self):
+    """Ports may be 0 (any free port); every other number is a size or a time, so over 0."""
+    for field in dataclasses.fields(self):
+      if field.type not in (int, float):
+        continue
+      value, port = getattr(self, field.name), _is_port(field.name)
+      if value < 0 or (value == 0 and not port):
+        raise ValueError(f'--{field.name} must be {"0 or more" if port else "over 0"}, '
+                         f'got {value}')
+
+
+def _is_port(name: str) -> bool:
+  return name.endswith('port')
+
+
+def _no_version_hint(model: ServedModel) -> str:
+  """Why a model has no version to serve yet, and how to get one there."""
+  base_path = model.source.base_path
+  on_disk = saved_model.versions(base_path)
+  if on_disk:
+    return (f'none of its version folders {sorted(on_disk)} loaded (see the errors above); '
+            'the server keeps watching and loads a version once its files change')
+  if tf.io.gfile.isdir(base_path):
+    where = f'{base_path} holds no version folder (<version>/saved_model.pb) yet'
+  else:
+    where = f'{base_path} does not exist yet'
+  return (f'{where}. Train and push one: `make demo`, or `python -m pipeline run --workdir '
+          f'WORKDIR` (it pushes to WORKDIR/serving_models/{model.name}); the server watches '
+          'the folder and serves the first version that arrives')
 
 
 class ModelServer:
   """Loads the models, then serves gRPC and REST until stop()."""
 
-  def __init__(self, sources: Sequence[ModelSource], host: str = '0.0.0.0', grpc_port: int = 8500,
-               rest_port: int = 8501, batching: Optional[BatchingParameters] = None,
-               poll_seconds: float = 1.0, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, verbose: bool = False,
-               log=print):
-    self.manager = ModelManager(sources, batching, poll_seconds, log)
-    self.api = ServingApi(self.manager)
+  def __init__(self, sources: Sequence[ModelSource], options: ServerOptions = ServerOptions(),
+               batching: Optional[BatchingParameters] = None, log=print):
+    self.options = options
+    self.manager = ModelManager(sources, batching, options.file_system_poll_wait_seconds, log)
+    self.api = ServingApi(self.manager, options.max_request_rows, options.max_response_bytes)
     self._log = log
-    self._grpc = make_grpc_server(self.api, f'{host}:{grpc_port}',
-                                  max_message_bytes=max_message_bytes)
+    self._grpc = make_grpc_server(self.api, f'{options.host}:{options.port}',
+                                  max_message_bytes=options.grpc_max_message_bytes)
     try:
-      self._rest = RestServer((host, rest_port), self.api, max_body_bytes, verbose)
+      self._rest = RestServer((options.host, options.rest_api_port), self.api,
+                              options.rest_api_max_body_bytes,
+                              options.rest_api_timeout_in_ms / 1000,
+                              options.rest_api_listen_backlog, options.verbose,
+                              options.rest_api_num_threads)
     except OSError as error:
-      raise OSError(f'cannot listen on {host}:{rest_port} for REST: {error}') from None
-    self.grpc_port, self.rest_port = grpc_port, self._rest.server_address[1]
+      raise OSError(f'cannot listen on {options.host}:{options.rest_api_port} for REST: '
+                    f'{error}') from None
+    self.grpc_port, self.rest_port = options.port, self._rest.server_address[1]
     self._rest_thread = threading.Thread(target=self._rest.serve_forever, daemon=True,
                                          name='rest')
 
@@ -50,25 +130,36 @@ class ModelServer:
         versions = [status.version for status in model.status() if status.state == 'AVAILABLE']
       except Exception:  # noqa: BLE001  (no versions yet: it is watched, and loads when pushed)
         versions = []
-      self._log(f'Model {name}: serving version(s) {versions or "none yet"} from '
-                f'{model.source.base_path}')
+      if versions:
+        self._log(f'Model {name}: serving version(s) {versions} from {model.source.base_path}')
+      else:
+        self._log(f'Model {name}: no version to serve yet: {_no_version_hint(model)}')
     self._grpc.start()
     self._rest_thread.start()
-    self._log(f'gRPC on port {self.grpc_port}, REST on port {self.rest_port} '
+    host = self.options.host
+    everywhere = (f' ({EVERY_INTERFACE}: every network interface; --host 127.0.0.1 for this '
+                  'machine only)' if host == EVERY_INTERFACE else '')
+    self._log(f'gRPC on {host}:{self.grpc_port}, REST on {host}:{self.rest_port}{everywhere} '
               f'(e.g. GET http://localhost:{self.rest_port}/v1/models/'
               f'{next(iter(self.manager.models))})')
     return self
 
   def stop(self) -> None:
-    self._rest.shutdown()
+    if self._rest_thread.is_alive():  # shutdown() waits for a serve_forever that never ran
+      self._rest.shutdown()
     self._rest.server_close()
     self._grpc.stop(grace=2).wait()
     self.manager.stop()
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
-  """A TF Serving flag, spelled with underscores (as TF Serving) or dashes."""
-  parser.add_argument('--' + name, '--' + name.replace('_', '-'), dest=name, **kwargs)
+  """A TF Serving flag, spelled with underscores as TF Serving does; the dashed spelling is
+  accepted too but left out of --help, so each flag is listed once."""
+  parser.add_argument('--' + name, dest=name, **kwargs)
+  dashed = '--' + name.replace('_', '-')
+  if dashed != '--' + name:
+    parser.add_argument(dashed, dest=name, **{**kwargs, 'help': argparse.SUPPRESS,
+                                              'default': argparse.SUPPRESS})
 
 
 def _boolean(text: str) -> bool:
@@ -77,30 +168,59 @@ def _boolean(text: str) -> bool:
   return text.lower() in ('true', '1')
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+  """The description as written; each flag's help followed by its default, if it has one."""
+
+  def _get_help_string(self, action):
+    text = action.help or ''
+    if action.default is False:
+      return text + ' (default: off)'
+    if action.default is None or action.default is argparse.SUPPRESS or '%(default)' in text:
+      return text
+    return text + ' (default: %(default)s)'
+
+
+def _option_flags(parser: argparse.ArgumentParser) -> None:
+  for field in dataclasses.fields(ServerOptions):
+    if field.type is bool:
+      _flag(parser, field.name, action='store_true', help=field.metadata['help'])
+    else:
+      metavar = 'PORT' if _is_port(field.name) else {int: 'N', float: 'SECONDS'}.get(field.type)
+      _flag(parser, field.name, type=field.type, default=field.default, metavar=metavar,
+            help=field.metadata['help'])
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog='python -m serving', description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  _flag(parser, 'model_name', default='retrieval', help='with --model_base_path')
-  _flag(parser, 'model_base_path', help='folder of numbered version folders (the Pusher\'s)')
-  _flag(parser, 'model_config_file', help='a models.config (several models, version policies)')
-  _flag(parser, 'port', type=int, default=8500, help='gRPC port')
-  _flag(parser, 'rest_api_port', type=int, default=8501, help='REST port')
-  _flag(parser, 'host', default='0.0.0.0', help='address to listen on (ours; 127.0.0.1: local)')
+                                   formatter_class=_HelpFormatter)
+  _flag(parser, 'model_name', default='retrieval', help='the model\'s name in requests, with '
+        '--model_base_path')
+  _flag(parser, 'model_base_path', help='folder of numbered version folders (the Pusher\'s); '
+        'this or --model_config_file')
+  _flag(parser, 'model_config_file', help='a models.config (several models, version '
+        'policies); this or --model_base_path')
   _flag(parser, 'enable_batching', nargs='?', const=True, default=False, type=_boolean,
         help='batch concurrent requests (also --enable_batching=true, as TF Serving)')
-  _flag(parser, 'batching_parameters_file', help='TF Serving batching parameters (text proto)')
-  _flag(parser, 'file_system_poll_wait_seconds', type=float, default=1.0)
-  _flag(parser, 'model_config_file_poll_wait_seconds', type=float, default=0,
+  _flag(parser, 'batching_parameters_file', help='TF Serving batching parameters (text proto); '
+        'without it, the defaults of config_files.BatchingParameters')
+  _flag(parser, 'model_config_file_poll_wait_seconds', type=float, default=0, metavar='SECONDS',
         help='accepted for TF Serving compatibility; this server reads the config file once')
-  _flag(parser, 'rest_api_max_body_bytes', type=int, default=DEFAULT_MAX_BODY_BYTES)
-  _flag(parser, 'grpc_max_message_bytes', type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
-  _flag(parser, 'verbose', action='store_true', help='log every REST request')
+  _option_flags(parser)
   args = parser.parse_args(argv)
   if bool(args.model_base_path) == bool(args.model_config_file):
     parser.error('give either --model_base_path (and --model_name) or --model_config_file')
   if args.batching_parameters_file and not args.enable_batching:
     parser.error('--batching_parameters_file needs --enable_batching')
+  try:
+    options_from_args(args)
+  except ValueError as error:
+    parser.error(str(error))
   return args
+
+
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
+  return ServerOptions(**{field.name: getattr(args, field.name)
+                          for field in dataclasses.fields(ServerOptions)})
 
 
 def server_from_args(args: argparse.Namespace, log=print) -> ModelServer:
@@ -114,9 +234,7 @@ def server_from_args(args: argparse.Namespace, log=print) -> ModelServer:
     batching = (config_files.read_batching_parameters(args.batching_parameters_file)
                 if args.batching_parameters_file else BatchingParameters())
     log(f'Batching: {batching}')
-  return ModelServer(sources, args.host, args.port, args.rest_api_port, batching,
-                     args.file_system_poll_wait_seconds, args.rest_api_max_body_bytes,
-                     args.grpc_max_message_bytes, args.verbose, log)
+  return ModelServer(sources, options_from_args(args), batching, log)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

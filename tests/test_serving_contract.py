@@ -19,7 +19,7 @@ import requests
 from serving import saved_model
 from serving.client import ServingClientError
 from serving.config_files import BatchingParameters, ModelSource
-from serving.server import ModelServer
+from serving.server import ModelServer, ServerOptions
 from tests.conftest import TOP_K
 from tests.serving_endpoints import Endpoints, free_port, push_version, real_tf_serving
 
@@ -33,11 +33,11 @@ def pushed_version(first_run) -> pathlib.Path:
 
 
 def start_local_server(base_path: pathlib.Path, batching=True) -> ModelServer:
-  return ModelServer([ModelSource('retrieval', str(base_path))], host='127.0.0.1',
-                     grpc_port=free_port(), rest_port=free_port(),
-                     batching=BatchingParameters() if batching else None, poll_seconds=0.2,
-                     max_body_bytes=MAX_BODY_BYTES, max_message_bytes=MAX_BODY_BYTES,
-                     log=lambda message: None).start()
+  options = ServerOptions(host='127.0.0.1', port=free_port(), rest_api_port=free_port(),
+                          file_system_poll_wait_seconds=0.2, rest_api_max_body_bytes=MAX_BODY_BYTES,
+                          grpc_max_message_bytes=MAX_BODY_BYTES)
+  return ModelServer([ModelSource('retrieval', str(base_path))], options,
+                     BatchingParameters() if batching else None, log=lambda message: None).start()
 
 
 def local_endpoints(server: ModelServer, base_path) -> Endpoints:
@@ -226,6 +226,11 @@ def test_oversized_requests_are_refused(endpoints):
   assert response.status_code == 400 and 'over the limit' in response.json()['error']
   assert _grpc_code(lambda: endpoints.grpc().predict({'user_id': user_ids})) == \
       'RESOURCE_EXHAUSTED'
+  too_many_rows = ['1'] * 1001  # small, but over --max_request_rows (1000)
+  response = _post(endpoints, {'inputs': too_many_rows})
+  assert response.status_code == 400 and '--max_request_rows' in response.json()['error']
+  assert _grpc_code(lambda: endpoints.grpc().predict({'user_id': too_many_rows})) == \
+      'INVALID_ARGUMENT'
   assert endpoints.rest().predict({'user_id': ['1']})['movie_ids'].shape == (1, TOP_K)
 
 

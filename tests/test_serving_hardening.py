@@ -1,0 +1,317 @@
+"""The server under hostile or heavy use: every request is bounded, HTTP framing cannot be
+smuggled, the REST port takes bursts of connections, and start-up and --help say what to do.
+
+These tests need the HTTP and gRPC layers, not a recommender, so they serve a tiny SavedModel
+written in a second (same outputs as ours: movie_ids, movie_titles, scores [batch, K]), on a
+real server on loopback. Its second signature, rows_seen, answers how many rows the model has
+run on, so a test can tell that a refused request did no work.
+"""
+import re
+import socket
+import threading
+import time
+
+import pytest
+import requests
+import tensorflow as tf
+
+from serving.client import GrpcClient, ServingClientError
+from serving.config_files import ModelSource
+from serving.server import ModelServer, ServerOptions, parse_args
+from tests.serving_endpoints import free_port
+
+K = 10
+RESPONSE_LIMIT = 100_000  # bytes: ~600 a row, so 100 rows fit and 500 do not
+TIMEOUT_MS = 1000  # the server's --rest_api_timeout_in_ms, short so a stalled body is quick
+
+
+class _TinyRecommender(tf.Module):
+  """serving_default(user_id [batch]) -> K made-up movies per user; counts the rows it ran."""
+
+  def __init__(self):
+    super().__init__()
+    self.rows = tf.Variable(0, dtype=tf.int64)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
+  def serve(self, user_id):
+    self.rows.assign_add(tf.size(user_id, out_type=tf.int64))
+    batch = tf.size(user_id)
+    ranks = tf.broadcast_to(tf.strings.as_string(tf.range(K)), [batch, K])
+    movie_ids = tf.strings.join([tf.tile(user_id[:, None], [1, K]), ranks], '-')
+    return {'movie_ids': movie_ids,
+            'movie_titles': tf.strings.join([movie_ids, ' a movie title of some length (1999)']),
+            'scores': tf.broadcast_to(tf.range(K, 0, -1, dtype=tf.float32), [batch, K])}
+
+  @tf.function(input_signature=[])
+  def rows_seen(self):
+    return {'rows_seen': self.rows.read_value()}
+
+
+@pytest.fixture(scope='module')
+def tiny_base_path(tmp_path_factory):
+  base_path = tmp_path_factory.mktemp('models') / 'tiny'
+  model = _TinyRecommender()
+  tf.saved_model.save(model, str(base_path / '1'),
+                      signatures={'serving_default': model.serve, 'rows_seen': model.rows_seen})
+  return base_path
+
+
+def _options(**overrides) -> ServerOptions:
+  return ServerOptions(**{'host': '127.0.0.1', 'port': free_port(), 'rest_api_port': 0,
+                          'file_system_poll_wait_seconds': 0.2, **overrides})
+
+
+@pytest.fixture(scope='module')
+def server(tiny_base_path):
+  """Default limits but a small --max_response_bytes and a 1 s --rest_api_timeout_in_ms."""
+  server = ModelServer([ModelSource('tiny', str(tiny_base_path))],
+                       _options(max_response_bytes=RESPONSE_LIMIT,
+                                rest_api_timeout_in_ms=TIMEOUT_MS),
+                       log=lambda message: None).start()
+  yield server
+  server.stop()
+
+
+def _url(server, path=':predict') -> str:
+  return f'http://127.0.0.1:{server.rest_port}/v1/models/tiny{path}'
+
+
+def _grpc(server) -> GrpcClient:
+  return GrpcClient(f'127.0.0.1:{server.grpc_port}', 'tiny')
+
+
+def _rows_seen(server) -> int:
+  response = requests.post(_url(server), json={'signature_name': 'rows_seen', 'inputs': {}},
+                           timeout=10)
+  return response.json()['outputs']
+
+
+def _users(count: int):
+  return [str(1 + i % 100) for i in range(count)]
+
+
+# --- 1. every predict request is bounded: rows before any work, and the response ---------------
+
+def test_a_request_over_max_request_rows_is_refused_over_rest_before_the_model_runs(server):
+  before = _rows_seen(server)
+  response = requests.post(_url(server), json={'instances': _users(100_000)}, timeout=30)
+  assert response.status_code == 400
+  error = response.json()['error']
+  assert '100000 rows' in error and 'limit of 1000' in error and '--max_request_rows' in error
+  assert _rows_seen(server) == before
+  assert requests.post(_url(server), json={'instances': _users(3)}, timeout=10).status_code == 200
+
+
+def test_a_request_over_max_request_rows_is_refused_over_grpc_before_the_model_runs(server):
+  before = _rows_seen(server)
+  with pytest.raises(ServingClientError) as raised:
+    _grpc(server).predict({'user_id': _users(1001)})
+  assert raised.value.code == 'INVALID_ARGUMENT'
+  assert '1001 rows' in raised.value.message and '--max_request_rows' in raised.value.message
+  assert _rows_seen(server) == before
+  assert _grpc(server).predict({'user_id': _users(50)})['movie_ids'].shape == (50, K)
+
+
+@pytest.mark.parametrize('dims,flag', [([10**9], '--max_request_rows'),
+                                       ([1, 10**9], '--grpc_max_message_bytes')])
+def test_a_tensor_proto_claiming_a_huge_shape_is_refused_before_it_is_built(server, dims, flag):
+  """TensorFlow fills a short TensorProto up to its shape: a 30-byte message claiming a
+  billion strings would allocate gigabytes."""
+  client = _grpc(server)
+  request = client.predict_request({'user_id': ['1']})
+  shape = request.inputs['user_id'].tensor_shape
+  del shape.dim[:]
+  for size in dims:
+    shape.dim.add(size=size)
+  with pytest.raises(ServingClientError) as raised:
+    client.predict_response(request)
+  assert raised.value.code == 'INVALID_ARGUMENT' and flag in raised.value.message
+
+
+def test_a_response_over_max_response_bytes_is_refused_over_rest_and_grpc(server):
+  response = requests.post(_url(server), json={'instances': _users(500)}, timeout=30)
+  assert response.status_code == 400
+  assert f'limit of {RESPONSE_LIMIT} bytes (--max_response_bytes)' in response.json()['error']
+  with pytest.raises(ServingClientError) as raised:
+    _grpc(server).predict({'user_id': _users(500)})
+  assert raised.value.code == 'INVALID_ARGUMENT'
+  assert '--max_response_bytes' in raised.value.message
+  answered = requests.post(_url(server), json={'instances': _users(100)}, timeout=30)
+  assert answered.status_code == 200 and len(answered.json()['predictions']) == 100
+
+
+# --- 2. the REST port takes bursts of connections ----------------------------------------------
+
+def test_rest_port_queues_a_burst_of_connections_before_it_accepts_them(tiny_base_path):
+  """A server that is not accepting yet (never started) still completes 64 connections: the
+  listen backlog was 5, and under 32 clients connections beyond it were reset."""
+  server = ModelServer([ModelSource('tiny', str(tiny_base_path))], _options(),
+                       log=lambda message: None)
+  connections = []
+  try:
+    for _ in range(64):
+      connections.append(socket.create_connection(('127.0.0.1', server.rest_port), timeout=1))
+  finally:
+    for connection in connections:
+      connection.close()
+    server.stop()
+  assert len(connections) == 64
+
+
+def test_connections_past_rest_api_num_threads_wait_for_a_free_thread(tiny_base_path):
+  """Two idle keep-alive connections hold both threads: a third is accepted into the backlog
+  but answered only once one of them closes (threads, and so memory, stay bounded)."""
+  server = ModelServer([ModelSource('tiny', str(tiny_base_path))],
+                       _options(rest_api_num_threads=2), log=lambda message: None).start()
+  try:
+    idle = [socket.create_connection(('127.0.0.1', server.rest_port), timeout=5)
+            for _ in range(2)]
+    time.sleep(0.3)  # both accepted, each thread waiting for its first request
+    with pytest.raises(requests.exceptions.ReadTimeout):
+      requests.get(_url(server, ''), timeout=1)
+    idle[0].close()
+    assert requests.get(_url(server, ''), timeout=5).status_code == 200
+    idle[1].close()
+  finally:
+    server.stop()
+
+
+def test_32_concurrent_rest_clients_on_fresh_connections_all_succeed(server):
+  clients, requests_each = 32, 40
+  failures, answered = [], []
+
+  def client(number: int):
+    for request in range(requests_each):
+      try:
+        response = requests.post(_url(server), json={'instances': [str(number), str(request)]},
+                                 timeout=20)  # requests.post: a new connection every time
+        assert response.status_code == 200, response.text
+        assert len(response.json()['predictions']) == 2
+        answered.append(1)
+      except Exception as error:  # noqa: BLE001  (collected: the test asserts there are none)
+        failures.append(repr(error))
+
+  threads = [threading.Thread(target=client, args=(number,)) for number in range(clients)]
+  started = time.monotonic()
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join(timeout=120)
+  assert failures == []
+  assert len(answered) == clients * requests_each, f'{time.monotonic() - started:.0f} s'
+
+
+# --- 3. HTTP framing: a body is never a request, bad framing is a 4xx and a closed connection ---
+
+def _exchange(server, payload: bytes, timeout: float = 5) -> bytes:
+  """Sends raw bytes to the REST port; everything received until the server closes."""
+  with socket.create_connection(('127.0.0.1', server.rest_port), timeout=timeout) as raw:
+    raw.sendall(payload)
+    received = b''
+    while True:
+      chunk = raw.recv(65536)  # socket.timeout fails the test: the server did not close
+      if not chunk:
+        return received
+      received += chunk
+
+
+def _responses(answer: bytes):
+  """[(status, headers, body)] of the HTTP responses in a byte stream, by their Content-Length."""
+  responses = []
+  while answer:
+    head, answer = answer.split(b'\r\n\r\n', 1)
+    length = int(re.search(rb'\r\nContent-Length: (\d+)', head)[1])
+    responses.append((int(head.split()[1]), head, answer[:length]))
+    answer = answer[length:]
+  return responses
+
+
+def _statuses(answer: bytes):
+  return [status for status, _, _ in _responses(answer)]
+
+
+def _request(method: str, path: str, body: bytes = b'', headers: str = '') -> bytes:
+  length = f'Content-Length: {len(body)}\r\n' if body else ''
+  return (f'{method} /v1/models/tiny{path} HTTP/1.1\r\nHost: test\r\n{length}{headers}'
+          '\r\n').encode() + body
+
+
+@pytest.mark.parametrize('method', ['PUT', 'DELETE', 'PATCH', 'GET'])
+def test_a_request_body_is_never_read_as_the_next_request(server, method):
+  smuggled = _request('GET', '')  # would answer a model status if it were read as a request
+  follow_up = _request('GET', '/metadata', headers='Connection: close\r\n')
+  answer = _exchange(server, _request(method, '', smuggled) + follow_up)
+  (first, _, _), (second, _, body) = _responses(answer)
+  assert (first, second) == (200 if method == 'GET' else 404, 200)
+  assert b'signature_def' in body  # the answer to the follow-up: metadata
+
+
+@pytest.mark.parametrize('headers', [
+    'Content-Length: -1\r\n', 'Content-Length: abc\r\n', 'Content-Length: +19\r\n',
+    'Content-Length: 19\r\nContent-Length: 5\r\n', 'Transfer-Encoding: chunked\r\n',
+    'Transfer-Encoding: gzip, chunked\r\nContent-Length: 19\r\n',
+    'Content-Length : 19\r\n', 'X-Folded: a\r\n Content-Length: 19\r\n',
+], ids=['negative', 'not a number', 'signed', 'two lengths', 'chunked', 'chunked after gzip',
+        'space before the colon', 'folded line'])
+def test_ambiguous_body_framing_is_a_400_and_a_closed_connection(server, headers):
+  body = b'{"instances": ["1"]}'[:19]
+  answer = _exchange(server, _request('POST', ':predict', headers=headers) + body)
+  [(status, head, body)] = _responses(answer)
+  assert status == 400 and b'Connection: close' in head
+  assert re.search(rb'Content-Length|Transfer-Encoding|header line', body)
+
+
+@pytest.mark.parametrize('method,suffix', [('GET', ''), ('GET', '/metadata'),
+                                           ('POST', ':predict')])
+def test_a_version_number_of_5000_digits_is_a_400(server, method, suffix):
+  answer = _exchange(server, _request(method, '/versions/' + '9' * 5000 + suffix,
+                                      b'{"instances": ["1"]}' if method == 'POST' else b'',
+                                      headers='Connection: close\r\n'))
+  assert _statuses(answer) == [400] and b'out of range' in answer
+
+
+def test_a_body_that_stops_midway_is_a_408_then_a_close_and_no_traceback(server, capfd):
+  headers = 'Content-Length: 100\r\n'
+  started = time.monotonic()
+  answer = _exchange(server, _request('POST', ':predict', headers=headers) + b'{"instan')
+  assert _statuses(answer) == [408] and b'--rest_api_timeout_in_ms' in answer
+  assert time.monotonic() - started < 5 * TIMEOUT_MS / 1000
+  with socket.create_connection(('127.0.0.1', server.rest_port), timeout=5) as raw:
+    raw.sendall(_request('POST', ':predict', headers=headers) + b'{"instan')  # then hang up
+  time.sleep(2 * TIMEOUT_MS / 1000)  # both handlers are done
+  assert requests.get(_url(server, ''), timeout=10).status_code == 200
+  assert 'Traceback' not in capfd.readouterr().err
+
+
+# --- 4. start-up and --help say what the server does and what to do ---------------------------
+
+def test_help_lists_each_flag_once_with_its_default(capsys):
+  with pytest.raises(SystemExit):
+    parse_args(['--help'])
+  help_text = capsys.readouterr().out
+  headings = [line.split('  ')[0] for line in re.findall(r'^  (--.*)', help_text, re.M)]
+  assert all(', --' not in heading for heading in headings), headings  # one spelling each
+  listed = [heading.split()[0] for heading in headings]
+  assert len(listed) == len(set(listed)) and '--port' in listed
+  for flag, default in [('--port', 8500), ('--rest_api_port', 8501), ('--max_request_rows', 1000),
+                        ('--rest_api_listen_backlog', 4096), ('--host', '0.0.0.0')]:
+    entry = help_text.split(f'\n  {flag} ')[1].split('\n  --')[0]
+    assert f'(default: {default})' in ' '.join(entry.split()), entry
+  assert '0.0.0.0 is every network interface' in ' '.join(help_text.split())
+  assert parse_args(['--model-base-path', '/m', '--max-request-rows', '5']).max_request_rows == 5
+
+
+@pytest.mark.parametrize('folder,says', [('missing', 'does not exist yet'),
+                                         ('empty', 'holds no version folder')])
+def test_starting_without_a_pushed_model_says_what_is_missing_and_how_to_push_one(
+    tmp_path, folder, says):
+  base_path = tmp_path / folder
+  if folder == 'empty':
+    base_path.mkdir()
+  lines = []
+  server = ModelServer([ModelSource('retrieval', str(base_path))], _options(),
+                       log=lines.append).start()
+  server.stop()
+  startup = '\n'.join(lines)
+  assert f'{base_path} {says}' in startup and 'make demo' in startup, startup
+  assert 'python -m pipeline run' in startup
