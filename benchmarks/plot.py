@@ -1,9 +1,12 @@
-"""Plots top-k accuracy against k for every model and baseline of bench-quality result files.
+"""Plots bench-quality's and bench-replay's result files.
 
   python -m benchmarks.plot workdir/bench-quality/quality-*.json -o docs/quality_top_k.png
+  python -m benchmarks.plot workdir/bench-replay/replay.json -o docs/replay_hr_10.png
 
-One panel per result file (a dataset and model's run), seen movies ranked too (solid) and
-excluded (dashed), so the curves of one run share a split.
+Quality: top-k accuracy against k for every model and baseline; one panel per result file (a
+dataset and model's run), seen movies ranked too (solid) and excluded (dashed), so the curves
+of one run share a split. Replay: HR@10 per week of requests for every model and baseline,
+above the requests of each week.
 """
 import argparse
 import json
@@ -49,13 +52,48 @@ def plot(result_files: List[str], output: str) -> plt.Figure:
   return figure
 
 
+def plot_replay(result_file: str, output: str) -> plt.Figure:
+  """Writes the PNG of one bench-replay result file (HR@10 per week, requests per week) and
+  returns the figure."""
+  with open(result_file) as results:
+    run = json.load(results)
+  weeks = list(range(len(run['week_starts'])))
+  figure, (hits, requests) = plt.subplots(
+      2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={'height_ratios': [3, 1]})
+  for index, (name, result) in enumerate(run['results'].items()):
+    values = [float('nan') if value is None else value for value in result['weekly_hr_10']]
+    hits.plot(weeks, values, marker='o', markersize=3, color=f'C{index}', label=name)
+  hits.set_title(f'{run["dataset"]}: replay from {run["cut_date"]}, HR@10 per week '
+                 '(history excluded)')
+  hits.set_ylabel('HR@10')
+  hits.set_ylim(bottom=0)
+  hits.grid(alpha=0.3)
+  hits.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))  # clear of the lines
+  requests.bar(weeks, run['week_requests'], color='grey')
+  requests.set_ylabel('requests')
+  requests.set_xlabel('week starting')
+  step = max(1, len(weeks) // 12)
+  requests.set_xticks(weeks[::step])
+  requests.set_xticklabels(run['week_starts'][::step], rotation=30, fontsize=7)
+  figure.tight_layout()
+  figure.savefig(output, dpi=110, bbox_inches='tight')
+  print(f'Wrote {output}')
+  return figure
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m benchmarks.plot', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('results', nargs='+', help='quality-<model>.json files of bench-quality')
+  parser.add_argument('results', nargs='+', help='quality-<model>.json files of bench-quality, '
+                      'or one replay.json of bench-replay')
   parser.add_argument('-o', '--output', default='docs/quality_top_k.png')
   args = parser.parse_args(argv)
-  plt.close(plot(args.results, args.output))
+  with open(args.results[0]) as first:
+    replay = json.load(first).get('replay', False)
+  if replay and len(args.results) > 1:
+    parser.error('a replay result file is plotted alone')
+  plt.close(plot_replay(args.results[0], args.output) if replay
+            else plot(args.results, args.output))
   return 0
 
 

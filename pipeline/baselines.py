@@ -14,7 +14,7 @@ Baselines:
 import dataclasses
 import glob
 import os
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -65,6 +65,25 @@ def _ranks(scores: np.ndarray, label_scores: np.ndarray) -> np.ndarray:
   return (scores >= label_scores[:, None]).sum(axis=1) - 1
 
 
+def unseen_ranks(scores: np.ndarray, labels: np.ndarray,
+                 seen_rows: Sequence[np.ndarray]) -> np.ndarray:
+  """Per row, how many movies outside the row's seen ones rank ahead of the label.
+
+  scores: [n, movies]; labels: [n] movie indices (-1: not in the catalogue, never a hit: its
+  rank is inf); seen_rows: n arrays of movie indices, left out of the ranking (the label is
+  ranked even if seen). Ties count against the label (see top_k_accuracy). Returns [n] float
+  ranks, 0 = first.
+  """
+  scores = np.array(scores, np.float64, copy=True)
+  rows = np.arange(len(labels))
+  label_columns = np.maximum(labels, 0)
+  label_scores = scores[rows, label_columns]
+  for row, seen in enumerate(seen_rows):
+    scores[row, seen] = -np.inf
+  scores[rows, label_columns] = label_scores
+  return np.where(labels >= 0, _ranks(scores, label_scores), np.inf)
+
+
 def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[np.ndarray]]],
                    ks: Sequence[int] = DEFAULT_KS) -> Dict[str, float]:
   """Hit rates from (scores [n, movies], label movie index [n] (-1: not in the catalogue),
@@ -77,16 +96,11 @@ def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[np.n
   hits = {(k, exclude): 0 for k in ks for exclude in (False, True)}
   total = 0
   for scores, labels, seen_rows in batches:
-    scores = np.array(scores, np.float64, copy=True)
-    rows = np.arange(len(labels))
+    scores = np.asarray(scores, np.float64)
     in_catalogue = labels >= 0
-    label_columns = np.maximum(labels, 0)
-    label_scores = scores[rows, label_columns]
+    label_scores = scores[np.arange(len(labels)), np.maximum(labels, 0)]
     ranks_seen = _ranks(scores, label_scores)
-    for row, seen in enumerate(seen_rows):
-      scores[row, seen] = -np.inf
-    scores[rows, label_columns] = label_scores  # the label is ranked even if seen
-    ranks_unseen = _ranks(scores, label_scores)
+    ranks_unseen = unseen_ranks(scores, labels, seen_rows)
     for k in ks:
       hits[(k, False)] += int(np.sum(in_catalogue & (ranks_seen < k)))
       hits[(k, True)] += int(np.sum(in_catalogue & (ranks_unseen < k)))
@@ -179,6 +193,32 @@ def baseline_accuracy(train: Ratings, eval_ratings: Ratings, ease_l2: float = 50
       seen_rows(eval_ratings, train, movie_index), ks)
 
 
+def markov_scorer(lasts: Sequence[bytes], nexts: Sequence[bytes], movie_index: Dict[bytes, int]
+                  ) -> Callable[[Sequence[Optional[bytes]]], np.ndarray]:
+  """First-order Markov: score(last movies [n]) -> [n, movies] scores of each next movie.
+
+  Fit on transitions (lasts[i] -> nexts[i]): a movie's score is how often it followed the
+  query's last movie, plus a tie-break under 1 by how often it was a next movie at all; a last
+  movie never seen in the fit (or None, an empty history) leaves popularity alone to decide.
+  nexts outside movie_index are left out.
+  """
+  nexts_index = movie_indices(nexts, movie_index)
+  known = nexts_index >= 0
+  counts = np.bincount(nexts_index[known], minlength=len(movie_index)).astype(np.float64)
+  # One row per movie that was ever a last one; the extra last row, all zeros, stands for a
+  # last movie never seen (popularity alone decides).
+  last_row = {movie: row for row, movie in enumerate(sorted(set(lasts)))}
+  transitions = np.zeros((len(last_row) + 1, len(movie_index)), np.float32)
+  np.add.at(transitions, (np.array([last_row[last] for last in lasts], np.int64)[known],
+                          nexts_index[known]), 1)
+  tie_break = (counts / (counts.max(initial=0) + 1)).astype(np.float32)
+
+  def score(last_movies: Sequence[Optional[bytes]]) -> np.ndarray:
+    return transitions[[last_row.get(last, len(last_row)) for last in last_movies]] + tie_break
+
+  return score
+
+
 def sequential_baseline_accuracy(train: Ratings, eval_ratings: Ratings,
                                  ks: Sequence[int] = DEFAULT_KS) -> Dict[str, Dict[str, float]]:
   """Sequential baselines on timeline examples, {'most-popular', 'Markov'} (see top_k_accuracy).
@@ -188,21 +228,11 @@ def sequential_baseline_accuracy(train: Ratings, eval_ratings: Ratings,
   """
   movie_index = _index(train.movie_ids)
   counts = _training_counts(train, movie_index)
-  # One row per movie that was ever the last of a training context; the extra last row, all
-  # zeros, stands for a last movie never seen there (popularity alone decides).
-  lasts = sorted({context[-1] for context in train.contexts})
-  last_row = {movie: row for row, movie in enumerate(lasts)}
-  transitions = np.zeros((len(lasts) + 1, len(movie_index)), np.float32)
-  np.add.at(transitions, ([last_row[context[-1]] for context in train.contexts],
-                          movie_indices(train.movie_ids, movie_index)), 1)
-  tie_break = (counts / (counts.max() + 1)).astype(np.float32)
-  eval_last = np.array([last_row.get(context[-1], len(lasts))
-                        for context in eval_ratings.contexts])
-
-  def markov(rows):
-    return transitions[eval_last[rows]] + tie_break
-
-  return accuracies({'most-popular': _most_popular(counts), 'Markov': markov},
+  markov = markov_scorer([context[-1] for context in train.contexts], train.movie_ids,
+                         movie_index)
+  eval_lasts = [context[-1] for context in eval_ratings.contexts]
+  return accuracies({'most-popular': _most_popular(counts),
+                     'Markov': lambda rows: markov(eval_lasts[rows])},
                     movie_indices(eval_ratings.movie_ids, movie_index),
                     seen_rows(eval_ratings, train, movie_index), ks)
 
