@@ -25,7 +25,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from components import features as f
+from components.eval_config import RMSE_METRIC
 from components.ingest import movielens
+from components.model import kinds
 from pipeline import baselines, cli
 from pipeline.results import latest_run_results
 
@@ -84,12 +86,11 @@ def main(argv=None) -> int:
   wall_seconds = time.time() - started
   workdir = os.path.abspath(args.workdir)
   results = latest_run_results(os.path.join(workdir, 'metadata.sqlite'))
-  sequential = args.model == 'sequential'
-  examples_uri = results.outputs[('TimelineGen' if sequential else 'FileBasedExampleGen',
-                                  'Examples')]
+  kind = kinds.of(args.model)
+  examples_uri = results.outputs[(kind.examples_component, 'Examples')]
   train = baselines.ratings_of_split(examples_uri, 'train')
   eval_ratings = baselines.ratings_of_split(examples_uri, 'eval')
-  if sequential:
+  if kind.timelines:
     rows = baselines.sequential_baseline_accuracy(train, eval_ratings, CURVE_KS)
   else:
     rows = baselines.baseline_accuracy(train, eval_ratings, args.ease_l2, CURVE_KS)
@@ -98,10 +99,9 @@ def main(argv=None) -> int:
                                results.outputs[('Transform', 'TransformGraph')],
                                examples_uri, train, eval_ratings)
 
-  unit = 'timeline examples' if sequential else 'ratings'
   print(f'\n== Quality: {len(train.movie_ids)} train / {len(eval_ratings.movie_ids)} eval '
-        f'{unit}, {len(set(train.movie_ids))} movies in training'
-        + ('' if sequential else f'; EASE l2={args.ease_l2}') + ' ==')
+        f'{kind.example_unit}, {len(set(train.movie_ids))} movies in training'
+        + ('' if kind.timelines else f'; EASE l2={args.ease_l2}') + ' ==')
   print(f'{"":<22}{"seen movies ranked too":^30}{"seen movies excluded":^30}')
   print(f'{"model":<22}' + ''.join(f'{f"top-{k}":>10}' for k in TOP_KS) * 2)
   for name, metrics in rows.items():
@@ -109,9 +109,9 @@ def main(argv=None) -> int:
   evaluator = ', '.join(f'top-{k} {results.metrics[f"top_{k}_accuracy"]:.4f}' for k in TOP_KS)
   print(f'(the Evaluator\'s figures for {args.model}, seen movies ranked too: {evaluator})')
   rmse = {}
-  if args.model == 'multitask':
+  if RMSE_METRIC in results.metrics:  # a kind that predicts ratings (multitask)
     rmse = {'bias baseline': baselines.bias_baseline_rmse(train, eval_ratings),
-            args.model: results.metrics['rating_rmse']}
+            args.model: results.metrics[RMSE_METRIC]}
     print('\n== Rating RMSE on the eval ratings ==')
     for name, value in rmse.items():
       print(f'{name:<16}{value:>10.4f}')

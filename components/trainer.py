@@ -14,12 +14,11 @@ from tfx_bsl.public import tfxio
 
 from components import features as f
 from components.model import export
-from components.model.biases import fit_biases
 from components.model.catalogue import Catalogue
 from components.model.config import ModelConfig
 from components.model.ensemble import Ensemble
-from components.model.recommender import CatalogueNegatives, RatingHead, RecommenderModel
-from components.model.towers import CandidateTower, ContextTower, QueryTower
+from components.model.recommender import CatalogueNegatives, RecommenderModel
+from components.model.towers import CandidateTower
 from components.transform import NUM_OOV_BUCKETS
 
 def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
@@ -35,12 +34,11 @@ def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
 
 def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
                 catalogue: Catalogue) -> RecommenderModel:
-  """Towers sized from the transform's vocabularies, and the tasks the config's kind names."""
+  """Towers sized from the transform's vocabularies, and the tasks of the config's kind
+  (components/model/kinds.py: its query tower, and its rating head if it has one)."""
+  kind = config.model_kind
   vocab_size = tft_output.vocabulary_size_by_name
-  if config.kind == 'sequential':
-    query_tower = ContextTower(vocab_size(f.MOVIE_ID_VOCAB), config, name='query_tower')
-  else:
-    query_tower = QueryTower(vocab_size(f.USER_ID_VOCAB), config, name='query_tower')
+  query_tower = kind.query_tower(config, tft_output)
   candidate_tower = CandidateTower(
       vocab_size(f.MOVIE_ID_VOCAB), vocab_size(f.MOVIE_TITLE_TOKEN_VOCAB),
       vocab_size(f.MOVIE_GENRE_VOCAB), config, name='candidate_tower')
@@ -51,13 +49,7 @@ def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
                                              catalogue.positions(movie_table_size))
   elif config.sampling_correction:
     sampling_probability = catalogue.sampling_probability(movie_table_size)
-  rating_head = None
-  if config.kind == 'multitask':
-    mean, user_bias, movie_bias = fit_biases(
-        *catalogue.ratings, num_users=vocab_size(f.USER_ID_VOCAB) + NUM_OOV_BUCKETS,
-        num_movies=movie_table_size)
-    rating_head = RatingHead(config.rating_layer_sizes, mean, user_bias, movie_bias,
-                             name='rating_head')
+  rating_head = kind.rating_head(config, tft_output, catalogue)
   return RecommenderModel(query_tower, candidate_tower, sampling_probability, config.temperature,
                           rating_head, config.retrieval_weight, config.rating_weight,
                           catalogue_negatives)
@@ -120,8 +112,8 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   candidate_embeddings = model.candidate_tower(catalogue.candidate_features())
 
   def module(index_kind):
-    return export.make_module(config, model, tft_output, catalogue, candidate_embeddings,
-                              index_kind)
+    return config.model_kind.export_module(model, tft_output, catalogue, candidate_embeddings,
+                                           config, index_kind)
 
   export.save(module(config.index), serving_model_dir)
   if eval_model_dir:

@@ -215,8 +215,8 @@ def print_results(config: PipelineConfig) -> int:
   print(f'Model:      {results.model_uri}')
   print(f'Evaluation: {results.evaluation_uri}')
   if results.blessed:
-    rmse = f' and rating_rmse <= {config.max_rmse}' if config.model.kind == 'multitask' else ''
-    print(f'Blessed: top_{config.gate_k}_accuracy >= {config.min_accuracy}{rmse} and no '
+    also = config.model.model_kind.describe_gate(config)  # multitask: ' and rating_rmse <= x'
+    print(f'Blessed: top_{config.gate_k}_accuracy >= {config.min_accuracy}{also} and no '
           'regression against the latest blessed model.')
   else:
     print('NOT blessed: the model did not clear the gate; nothing was pushed.')

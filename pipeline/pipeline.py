@@ -7,7 +7,6 @@ from tfx.proto import example_gen_pb2
 from components import pusher as pusher_executor
 from components.eval_config import make_eval_config
 from components.ingest import example_gen
-from components.timelines import TimelineGen
 from components.validation import AnomaliesGate
 from pipeline.config import PipelineConfig
 
@@ -42,31 +41,13 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   # Stops the run on anomalies, naming each feature and why.
   anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
 
-  sequential_components = []
-  if config.model.kind == 'sequential':
-    # Turns every user's ratings into (recent movies -> next movie) examples, split 90/10.
-    timeline_gen = TimelineGen(
-        examples=examples, min_rating=config.min_rating,
-        min_timeline_length=config.min_timeline_length,
-        max_context_length=config.model.max_context_length,
-        eval_percent=config.timeline_eval_percent)
-    timeline_gen.add_upstream_node(anomalies_gate)
-    timeline_schema_gen = tfx.components.ImportSchemaGen(
-        schema_file=config.timeline_schema_file).with_id('timeline_schema_gen')
-    sequential_components = [timeline_gen, timeline_schema_gen]
-    # The model trains and is evaluated on the timelines instead of the ratings.
-    model_examples = timeline_gen.outputs['timelines']
-    transform = tfx.components.Transform(
-        examples=model_examples, schema=timeline_schema_gen.outputs['schema'],
-        preprocessing_fn='components.transform.timeline_preprocessing_fn')
-  else:
-    model_examples = examples
-    # Builds vocabularies, timestamp buckets and z-scores; transforms both splits.
-    transform = tfx.components.Transform(
-        examples=examples, schema=schema_gen.outputs['schema'],
-        preprocessing_fn='components.transform.preprocessing_fn',
-        custom_config={'timestamp_buckets': config.model.timestamp_buckets})
-    transform.add_upstream_node(anomalies_gate)
+  # The model kind's examples and their Transform (components/model/kinds.py model_data): the
+  # ratings, or for sequential TimelineGen's (recent movies -> next movie) examples and their
+  # schema. Transform builds vocabularies, timestamp buckets and z-scores; transforms both splits.
+  kind = config.model.model_kind
+  model_data = kind.model_data(examples, schema_gen.outputs['schema'], after=anomalies_gate,
+                               settings=config)
+  transform = model_data.transform
 
   # Trains the TFRS model and exports the serving (ScaNN) and evaluation (plain TF) models.
   trainer = tfx.components.Trainer(
@@ -85,17 +66,17 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id('latest_blessed_model_resolver')
 
-  # Computes top-k accuracy (and RMSE for multitask) on the eval split and blesses the model
-  # if it clears the gate.
+  # Computes top-k accuracy (and the kind's own gated metrics: RMSE for multitask) on the eval
+  # split and blesses the model if it clears the gate.
   evaluator = tfx.components.Evaluator(
-      examples=model_examples, model=trainer.outputs['model'],
+      examples=model_data.examples, model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
       example_splits=['eval'],
       # Loads each model's plain-TF Format-TFMA (no ScaNN ops) rather than Format-Serving.
       module_path='components.eval_config',
       eval_config=make_eval_config(
           config.eval_top_ks, config.gate_k, config.min_accuracy, config.max_regression,
-          max_rmse=config.max_rmse if config.model.kind == 'multitask' else None))
+          **kind.gate(config)))
 
   # Copies a blessed model into the serving model dir as a new version, unless the latest
   # version already is this model (an unchanged re-run); skips the rest.
@@ -110,7 +91,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
-                  anomalies_gate, *sequential_components, transform, trainer, model_resolver,
+                  anomalies_gate, *model_data.components, trainer, model_resolver,
                   evaluator, pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=(

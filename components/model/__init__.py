@@ -1,1 +1,1 @@
-"""TFRS models: towers shared by every variant, one task module per model kind."""
+"""TFRS models: towers shared by every variant, one class per model kind (kinds.py)."""

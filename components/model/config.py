@@ -6,9 +6,10 @@ every field from it, so the flags, their help and their defaults cannot drift fr
 import dataclasses
 from typing import Any, Dict, Tuple
 
-# retrieval: user (+ context) -> movies. multitask: the same plus a rating head.
-# sequential: the user's recent movies (a GRU over them) -> the next movie.
-MODEL_KINDS = ('retrieval', 'multitask', 'sequential')
+from components.model import kinds
+
+# The model kinds (components/model/kinds.py), by name: retrieval, multitask, sequential.
+MODEL_KINDS = tuple(kinds.KINDS)
 INDEX_KINDS = ('scann', 'brute-force')
 # What the retrieval softmax ranks each label against: the batch's other movies (scales to any
 # catalogue), or every movie in the catalogue (a full softmax: exact, for catalogues of
@@ -16,14 +17,10 @@ INDEX_KINDS = ('scann', 'brute-force')
 NEGATIVES = ('in-batch', 'catalogue')
 OPTIMIZERS = ('adagrad', 'adam')
 
-# What ModelConfig.tuned sets per kind on top of the dataclass defaults: the settings that
-# reached the quality targets on MovieLens (docs/benchmarks.md says what each bought).
-TUNED = {
-    'retrieval': {'epochs': 40, 'embedding_l2': 0.5, 'negatives': 'catalogue',
-                  'temperature': 0.5, 'query_dropout': 0.4, 'ensemble_size': 3},
-    'multitask': {'epochs': 20, 'embedding_l2': 1.0},
-    'sequential': {},  # 10 epochs, no L2, in-batch negatives
-}
+# What ModelConfig.tuned sets per kind on top of the dataclass defaults (each kind's `tuned`):
+# the settings that reached the quality targets on MovieLens (docs/benchmarks.md says what
+# each bought).
+TUNED = {name: dict(kind.tuned) for name, kind in kinds.KINDS.items()}
 # The fields some kind tunes: the CLI leaves them unset unless given (each needs a flag).
 TUNED_FIELDS = tuple(dict.fromkeys(name for values in TUNED.values() for name in values))
 
@@ -48,8 +45,7 @@ class ModelConfig:
   is what the CLI and the Kubeflow runner start from.
   """
   kind: str = documented(
-      'retrieval', 'model kind: retrieval (user -> movies), multitask (retrieval plus a rating '
-      'head) or sequential (recent movies -> the next one)', flag='--model', choices=MODEL_KINDS)
+      'retrieval', f'model kind: {kinds.described()}', flag='--model', choices=MODEL_KINDS)
   embedding_dim: int = documented(64, 'width of every embedding table in the towers')
   # Empty: no dense layers (needs a single embedding per tower of equal size).
   layer_sizes: Tuple[int, ...] = documented(
@@ -103,8 +99,7 @@ class ModelConfig:
       42, 'seed of the starting weights and the order of the batches')
 
   def __post_init__(self):
-    if self.kind not in MODEL_KINDS:
-      raise ValueError(f'model kind {self.kind!r} is not one of {MODEL_KINDS}')
+    kinds.of(self.kind)  # an unknown kind fails, naming the known ones
     if self.retrieval_weight < 0 or self.rating_weight < 0:
       raise ValueError('loss weights must be >= 0, got retrieval_weight '
                        f'{self.retrieval_weight}, rating_weight {self.rating_weight}')
@@ -123,9 +118,13 @@ class ModelConfig:
 
   @classmethod
   def tuned(cls, kind: str = 'retrieval', **overrides) -> 'ModelConfig':
-    """The kind's tuned defaults (TUNED), then the overrides (an unknown kind fails in
-    __post_init__)."""
-    return cls(kind=kind, **{**TUNED.get(kind, {}), **overrides})
+    """The kind's tuned defaults (its `tuned`), then the overrides."""
+    return cls(kind=kind, **{**kinds.of(kind).tuned, **overrides})
+
+  @property
+  def model_kind(self) -> kinds.ModelKind:
+    """The class of `kind` (components/model/kinds.py): its towers, export module, gate."""
+    return kinds.of(self.kind)
 
   def to_dict(self) -> Dict[str, Any]:
     """JSON-friendly form for the Trainer's custom_config."""

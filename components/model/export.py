@@ -9,7 +9,8 @@ Two SavedModels come out of one trained model (components/trainer.py writes both
 Both carry the plain-TF signatures that TFMA calls: eval_examples (scores for every movie
 index) and transform_features (the label, movie_id_index).
 One module class per kind of query: UserRecommender (retrieval), RatingRecommender
-(multitask: adds predict_rating), ContextRecommender (sequential).
+(multitask: adds predict_rating), ContextRecommender (sequential); each model kind's
+export_module (components/model/kinds.py) picks its own.
 """
 import absl.logging
 import math
@@ -367,18 +368,6 @@ class ContextRecommender(RecommenderModule):
     with tf.control_dependencies([check]):
       queries = self.query_tower({f.CONTEXT_MOVIE_ID_INDICES: context})
     return queries, self.movie_positions.lookup(ids)
-
-
-def make_module(config: ModelConfig, model, tft_output: tft.TFTransformOutput,
-                catalogue: Catalogue, candidate_embeddings: tf.Tensor,
-                index_kind: str) -> RecommenderModule:
-  """The exported module for the config's model kind."""
-  args = (model.query_tower, tft_output, catalogue, candidate_embeddings, config, index_kind)
-  if config.kind == 'sequential':
-    return ContextRecommender(*args)
-  if config.kind == 'multitask':
-    return RatingRecommender(*args, rating_head=model.rating_head)
-  return UserRecommender(*args)
 
 
 def save(module: RecommenderModule, path: str) -> None:
