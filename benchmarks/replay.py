@@ -25,11 +25,14 @@ model for more than k and filtering here, not through the serving_exclude signat
 takes at most --max-excluded movies a query, while histories run to hundreds): the runs export
 --top-k 100 + the longest history of any request (the only change to the pipeline's defaults;
 it sizes the served list and nothing in training), so at least 100 movies are left once the
-history is removed. A model refuses a request with InvalidArgumentError (retrieval: a user id
-it was not trained on; sequential: an empty history), which fails the whole batch: a failed
-batch is split in halves until each refused request stands alone. A user-id model's refusals
-depend on the user alone, so each distinct user is asked once first and the refused users'
-requests are not sent again.
+history is removed. Models exported since the serving fallback answer every request (a user id
+they were not trained on, or an empty history, gets the training data's recently most rated
+movies, strategy 'popular'), so their refused share is 0; the refusal handling stays for
+models exported before it. Such a model refuses a request with InvalidArgumentError
+(retrieval: a user id it was not trained on; sequential: an empty history), which fails the
+whole batch: a failed batch is split in halves until each refused request stands alone. A
+user-id model's refusals depend on the user alone, so each distinct user is asked once first
+and the refused users' requests are not sent again.
 
 Baselines, from the same requests and histories (pipeline/baselines.py): most-popular by the
 ratings before the request (all of them, and those of the last --recent-days), EASE fit on the
@@ -374,7 +377,7 @@ class ServedModel:
       half = len(requests) // 2
       return (self.answers(replay, requests[:half], k)
               + self.answers(replay, requests[half:], k))
-    return [[movie['movie_id'] for movie in row] for row in rows]
+    return [[movie['movie_id'] for movie in answer.movies] for answer in rows]
 
   def _refused_users(self, replay: Replay) -> Set[str]:
     """The users whose first request the model refuses (a user-id model refuses a user every

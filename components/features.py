@@ -32,8 +32,9 @@ MOVIE_GENRE_INDICES = 'movie_genre_indices'  # varlen int64, genre vocabulary
 TIMESTAMP_BUCKET = 'timestamp_bucket'  # int64 quantile bucket of the timestamp
 TIMESTAMP_Z = 'timestamp_z'  # float32 z-scored timestamp
 CONTEXT_MOVIE_ID_INDICES = 'context_movie_id_indices'  # varlen int64, movie id vocabulary
-# MOVIE_ID, MOVIE_TITLE and USER_RATING also pass through Transform unchanged: the trainer
-# needs the raw ids and titles to build the candidate catalogue that serving returns.
+# MOVIE_ID, MOVIE_TITLE, USER_RATING and TIMESTAMP also pass through Transform unchanged: the
+# trainer needs the raw ids and titles to build the candidate catalogue that serving returns,
+# and the timestamps for the serving fallback's recent popularity.
 
 # Vocabulary names, as written by tft.vocabulary into the transform output.
 USER_ID_VOCAB = 'user_id_vocab'
@@ -49,6 +50,12 @@ EXCLUDE_MOVIE_IDS = 'exclude_movie_ids'  # string [batch, n]; '' pads short rows
 OUTPUT_MOVIE_IDS = 'movie_ids'
 OUTPUT_MOVIE_TITLES = 'movie_titles'
 OUTPUT_SCORES = 'scores'
+# string [batch]: which path answered each row. A row whose query cannot be formed (a user id
+# not in the training data; a history with no known movie) gets the fallback ranking.
+OUTPUT_STRATEGY = 'strategy'
+STRATEGY_USER = 'user'  # retrieval, multitask: the user's embedding
+STRATEGY_HISTORY = 'history'  # sequential: the history's embedding
+STRATEGY_POPULAR = 'popular'  # the fallback: the training data's recently most rated movies
 
 # multitask: predict_rating(user_id, movie_id) -> rating, clipped to the rating scale.
 RATING_SIGNATURE = 'predict_rating'

@@ -25,8 +25,9 @@ def title_tokens(titles: tf.Tensor) -> tf.SparseTensor:
 
 def _shared_features(inputs: Dict[str, Any], movie_vocabulary: tf.Tensor) -> Dict[str, Any]:
   """What both transforms output: the user index, the candidate tower's inputs (movie index,
-  title tokens, genres), and the raw movie id, title and rating passed through (the trainer
-  builds the candidate catalogue and the rating head's starting biases from them)."""
+  title tokens, genres), and the raw movie id, title, rating and timestamp passed through (the
+  trainer builds the candidate catalogue, the rating head's starting biases and the serving
+  fallback's recent popularity from them; a timeline example's timestamp is its next movie's)."""
   return {
       f.MOVIE_ID_INDEX: tft.apply_vocabulary(inputs[f.MOVIE_ID], movie_vocabulary,
                                              num_oov_buckets=NUM_OOV_BUCKETS),
@@ -41,6 +42,7 @@ def _shared_features(inputs: Dict[str, Any], movie_vocabulary: tf.Tensor) -> Dic
       f.MOVIE_ID: tf.identity(inputs[f.MOVIE_ID]),
       f.MOVIE_TITLE: tf.identity(inputs[f.MOVIE_TITLE]),
       f.USER_RATING: tf.identity(inputs[f.USER_RATING]),
+      f.TIMESTAMP: tf.identity(inputs[f.TIMESTAMP]),
   }
 
 

@@ -368,7 +368,7 @@ def recommend(args: argparse.Namespace) -> int:
   except ValueError as error:  # users for a sequential model, or the other way round
     print(f'error: {error}', file=sys.stderr)
     return 2
-  except tf.errors.InvalidArgumentError as error:  # an unknown user id, say
+  except tf.errors.InvalidArgumentError as error:  # a model exported before the fallback
     print(f'error: {serving_errors.from_tensorflow(error).message}', file=sys.stderr)
     return 2
   print_recommendations(request, rows)

@@ -7,8 +7,8 @@ at a time; beyond max_enqueued_batches full batches of waiting requests, request
 have the same dtypes and the same shape past the batch dimension (no padding). A request larger
 than max_batch_size runs on its own, unbatched.
 
-If a batch fails, each of its requests is re-run alone, so one bad request (an unknown user,
-say) gets its own error and never fails the requests it was batched with.
+If a batch fails, each of its requests is re-run alone, so one bad request (too many
+exclude_movie_ids, say) gets its own error and never fails the requests it was batched with.
 """
 import dataclasses
 import threading

@@ -20,8 +20,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 import tensorflow as tf
 
 from serving.protos_json import metadata_json, proto_json
-from serving.recommendations import (Recommendation, Request, make_request,
-                                     print_recommendations, top_k_rows)
+from serving.recommendations import (Answer, Request, make_request, print_recommendations,
+                                     top_k_rows)
 
 
 class ServingClientError(Exception):
@@ -143,9 +143,10 @@ def input_names(client, signature_name: str = 'serving_default') -> List[str]:
   return sorted(signatures[signature_name]['inputs'])
 
 
-def recommend(client, request: Request, k: int = 10) -> List[List[Recommendation]]:
-  """Top-k movies per query of the request (recommendations.make_request, with
-  `input_names(client)`) from a served model (either client)."""
+def recommend(client, request: Request, k: int = 10) -> List[Answer]:
+  """Top-k movies and the strategy that answered, per query of the request
+  (recommendations.make_request, with `input_names(client)`), from a served model (either
+  client)."""
   return top_k_rows(client.predict(request.inputs), k)
 
 
@@ -194,7 +195,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                              args.timestamp)
       rows = recommend(client, request, args.k)
       if args.json:
-        print(json.dumps(dict(zip(request.names, rows)), indent=1))
+        print(json.dumps({name: answer.to_json() for name, answer in zip(request.names, rows)},
+                         indent=1))
       else:
         print(f'Via {"gRPC" if args.grpc else "REST"} ({args.host}), model {args.model}:')
         print_recommendations(request, rows)

@@ -1,5 +1,5 @@
 """Asking a served model for recommendations: the request for its kind of query, its outputs
-as per-query top-k lists, and printing them.
+as per-query answers (the top-k list and the strategy that answered), and printing them.
 
 Shared by everything that asks a model for recommendations: the SavedModel loaded in process
 (`python -m pipeline recommend`) and the REST and gRPC clients.
@@ -14,20 +14,41 @@ from components import features as f
 
 Recommendation = Dict[str, object]  # {'movie_id': str, 'title': str, 'score': float}
 
+# How print_recommendations names each `strategy` output value.
+STRATEGY_WORDS = {
+    f.STRATEGY_USER: "from the user's embedding",
+    f.STRATEGY_HISTORY: 'from the history',
+    f.STRATEGY_POPULAR: 'not known to the model, so the most rated of late; scores are counts',
+}
+
 
 def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def top_k_rows(outputs, k: int = 0) -> List[List[Recommendation]]:
-  """{movie_ids, movie_titles, scores} ([batch, top_k] each) -> per user, the best k first."""
+@dataclasses.dataclass
+class Answer:
+  """One query's answer: its movies, best first, and which path answered it (the `strategy`
+  output: 'user', 'history' or 'popular'; '' from a model exported without it)."""
+  movies: List[Recommendation]
+  strategy: str
+
+  def to_json(self) -> Dict[str, object]:
+    return {'strategy': self.strategy, 'movies': self.movies}
+
+
+def top_k_rows(outputs, k: int = 0) -> List[Answer]:
+  """{movie_ids, movie_titles, scores} ([batch, top_k] each) and strategy ([batch]) -> per
+  query, the best k movies first and the strategy."""
   ids, titles, scores = (outputs[name] for name in
                          (f.OUTPUT_MOVIE_IDS, f.OUTPUT_MOVIE_TITLES, f.OUTPUT_SCORES))
+  strategies = outputs.get(f.OUTPUT_STRATEGY, [''] * len(ids))
   rows = []
-  for user_ids, user_titles, user_scores in zip(ids, titles, scores):
+  for user_ids, user_titles, user_scores, strategy in zip(ids, titles, scores, strategies):
     count = min(k, len(user_ids)) if k else len(user_ids)
-    rows.append([{'movie_id': _text(user_ids[rank]), 'title': _text(user_titles[rank]),
-                  'score': float(user_scores[rank])} for rank in range(count)])
+    rows.append(Answer([{'movie_id': _text(user_ids[rank]), 'title': _text(user_titles[rank]),
+                         'score': float(user_scores[rank])} for rank in range(count)],
+                       _text(strategy)))
   return rows
 
 
@@ -64,9 +85,13 @@ def make_request(input_names: Collection[str], user_ids: Sequence[str] = (),
   return Request(inputs, users, 'user')
 
 
-def print_recommendations(request: Request, rows: List[List[Recommendation]]) -> None:
-  for query, movies in zip(request.names, rows):
-    print(f'\nTop {len(movies)} movies for {request.what} {query}:')
-    for rank, movie in enumerate(movies, 1):
+def print_recommendations(request: Request, rows: List[Answer]) -> None:
+  """Each query's movies under a line that names the query and the strategy that answered it
+  (for 'popular', the scores are the movies' recent rating counts)."""
+  for query, answer in zip(request.names, rows):
+    strategy = STRATEGY_WORDS.get(answer.strategy, answer.strategy)
+    print(f'\nTop {len(answer.movies)} movies for {request.what} {query}'
+          + (f' (strategy {answer.strategy}: {strategy})' if answer.strategy else '') + ':')
+    for rank, movie in enumerate(answer.movies, 1):
       print(f'  {rank:>3}. {movie["title"]:<60} (movie {movie["movie_id"]}, '
             f'score {movie["score"]:.3f})')

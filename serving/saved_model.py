@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 import scann  # noqa: F401  (registers the ScaNN ops the serving signature uses)
 import tensorflow as tf
 
-from serving.recommendations import Recommendation, Request, top_k_rows
+from serving.recommendations import Answer, Request, top_k_rows
 
 
 def versions(model_base_path) -> Dict[int, str]:
@@ -50,10 +50,10 @@ def load(model_dir) -> tf.types.experimental.ConcreteFunction:
   return tf.saved_model.load(str(model_dir)).signatures['serving_default']
 
 
-def recommend(serving_fn, request: Request, k: Optional[int] = None
-              ) -> List[List[Recommendation]]:
+def recommend(serving_fn, request: Request, k: Optional[int] = None) -> List[Answer]:
   """Top-k movies per query of the request (recommendations.make_request, with
-  `input_names(serving_fn)`): [{'movie_id', 'title', 'score'}, ...] for each, best first."""
+  `input_names(serving_fn)`): for each, an Answer of [{'movie_id', 'title', 'score'}, ...],
+  best first, and the strategy that answered it."""
   outputs = serving_fn(**{name: tf.constant(value) for name, value in request.inputs.items()})
   return top_k_rows({name: tensor.numpy() for name, tensor in outputs.items()}, k or 0)
 

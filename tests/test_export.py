@@ -45,3 +45,32 @@ def test_any_catalogue_size_gets_an_exact_index(num_candidates):
   exact = np.argsort(-(queries.numpy() @ embeddings.T), axis=1, kind='stable')[:, :k]
   np.testing.assert_array_equal(positions, exact)
   assert scores.shape == (5, k)
+
+
+def _catalogue_of(ratings):
+  """A Catalogue read from hand-made transformed training examples: (movie index, timestamp)."""
+  from components import features as f
+  from components.model.catalogue import Catalogue
+  movies = tf.constant([movie for movie, _ in ratings], tf.int64)
+  examples = {
+      f.MOVIE_ID_INDEX: movies, f.USER_ID_INDEX: tf.zeros_like(movies),
+      f.USER_RATING: tf.fill([len(ratings)], 4.0),
+      f.MOVIE_ID: tf.strings.as_string(movies), f.MOVIE_TITLE: tf.strings.as_string(movies),
+      f.MOVIE_TITLE_TOKEN_INDICES: tf.ragged.constant([[0]] * len(ratings), tf.int64),
+      f.MOVIE_GENRE_INDICES: tf.ragged.constant([[0]] * len(ratings), tf.int64),
+      f.TIMESTAMP: tf.constant([when for _, when in ratings], tf.int64)}
+  return Catalogue.from_dataset(tf.data.Dataset.from_tensor_slices(examples).batch(4))
+
+
+def test_the_fallback_is_the_most_rated_of_the_last_30_days_ties_by_all_time_then_catalogue():
+  day, latest = 24 * 60 * 60, 900_000_000
+  days_ago = {10: [0, 1], 11: [40, 50, 60, 70], 12: [2, 30], 13: [29, 31, 45], 14: [100],
+              15: [5, 6, 90]}
+  catalogue = _catalogue_of([(movie, latest - ago * day)
+                             for movie, agos in days_ago.items() for ago in agos])
+  assert catalogue.movie_id_indices.tolist() == [10, 11, 12, 13, 14, 15]  # positions 0..5
+  positions, counts = catalogue.popular(30)
+  # Two each for 10, 12 (day 30 is in the window) and 15 (3 of all time, so first); then 13.
+  assert positions.tolist() == [5, 0, 2, 3, 1, 4]
+  assert counts.tolist() == [2, 2, 2, 1, 0, 0]
+  assert catalogue.popular(1000)[0].tolist() == [1, 3, 5, 0, 2, 4]  # all time

@@ -62,6 +62,17 @@ def test_multitask_predicted_ratings_stay_in_range_and_unknown_ids_are_refused(m
     rate(user_id=tf.constant(['no-such-user']), movie_id=tf.constant(['1']))
 
 
+def test_multitask_recommends_the_popular_to_an_unknown_user_but_will_not_rate_for_one(
+    multitask_run):
+  _, workdir, _ = multitask_run
+  model = _pushed_model(workdir, 'multitask')
+  answer = model.signatures['serving_default'](user_id=tf.constant(['1', 'no-such-user']))
+  assert answer['strategy'].numpy().tolist() == [b'user', b'popular']
+  with pytest.raises(tf.errors.InvalidArgumentError, match='unknown user_id'):
+    model.signatures['predict_rating'](user_id=tf.constant(['no-such-user']),
+                                       movie_id=tf.constant(['1']))
+
+
 def test_multitask_rmse_bound_blocks_the_push(multitask_run, small_dataset):
   _, workdir, _ = multitask_run
   before = saved_model.version_dirs(workdir / 'serving_models' / 'multitask')
@@ -140,10 +151,16 @@ def test_sequential_trains_on_timelines_learns_and_is_pushed(sequential_run):
   assert accuracy[0] > 2 * 10 / SMALL['num_movies']
 
 
-def _recommend(signature, contexts, **extra):
-  """Movie ids for each history, through the same request the CLIs send."""
+def _answer(signature, contexts, **extra):
+  """The outputs for the histories, through the same request the CLIs send, as numpy."""
   padded = make_request(['context_movie_ids'], histories=contexts).inputs['context_movie_ids']
-  return signature(context_movie_ids=tf.constant(padded), **extra)['movie_ids'].numpy()
+  outputs = signature(context_movie_ids=tf.constant(padded), **extra)
+  return {name: value.numpy() for name, value in outputs.items()}
+
+
+def _recommend(signature, contexts, **extra):
+  """Movie ids for each history."""
+  return _answer(signature, contexts, **extra)['movie_ids']
 
 
 def test_sequential_serves_any_history_length_keeping_the_most_recent(sequential_run):
@@ -160,12 +177,20 @@ def test_sequential_serves_any_history_length_keeping_the_most_recent(sequential
   assert with_unknown.tolist() == one.tolist()
 
 
-@pytest.mark.parametrize('contexts', [[['']], [['no-such-movie']], [['5'], ['']]])
-def test_sequential_history_without_known_movies_is_a_clear_error(sequential_run, contexts):
+@pytest.mark.parametrize('unknown', [[''], ['no-such-movie'], ['no-such-movie', 'nor-this']],
+                         ids=['empty', 'one unknown', 'all unknown'])
+def test_a_history_without_known_movies_gets_the_popular_and_a_real_one_its_own(
+    sequential_run, unknown):
   _, workdir, _ = sequential_run
   serve = _pushed_model(workdir, 'sequential').signatures['serving_default']
-  with pytest.raises(tf.errors.InvalidArgumentError, match='no movie id known to the model'):
-    _recommend(serve, contexts)
+  alone = _answer(serve, [['5', '9']])
+  mixed = _answer(serve, [unknown, ['5', '9'], ['']])
+  assert mixed['strategy'].tolist() == [b'popular', b'history', b'popular']
+  assert mixed['movie_ids'][0].tolist() == mixed['movie_ids'][2].tolist()
+  assert len(set(mixed['movie_ids'][0])) == TOP_K
+  assert mixed['scores'][0].tolist() == sorted(mixed['scores'][0], reverse=True)
+  assert mixed['movie_ids'][1].tolist() == alone['movie_ids'][0].tolist()
+  np.testing.assert_array_equal(mixed['scores'][1], alone['scores'][0])
 
 
 def test_sequential_exclusions_are_never_returned(sequential_run, tmp_path):
@@ -212,10 +237,10 @@ def test_recommend_cli_takes_a_history_for_sequential_models(sequential_run, cap
   assert '--history' in capsys.readouterr().err
 
 
-def test_served_sequential_model_answers_histories_and_refuses_an_empty_one(sequential_run,
-                                                                           capsys):
+def test_served_sequential_model_answers_histories_and_an_empty_one_with_the_popular(
+    sequential_run, capsys):
   """Our TF Serving-compatible server: the client's --history over REST and gRPC, and an
-  empty history as HTTP 400 with the model's message."""
+  empty history answered by the fallback."""
   import requests
 
   from serving import client, demo
@@ -229,11 +254,12 @@ def test_served_sequential_model_answers_histories_and_refuses_an_empty_one(sequ
     for transport in (f'--rest-port={rest_port}', f'--grpc-port={grpc_port}'):
       args = ['recommend', '--model', 'sequential', '--history', '5,9,12', '-k', '3', transport]
       assert client.main(args + (['--grpc'] if 'grpc' in transport else [])) == 0
-      assert 'Top 3 movies for the history 5,9,12' in capsys.readouterr().out
+      assert ('Top 3 movies for the history 5,9,12 (strategy history'
+              in capsys.readouterr().out)
     answer = requests.post(f'http://127.0.0.1:{rest_port}/v1/models/sequential:predict',
                            json={'instances': [{'context_movie_ids': ['']}]}, timeout=30)
-    assert answer.status_code == 400
-    assert 'no movie id known to the model' in answer.json()['error']
+    assert answer.status_code == 200
+    assert answer.json()['predictions'][0]['strategy'] == 'popular'
   finally:
     demo.stop_server(server)
 

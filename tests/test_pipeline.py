@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from components.ingest import movielens, synthetic
 from pipeline import cli
-from pipeline.baselines import baseline_accuracy, ratings_of_split
+from pipeline.baselines import baseline_accuracy, ratings_of_split, split_files
 from pipeline.results import latest_run_results
 from serving import saved_model
 from serving.recommendations import make_request
@@ -48,11 +48,14 @@ def test_pushed_model_loads_in_a_fresh_process(first_run, small_dataset):
             'from serving.recommendations import make_request\n'
             'fn = saved_model.load(sys.argv[1])\n'
             'request = make_request(saved_model.input_names(fn), ["1", "2"])\n'
-            'print(json.dumps(saved_model.recommend(fn, request, k=10)))\n')
+            'print(json.dumps([answer.to_json() for answer in '
+            'saved_model.recommend(fn, request, k=10)]))\n')
   output = subprocess.run([sys.executable, '-c', script, str(version)], check=True,
                           capture_output=True, text=True).stdout
   recommendations = json.loads(output.strip().splitlines()[-1])
   movies = movielens.read_movies(small_dataset)
+  assert [answer['strategy'] for answer in recommendations] == ['user', 'user']
+  recommendations = [answer['movies'] for answer in recommendations]
   for user_movies in recommendations:
     titles = [movie['title'] for movie in user_movies]
     assert len(set(titles)) == 10
@@ -70,7 +73,7 @@ def test_scann_index_agrees_with_brute_force(first_run):
       saved_model.load(pathlib.Path(results.model_uri) / 'Format-Serving'), users)
   exact_top = saved_model.recommend(
       saved_model.load(pathlib.Path(results.model_uri) / 'Format-TFMA'), users)
-  overlap = [len({m['movie_id'] for m in a} & {m['movie_id'] for m in b}) / TOP_K
+  overlap = [len({m['movie_id'] for m in a.movies} & {m['movie_id'] for m in b.movies}) / TOP_K
              for a, b in zip(scann_top, exact_top)]
   assert sum(overlap) / len(overlap) >= 0.95
 
@@ -129,7 +132,7 @@ def test_a_catalogue_of_four_movies_is_pushed_and_served(tmp_path):
   assert exit_code == 0
   version = saved_model.latest_version_dir(tmp_path / 'workdir' / 'serving_models' / 'retrieval')
   answers = saved_model.recommend(saved_model.load(version), make_request(['user_id'], ['1']))
-  assert sorted(movie['movie_id'] for movie in answers[0]) == ['1', '2', '3', '4']
+  assert sorted(movie['movie_id'] for movie in answers[0].movies) == ['1', '2', '3', '4']
 
 
 def _copy_with_line(dataset, tmp_path, line_no, new_line):
@@ -185,9 +188,9 @@ def test_model_with_timestamp_features_serves_with_a_timestamp(first_run, tmp_pa
   # Without timestamps the request asks for now.
   now = make_request(names, ['1'])
   assert abs(int(now.inputs['timestamp'][0]) - time.time()) < 60
-  assert len(saved_model.recommend(serving_fn, now)[0]) == 5
-  early, late = saved_model.recommend(
-      serving_fn, make_request(names, ['1', '1'], timestamps=[880_000_000, 900_000_000]))
+  assert len(saved_model.recommend(serving_fn, now)[0].movies) == 5
+  early, late = (answer.movies for answer in saved_model.recommend(
+      serving_fn, make_request(names, ['1', '1'], timestamps=[880_000_000, 900_000_000])))
   assert len(early) == 5 and len({movie['movie_id'] for movie in early}) == 5
   assert [m['score'] for m in early] != [m['score'] for m in late]  # time changes the query
 
@@ -250,6 +253,64 @@ def test_serving_exclude_never_returns_excluded_movies(first_run):
                                           exclude_movie_ids=tf.fill([1, 101], 'x'))
 
 
+def _recent_counts(examples_uri, days=30):
+  """{movie id: ratings in the last `days` days of the training split}, from the examples."""
+  spec = {'movie_id': tf.io.FixedLenFeature([], tf.string),
+          'timestamp': tf.io.FixedLenFeature([], tf.int64)}
+  movies, times = [], []
+  for batch in tf.data.TFRecordDataset(split_files(examples_uri, 'train'),
+                                       compression_type='GZIP').batch(4096):
+    parsed = tf.io.parse_example(batch, spec)
+    movies.extend(parsed['movie_id'].numpy().tolist())
+    times.extend(parsed['timestamp'].numpy().tolist())
+  start = max(times) - days * 24 * 60 * 60
+  counts = {}
+  for movie, when in zip(movies, times):
+    counts[movie] = counts.get(movie, 0) + (when >= start)
+  return counts
+
+
+@pytest.fixture(scope='module')
+def pushed_model(first_run):
+  _, workdir, _ = first_run
+  return tf.saved_model.load(
+      str(saved_model.latest_version_dir(workdir / 'serving_models' / 'retrieval')))
+
+
+def test_unknown_user_ids_get_the_most_rated_movies_of_the_last_30_days_of_training(
+    first_run, pushed_model):
+  _, _, results = first_run
+  answer = pushed_model.signatures['serving_default'](
+      user_id=tf.constant(['1', 'nobody', 'no-one-either']))
+  assert answer['strategy'].numpy().tolist() == [b'user', b'popular', b'popular']
+  movies, scores = answer['movie_ids'].numpy(), answer['scores'].numpy()
+  assert movies[1].tolist() == movies[2].tolist() and len(set(movies[1])) == TOP_K
+  counts = _recent_counts(results.outputs[('FileBasedExampleGen', 'Examples')])
+  # The scores are the 30-day rating counts, best first; no movie left out has more.
+  assert scores[1].tolist() == [float(counts[movie]) for movie in movies[1]]
+  assert scores[1].tolist() == sorted(scores[1], reverse=True)
+  assert max(count for movie, count in counts.items() if movie not in set(movies[1])) \
+      <= scores[1][-1]
+
+
+def test_known_users_beside_unknown_ones_are_answered_as_if_alone(pushed_model):
+  serve = pushed_model.signatures['serving_default']
+  alone = serve(user_id=tf.constant(['1', '2']))
+  mixed = serve(user_id=tf.constant(['nobody', '1', 'no-one-either', '2']))
+  assert mixed['strategy'].numpy()[[1, 3]].tolist() == [b'user', b'user']
+  assert mixed['movie_ids'].numpy()[[1, 3]].tolist() == alone['movie_ids'].numpy().tolist()
+  np.testing.assert_array_equal(mixed['scores'].numpy()[[1, 3]], alone['scores'].numpy())
+
+
+def test_the_fallback_honours_exclude_movie_ids(pushed_model):
+  popular = pushed_model.signatures['serving_default'](user_id=tf.constant(['nobody']))
+  ranking = popular['movie_ids'].numpy()[0]
+  answer = pushed_model.signatures['serving_exclude'](
+      user_id=tf.constant(['nobody']), exclude_movie_ids=tf.constant([ranking[:5]]))
+  assert answer['strategy'].numpy().tolist() == [b'popular']
+  assert answer['movie_ids'].numpy()[0, :TOP_K - 5].tolist() == ranking[5:].tolist()
+
+
 def test_exclude_seen_export_never_returns_training_movies(first_run, small_dataset):
   """Re-trained with --exclude-seen (floor unreachable: nothing is pushed)."""
   _, workdir, _ = first_run
@@ -265,3 +326,7 @@ def test_exclude_seen_export_never_returns_training_movies(first_run, small_data
   for user, movies in zip(users, answer):
     assert not set(movies) & seen[user]
     assert b'' not in set(movies)  # the catalogue is big enough to fill every slot
+  # An unknown user has seen nothing: the whole fallback ranking.
+  fallback = model.signatures['serving_default'](user_id=tf.constant(['nobody']))
+  assert b'' not in set(fallback['movie_ids'].numpy()[0])
+  assert fallback['strategy'].numpy().tolist() == [b'popular']

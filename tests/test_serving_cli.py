@@ -28,12 +28,14 @@ def test_client_reports_an_unreachable_server_clearly(capsys):
   assert 'UNAVAILABLE' in capsys.readouterr().err
 
 
-def test_pipeline_recommend_names_an_unknown_user(first_run, capsys):
+def test_pipeline_recommend_says_which_strategy_answered_each_user(first_run, capsys):
   from pipeline import cli
   _, workdir, _ = first_run
   assert cli.main(['recommend', '--workdir', str(workdir), '--user', '1',
-                   '--user', 'nobody']) == 2
-  assert "unknown user_id" in capsys.readouterr().err
+                   '--user', 'nobody', '-k', '3']) == 0
+  out = capsys.readouterr().out
+  assert 'Top 3 movies for user 1 (strategy user:' in out
+  assert 'Top 3 movies for user nobody (strategy popular:' in out
 
 
 def test_server_refuses_a_port_in_use_clearly(tmp_path, capsys):

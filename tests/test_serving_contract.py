@@ -90,7 +90,7 @@ def test_model_metadata_over_rest_and_grpc(endpoints):
   serving_default = over_rest['metadata']['signature_def']['signature_def']['serving_default']
   assert serving_default['inputs']['user_id']['dtype'] == 'DT_STRING'
   assert serving_default['method_name'] == 'tensorflow/serving/predict'
-  assert set(serving_default['outputs']) == {'movie_ids', 'movie_titles', 'scores'}
+  assert set(serving_default['outputs']) == {'movie_ids', 'movie_titles', 'scores', 'strategy'}
   version = _latest_version(endpoints.rest())
   response = requests.get(f'{endpoints.rest_url}/v1/models/{endpoints.model}/versions/{version}'
                           '/metadata', timeout=30)
@@ -107,7 +107,8 @@ def test_predict_row_and_columnar_formats_agree(endpoints):
   assert row.status_code == columnar.status_code == b64.status_code == 200
   predictions = row.json()['predictions']
   outputs = columnar.json()['outputs']
-  assert len(predictions) == 2 and set(predictions[0]) == {'movie_ids', 'movie_titles', 'scores'}
+  assert len(predictions) == 2
+  assert set(predictions[0]) == {'movie_ids', 'movie_titles', 'scores', 'strategy'}
   assert len(outputs['movie_ids']) == 2 and len(outputs['movie_ids'][0]) == TOP_K
   for user in range(2):
     assert predictions[user]['movie_ids'] == outputs['movie_ids'][user]
@@ -173,9 +174,8 @@ def _post(endpoints, body, path=None):
     (None, {'inputs': {'user_id': ['1'], 'not_an_input': [1]}}, 400),
     (None, b'{"inputs": ["1"', 400),  # malformed JSON
     (None, {'input': ['1']}, 400),  # neither inputs nor instances
-    (None, {'inputs': ['nobody']}, 400),  # unknown user id
 ], ids=['unknown model', 'unknown version', 'unknown signature', 'wrong dtype', 'wrong shape',
-        'unknown input', 'malformed JSON', 'no inputs', 'unknown user'])
+        'unknown input', 'malformed JSON', 'no inputs'])
 def test_bad_rest_requests_get_tf_serving_errors(endpoints, path, body, status):
   response = _post(endpoints, body, path and path.format(model=endpoints.model))
   assert response.status_code == status
@@ -183,10 +183,13 @@ def test_bad_rest_requests_get_tf_serving_errors(endpoints, path, body, status):
   assert endpoints.rest().status()['model_version_status']  # still serving
 
 
-def test_unknown_user_error_names_the_user(endpoints):
-  response = _post(endpoints, {'inputs': ['1', 'nobody']})
-  assert response.status_code == 400 and 'nobody' in response.json()['error']
-  assert 'unknown user_id' in response.json()['error']
+def test_unknown_user_ids_are_answered_with_the_popular_over_rest_and_grpc(endpoints):
+  inputs = {'user_id': ['1', 'nobody']}
+  for client in (endpoints.rest(), endpoints.grpc()):
+    answer = client.predict(inputs)
+    strategies = [getattr(value, 'decode', lambda: value)() for value in answer['strategy']]
+    assert strategies == ['user', 'popular']  # bytes over gRPC, str over REST
+    assert answer['movie_ids'].shape == (2, TOP_K)
 
 
 def test_unknown_model_status_and_metadata_are_not_found(endpoints):
@@ -214,7 +217,6 @@ def test_bad_grpc_requests_get_tf_serving_codes(endpoints):
   assert _grpc_code(lambda: stub.predict({'user_id': [1, 2]})) == 'INVALID_ARGUMENT'
   assert _grpc_code(lambda: stub.predict({'user_id': [['1']]})) == 'INVALID_ARGUMENT'
   assert _grpc_code(lambda: stub.predict({'movie_id': ['1']})) == 'INVALID_ARGUMENT'
-  assert _grpc_code(lambda: stub.predict({'user_id': ['nobody']})) == 'INVALID_ARGUMENT'
   assert stub.predict({'user_id': ['1']})['movie_ids'].shape == (1, TOP_K)
 
 

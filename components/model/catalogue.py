@@ -4,12 +4,14 @@ Built from the transformed training split: a movie never rated in training has a
 id embedding, so it is left out of the index rather than ranked at random.
 """
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from components import features as f
+
+DAY_SECONDS = 24 * 60 * 60
 
 
 def _id_lists(values) -> List[list]:
@@ -38,6 +40,9 @@ class Catalogue:
       user rated in training.
     ratings: the training ratings as (user index, movie index, rating) arrays, for the
       rating head's starting biases.
+    timestamps: each of those ratings' timestamp (seconds), for the recent popularity of the
+      serving fallback (`popular`); None where the training examples carry none. (For the
+      sequential model the examples are timelines: the timestamp of each example's next movie.)
   """
   movie_ids: np.ndarray
   movie_titles: np.ndarray
@@ -48,6 +53,7 @@ class Catalogue:
   user_histories: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
   ratings: Tuple[np.ndarray, np.ndarray, np.ndarray] = (
       np.zeros([0], np.int64), np.zeros([0], np.int64), np.zeros([0], np.float32))
+  timestamps: Optional[np.ndarray] = None
 
   def __len__(self) -> int:
     return len(self.movie_ids)
@@ -58,13 +64,15 @@ class Catalogue:
     movies: Dict[int, dict] = {}
     counts: Dict[int, int] = {}
     rated: Dict[int, set] = {}  # user index -> movie indices
-    triples = ([], [], [])
+    triples, timestamps = ([], [], []), []
     for batch in dataset:
       # Each feature leaves TensorFlow once per batch, not once per new movie.
       indices = batch[f.MOVIE_ID_INDEX].numpy().reshape(-1)
       users = batch[f.USER_ID_INDEX].numpy().reshape(-1)
       for collected, values in zip(triples, (users, indices, batch[f.USER_RATING].numpy())):
         collected.append(values.reshape(-1))
+      if f.TIMESTAMP in batch:
+        timestamps.append(batch[f.TIMESTAMP].numpy().reshape(-1))
       movie_ids = batch[f.MOVIE_ID].numpy().reshape(-1)
       titles = batch[f.MOVIE_TITLE].numpy().reshape(-1)
       tokens = _id_lists(batch[f.MOVIE_TITLE_TOKEN_INDICES])
@@ -89,7 +97,24 @@ class Catalogue:
         rating_counts=np.array([counts[i] for i in order], dtype=np.int64),
         user_histories={user: np.array(sorted(position[i] for i in movie_indices), np.int64)
                         for user, movie_indices in rated.items()},
-        ratings=tuple(np.concatenate(values) for values in triples))
+        ratings=tuple(np.concatenate(values) for values in triples),
+        timestamps=np.concatenate(timestamps).astype(np.int64) if timestamps else None)
+
+  def popular(self, days: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The serving fallback: every catalogue position, most rated in the last `days` days of
+    the training ratings first (timestamps from the latest minus days * 86400 on), ties by
+    ratings of all time, then catalogue order; and each one's ratings in that window.
+
+    Without timestamps the window is all time. Returns (positions [movies] int64,
+    recent counts [movies] int64), in ranking order.
+    """
+    recent = self.rating_counts
+    if self.timestamps is not None and len(self.timestamps):
+      in_window = self.timestamps >= self.timestamps.max() - days * DAY_SECONDS
+      rows = np.searchsorted(self.movie_id_indices, self.ratings[1][in_window])
+      recent = np.bincount(rows, minlength=len(self)).astype(np.int64)
+    ranking = np.lexsort((np.arange(len(self)), -self.rating_counts, -recent))
+    return ranking.astype(np.int64), recent[ranking]
 
   def candidate_features(self) -> Dict[str, tf.Tensor]:
     """The catalogue as one batch of candidate-tower inputs."""

@@ -83,6 +83,12 @@ class ModelConfig:
       'scann', 'serving index: scann, or brute-force for stock TF Serving', choices=INDEX_KINDS)
   max_excluded: int = documented(
       100, 'most movie ids one request of the serving_exclude signature may exclude')
+  # The fallback ranking is stored in the model (components/model/export.py); its rows answer
+  # with strategy 'popular' and their movies' rating counts in the window as scores.
+  fallback_days: int = documented(
+      30, 'serving: a query the model cannot answer (a user id not in the training data, a '
+      'history with no known movie) gets the movies most rated in the last this many days of '
+      'the training data')
   # Their history is in the model.
   exclude_seen: bool = documented(False, "serving never returns a known user's training movies")
   # multitask: the loss is retrieval_weight * retrieval loss + rating_weight * squared rating
@@ -112,7 +118,7 @@ class ModelConfig:
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
     for name in ('embedding_dim', 'epochs', 'batch_size', 'top_k', 'timestamp_buckets',
-                 'max_excluded', 'max_context_length', 'ensemble_size'):
+                 'max_excluded', 'max_context_length', 'ensemble_size', 'fallback_days'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
 

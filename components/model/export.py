@@ -8,13 +8,17 @@ Two SavedModels come out of one trained model (components/trainer.py writes both
   not load the ScaNN ops.
 Both carry the plain-TF signatures that TFMA calls: eval_examples (scores for every movie
 index) and transform_features (the label, movie_id_index).
+serving_default and serving_exclude answer every row: a row whose query cannot be formed (a
+user id not in the training data; a history with no known movie) gets the fallback ranking,
+the training data's most rated movies of its last fallback_days days (Catalogue.popular), and
+the `strategy` output says which path answered each row.
 One module class per kind of query: UserRecommender (retrieval), RatingRecommender
 (multitask: adds predict_rating), ContextRecommender (sequential); each model kind's
 export_module (components/model/kinds.py) picks its own.
 """
 import absl.logging
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -92,11 +96,34 @@ def _padded_histories(catalogue: Catalogue, num_users: int) -> np.ndarray:
   return table
 
 
+class Queries(NamedTuple):
+  """What a subclass makes of a request's query features.
+
+  embeddings: [batch, d] query embeddings; a row that is not answerable holds anything.
+  answerable: [batch] bool, whether the row's query could be formed from what the model was
+    trained on; the other rows get the fallback ranking.
+  seen: [batch, n] catalogue positions the query has already seen (-1 pads), excluded with
+    exclude_seen; None without it.
+  """
+  embeddings: tf.Tensor
+  answerable: tf.Tensor
+  seen: Optional[tf.Tensor] = None
+
+
 class RecommenderModule(tf.Module):
-  """Raw query features -> query embeddings -> index -> movie ids, titles, scores.
+  """Raw query features -> query embeddings -> index -> movie ids, titles, scores, strategy.
 
   The subclasses say what a query is (UserRecommender: user_id [+ timestamp];
-  ContextRecommender: the recent movie ids); this class searches, excludes and evaluates.
+  ContextRecommender: the recent movie ids) and which rows can be answered; this class
+  searches, falls back, excludes and evaluates.
+
+  Fallback: a row that is not answerable (Queries.answerable) gets the catalogue's most rated
+  movies in the last config.fallback_days days of the training data (Catalogue.popular: ties
+  by ratings of all time, then catalogue order), stored in the model as catalogue positions.
+  Its scores are those movies' rating counts in the window (as float, best first), not tower
+  scores; its `strategy` is 'popular', the other rows' the subclass's `strategy` ('user' or
+  'history'). Exclusions apply to fallback rows as to the others. Answerable rows are answered
+  as if they were alone in the request.
 
   Exclusions: the index is searched for top_k + slack candidates, excluded catalogue positions
   are masked out, and the best top_k of the rest are returned, so an excluded movie is never
@@ -124,6 +151,10 @@ class RecommenderModule(tf.Module):
         self.prepare_exclude_seen(catalogue) if config.exclude_seen else 0)
     self.search_k = min(self.top_k + slack, len(catalogue))
     self.index = build_index(index_kind, candidate_embeddings, self.search_k)
+    fallback, recent_counts = catalogue.popular(config.fallback_days)
+    self.fallback_positions = tf.Variable(fallback[:self.search_k], trainable=False)
+    self.fallback_scores = tf.Variable(recent_counts[:self.search_k].astype(np.float32),
+                                       trainable=False)
     self.movie_positions = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(catalogue.movie_ids.astype(bytes)),
@@ -138,13 +169,15 @@ class RecommenderModule(tf.Module):
     self.missing_movie_penalty = tf.Variable(missing, trainable=False)
 
   # What a query is: the subclasses' part.
+  strategy: str  # the `strategy` output of an answerable row
+
   def query_specs(self) -> List[tf.TensorSpec]:
     """The serving signatures' inputs, named as the raw features."""
     raise NotImplementedError
 
-  def queries(self, inputs: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
-    """[batch, d] query embeddings, and [batch, n] catalogue positions the query has already
-    seen (-1 pads), excluded with exclude_seen."""
+  def queries(self, inputs: Dict[str, tf.Tensor]) -> Queries:
+    """The query embeddings, which rows are answerable, and (with exclude_seen) the movies
+    each query has already seen."""
     raise NotImplementedError
 
   def prepare_exclude_seen(self, catalogue: Catalogue) -> int:
@@ -164,11 +197,26 @@ class RecommenderModule(tf.Module):
         [f'unknown {what} (not in the training data):',
          tf.boolean_mask(raw_ids, tf.logical_not(known))], summarize=10)
 
-  def _results(self, scores: tf.Tensor, positions: tf.Tensor) -> Dict[str, tf.Tensor]:
+  def _search(self, query: Queries, k: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """[batch, k] scores and catalogue positions: the index's for answerable rows, the
+    fallback ranking's for the others."""
+    scores, positions = self.index(query.embeddings, k=k)
+    rows = tf.shape(scores)[0]
+    fallback_scores = tf.tile(self.fallback_scores[None, :k], [rows, 1])
+    fallback_positions = tf.tile(tf.cast(self.fallback_positions[None, :k], positions.dtype),
+                                 [rows, 1])
+    answerable = query.answerable[:, None]
+    return (tf.where(answerable, scores, fallback_scores),
+            tf.where(answerable, positions, fallback_positions))
+
+  def _results(self, scores: tf.Tensor, positions: tf.Tensor,
+               query: Queries) -> Dict[str, tf.Tensor]:
     return {
         f.OUTPUT_MOVIE_IDS: tf.gather(self.movie_ids, positions),
         f.OUTPUT_MOVIE_TITLES: tf.gather(self.movie_titles, positions),
         f.OUTPUT_SCORES: scores,
+        f.OUTPUT_STRATEGY: tf.where(query.answerable, tf.constant(self.strategy),
+                                    tf.constant(f.STRATEGY_POPULAR)),
     }
 
   def recommend(self, inputs: Dict[str, tf.Tensor],
@@ -178,7 +226,7 @@ class RecommenderModule(tf.Module):
     exclude_movie_ids: [batch, n] movie ids never to return ('' pads short rows; ids outside
     the catalogue are ignored: they cannot be returned anyway).
     """
-    queries, seen = self.queries(inputs)
+    query = self.queries(inputs)
     excluded = []
     if exclude_movie_ids is not None:
       too_many = tf.debugging.assert_less_equal(
@@ -188,11 +236,10 @@ class RecommenderModule(tf.Module):
       with tf.control_dependencies([too_many]):
         excluded.append(self.movie_positions.lookup(exclude_movie_ids))
     if self.config.exclude_seen:
-      excluded.append(seen)
+      excluded.append(query.seen)
     if not excluded:
-      scores, positions = self.index(queries, k=self.top_k)
-      return self._results(scores, positions)
-    scores, positions = self.index(queries, k=self.search_k)
+      return self._results(*self._search(query, self.top_k), query)
+    scores, positions = self._search(query, self.search_k)
     excluded = tf.cast(tf.concat(excluded, axis=1), positions.dtype)
     hit = tf.reduce_any(tf.equal(positions[:, :, None], excluded[:, None, :]), axis=-1)
     masked = tf.where(hit, tf.fill(tf.shape(scores), MISSING_SCORE), scores)
@@ -200,7 +247,7 @@ class RecommenderModule(tf.Module):
     # Only more exclusions than the slack can leave excluded movies among the best: those
     # slots come back as movie id '' with MISSING_SCORE, never as the movie.
     best_positions = tf.gather(positions, best, batch_dims=1)
-    results = self._results(best_scores, best_positions)
+    results = self._results(best_scores, best_positions, query)
     filler = tf.equal(best_scores, MISSING_SCORE)
     for name in (f.OUTPUT_MOVIE_IDS, f.OUTPUT_MOVIE_TITLES):
       results[name] = tf.where(filler, tf.constant(b''), results[name])
@@ -261,8 +308,9 @@ class UserRecommender(RecommenderModule):
   """Queries are users: user_id [batch] (and timestamp [batch] with use_timestamps).
 
   With exclude_seen, each user's training movies are stored in the model and never returned.
-  A user id not seen in training is an InvalidArgumentError.
+  A user id not seen in training is not answerable: it gets the fallback.
   """
+  strategy = f.STRATEGY_USER
 
   def prepare_exclude_seen(self, catalogue: Catalogue) -> int:
     histories = _padded_histories(catalogue, self.num_known_users)
@@ -276,21 +324,21 @@ class UserRecommender(RecommenderModule):
     return specs
 
   def _user_queries(self, inputs: Dict[str, tf.Tensor]
-                    ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-    """Query embeddings of known users, and the transformed inputs."""
+                    ) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+    """Query embeddings, whether each user is known (in the training data), and the
+    transformed inputs. (An unknown user's embedding is the untrained out-of-vocabulary one.)"""
     transformed = self.tft_layer(inputs)
-    user_index = transformed[f.USER_ID_INDEX]
-    check = self._check_known(user_index < self.num_known_users, inputs[f.USER_ID], 'user_id')
-    with tf.control_dependencies([check]):
-      return self.query_tower(transformed), transformed
+    known = transformed[f.USER_ID_INDEX] < self.num_known_users
+    return self.query_tower(transformed), known, transformed
 
   def queries(self, inputs):
-    queries, transformed = self._user_queries(inputs)
-    user_index = transformed[f.USER_ID_INDEX]
+    queries, known, transformed = self._user_queries(inputs)
     seen = None
-    if self.config.exclude_seen:
-      seen = tf.gather(self.user_histories, tf.minimum(user_index, self.num_known_users - 1))
-    return queries, seen
+    if self.config.exclude_seen:  # an unknown user has seen nothing
+      user_index = tf.minimum(transformed[f.USER_ID_INDEX], self.num_known_users - 1)
+      seen = tf.where(known[:, None], tf.gather(self.user_histories, user_index),
+                      tf.constant(-1, self.user_histories.dtype))
+    return Queries(queries, known, seen)
 
 
 class RatingRecommender(UserRecommender):
@@ -311,13 +359,17 @@ class RatingRecommender(UserRecommender):
     return tf.clip_by_value(ratings, f.MIN_RATING, f.MAX_RATING)
 
   def predict_rating(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """The rating each user would give each movie; unknown ids are an InvalidArgumentError."""
-    queries, transformed = self._user_queries(inputs)
+    """The rating each user would give each movie; unknown ids are an InvalidArgumentError.
+
+    (No fallback here: a rating for a user or movie the model never saw would be made up.)
+    """
+    queries, known_user, transformed = self._user_queries(inputs)
     movie_index = transformed[f.MOVIE_ID_INDEX]
     # A movie never rated in training (out of the catalogue) has no trained embedding.
     in_catalogue = tf.equal(tf.gather(self.missing_movie_penalty, movie_index), 0.0)
-    check = self._check_known(in_catalogue, inputs[f.MOVIE_ID], 'movie_id')
-    with tf.control_dependencies([check]):
+    checks = [self._check_known(known_user, inputs[f.USER_ID], 'user_id'),
+              self._check_known(in_catalogue, inputs[f.MOVIE_ID], 'movie_id')]
+    with tf.control_dependencies(checks):
       return {f.OUTPUT_RATING: self._ratings(queries, transformed[f.USER_ID_INDEX],
                                              movie_index)}
 
@@ -343,9 +395,10 @@ class ContextRecommender(RecommenderModule):
 
   Each row lists movie ids oldest first ('' pads short rows); only the last
   max_context_length known ids are read. Unknown ids are skipped (a movie newer than the
-  model); a row with no known id at all is an InvalidArgumentError. With exclude_seen, the
-  row's movies are never returned.
+  model); a row with no known id at all (an empty history) is not answerable: it gets the
+  fallback. With exclude_seen, the row's movies are never returned.
   """
+  strategy = f.STRATEGY_HISTORY
 
   def prepare_exclude_seen(self, catalogue: Catalogue) -> int:
     return self.config.max_excluded
@@ -360,14 +413,15 @@ class ContextRecommender(RecommenderModule):
         f.CONTEXT_MOVIE_ID_INDICES]
     context = tf.RaggedTensor.from_sparse(indices)
     context = tf.ragged.boolean_mask(context, context < self.num_known_movies)
-    empty = tf.equal(context.row_lengths(), 0)
-    check = tf.debugging.Assert(
-        tf.logical_not(tf.reduce_any(empty)),
-        ['context_movie_ids: rows with no movie id known to the model (empty history, or only '
-         'unknown ids):', tf.where(empty)[:, 0]], summarize=10)
-    with tf.control_dependencies([check]):
-      queries = self.query_tower({f.CONTEXT_MOVIE_ID_INDICES: context})
-    return queries, self.movie_positions.lookup(ids)
+    answerable = context.row_lengths() > 0
+    # The tower reads movie index 0 for a row with nothing known (its answer is the
+    # fallback's), so that no row reaches the GRU all padding.
+    empty = tf.cast(tf.logical_not(answerable), tf.int64)
+    placeholder = tf.RaggedTensor.from_row_lengths(
+        tf.zeros([tf.reduce_sum(empty)], context.dtype), empty)
+    queries = self.query_tower(
+        {f.CONTEXT_MOVIE_ID_INDICES: tf.concat([context, placeholder], axis=1)})
+    return Queries(queries, answerable, self.movie_positions.lookup(ids))
 
 
 def save(module: RecommenderModule, path: str) -> None:
