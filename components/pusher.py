@@ -48,8 +48,13 @@ def same_saved_model(model_dir: str, other_dir: str) -> bool:
   fingerprints = [os.path.join(folder, FINGERPRINT) for folder in (model_dir, other_dir)]
   if not all(fileio.exists(path) for path in fingerprints):
     return False
-  first, second = (fileio.open(path, 'rb').read() for path in fingerprints)
+  first, second = (_read(path) for path in fingerprints)
   return first == second
+
+
+def _read(path: str) -> bytes:
+  with fileio.open(path, 'rb') as file:
+    return file.read()
 
 
 class Executor(pusher_executor.Executor):
