@@ -27,12 +27,10 @@ takes at most --max-excluded movies a query, while histories run to hundreds): t
 it sizes the served list and nothing in training), so at least 100 movies are left once the
 history is removed. Models exported since the serving fallback answer every request (a user id
 they were not trained on, or an empty history, gets the training data's recently most rated
-movies, strategy 'popular'), so their refused share is 0; the refusal handling stays for
-models exported before it. Such a model refuses a request with InvalidArgumentError
-(retrieval: a user id it was not trained on; sequential: an empty history), which fails the
-whole batch: a failed batch is split in halves until each refused request stands alone. A
-user-id model's refusals depend on the user alone, so each distinct user is asked once first
-and the refused users' requests are not sent again.
+movies, strategy 'popular'), so their refused share is 0. A model that refuses a request
+(InvalidArgumentError, as models exported before the fallback did for unknown users and empty
+histories) fails the whole batch: a failed batch is asked again in halves until each refused
+request stands alone, and a refused request counts as a miss and as refused.
 
 Baselines, from the same requests and histories (pipeline/baselines.py): most-popular by the
 ratings before the request (all of them, and those of the last --recent-days), EASE fit on the
@@ -54,7 +52,7 @@ import os
 import pathlib
 import sys
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import components  # noqa: F401  (process set-up before TensorFlow loads)
 import numpy as np
@@ -344,19 +342,12 @@ class ServedModel:
   """A pushed serving SavedModel, asked as the product asks it, k + history movies a request;
   the history is filtered out of its answer here (module docstring)."""
 
-  def __init__(self, name: str, serving_fn, replay: Replay, k: int = max(KS)):
+  def __init__(self, name: str, serving_fn, k: int = max(KS)):
     self.name = name
     self.serving_fn = serving_fn
     self.k = k
     self.inputs = saved_model.input_names(serving_fn)
     self.short_answers = 0  # fewer than k movies left after the history (see rank)
-    self.refused_users: Set[str] = set()
-    if not self.takes_history:
-      self.refused_users = self._refused_users(replay)
-
-  @property
-  def takes_history(self) -> bool:
-    return f.CONTEXT_MOVIE_IDS in self.inputs
 
   def _request(self, replay: Replay, requests: Sequence[int]):
     # '' is the documented padding: an empty history is sent as one, and refused by the model.
@@ -379,24 +370,11 @@ class ServedModel:
               + self.answers(replay, requests[half:], k))
     return [[movie['movie_id'] for movie in answer.movies] for answer in rows]
 
-  def _refused_users(self, replay: Replay) -> Set[str]:
-    """The users whose first request the model refuses (a user-id model refuses a user every
-    time: an id it was not trained on)."""
-    first = {}
-    for request, user in enumerate(replay.users):
-      first.setdefault(user, request)
-    requests = list(first.values())
-    answers = []
-    for rows in batches(len(requests), 256):
-      answers.extend(self.answers(replay, requests[rows], 1))
-    return {replay.users[request] for request, answer in zip(requests, answers)
-            if answer is None}
-
   def rank(self, replay: Replay, rows: slice) -> Ranks:
     start, stop, _ = rows.indices(len(replay))
     ranks = np.full(stop - start, np.inf)
-    refused = np.array([replay.users[i] in self.refused_users for i in range(start, stop)])
-    asked = [i for i in range(start, stop) if not refused[i - start]]
+    refused = np.zeros(stop - start, bool)
+    asked = list(range(start, stop))
     if not asked:
       return ranks, refused
     k = self.k + int(max(replay.history_lengths[asked]))
@@ -640,7 +618,7 @@ def main(argv=None) -> int:
   for run in runs:
     model_dir = train(run, past_dir, fmt, workdir / 'runs' / run.name.replace(', ', '-')
                       .replace(' ', '-'), top_k, args.no_cache)
-    rankers.append(ServedModel(run.name, saved_model.load(model_dir), replay))
+    rankers.append(ServedModel(run.name, saved_model.load(model_dir)))
 
   print(f'\n== Replaying {len(replay):,} requests ==')
   results = {}

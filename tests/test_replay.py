@@ -212,7 +212,7 @@ def _served(tmp_path, history: bool):
 
 
 def test_a_served_model_s_answer_is_ranked_without_the_history(tmp_path, timeline):
-  model = replay.ServedModel('stand-in', _served(tmp_path, history=True), timeline, k=2)
+  model = replay.ServedModel('stand-in', _served(tmp_path, history=True), k=2)
   ranks, _ = model.rank(timeline, slice(0, 4))
   # u1 [m1, m2] -> m3 first; u3 [m2] -> m4 after m1 and m3; u1 [m1, m2, m3] -> m5 after m4.
   assert ranks[[0, 2, 3]].tolist() == [0, 2, 1]
@@ -220,15 +220,14 @@ def test_a_served_model_s_answer_is_ranked_without_the_history(tmp_path, timelin
 
 def test_a_user_the_model_refuses_is_refused_and_missed_without_failing_the_batch(
     tmp_path, timeline):
-  model = replay.ServedModel('stand-in', _served(tmp_path, history=False), timeline)
-  assert model.refused_users == {'u3'}
+  model = replay.ServedModel('stand-in', _served(tmp_path, history=False))
   outcome = replay.replay_ranker(model, timeline, batch_size=4, progress=lambda line: None)
   assert outcome.refused.tolist() == [False, True, True, False]
   assert outcome.ranks.tolist() == [0, np.inf, np.inf, 1]
 
 
 def test_an_empty_history_the_model_refuses_is_refused_alone(tmp_path, timeline):
-  model = replay.ServedModel('stand-in', _served(tmp_path, history=True), timeline)
+  model = replay.ServedModel('stand-in', _served(tmp_path, history=True))
   answers = model.answers(timeline, [0, 1, 2, 3], k=3)
   assert answers[1] is None and all(answers[i] == RANKING[:3] for i in (0, 2, 3))
 
