@@ -22,7 +22,7 @@ DATA_ROOT     ?= gs://YOUR_BUCKET/movielens/ml-100k
 PIPELINE_ROOT ?= gs://YOUR_BUCKET/movielens/root
 IMAGE         ?= movielens-recommender-pipeline:latest
 
-MODEL_NAME ?= retrieval
+MODEL_NAME ?= sequential
 MODEL_BASE_PATH ?= $(WORKDIR)/serving_models/$(MODEL_NAME)
 
 .PHONY: install demo test serve serving-config bench-quality bench-replay bench-pipeline bench-serving lock clean help \
@@ -32,9 +32,9 @@ help:
 	@echo "make demo [DATASET=synthetic|ml-100k|ml-1m] [DATA_DIR=...] [WORKDIR=workdir] [ARGS=...]"
 	@echo "make test            # the test suite (pytest)"
 	@echo "make serve [MODEL_BASE_PATH=...] [ARGS=--enable_batching]  # TF Serving APIs on 8500/8501"
-	@echo "make serving-config MODEL_BASE_PATH=/models/retrieval  # models.config + batching file"
+	@echo "make serving-config MODEL_BASE_PATH=/models/sequential  # models.config + batching file"
 	@echo "make bench-serving   # gRPC/REST latency and throughput; ScaNN vs brute force at 1M"
-	@echo "make bench-quality   # top-k accuracy vs baselines [DATA_DIR=ml-100k or ml-1m folder] [ARGS=--model sequential]"
+	@echo "make bench-quality   # top-k accuracy, NDCG@10 vs baselines (sequential: leave-last-out) [DATA_DIR=ml-100k or ml-1m folder] [ARGS=--model sequential]"
 	@echo "make bench-replay    # the future replayed in time order: models vs baselines per segment [DATA_DIR=...] [ARGS=--cut-date 1998-03-01]"
 	@echo "make bench-pipeline  # wall time and peak memory per component [DATA_DIR=...] [ARGS=--skip-large]"
 	@echo "make kubeflow-compile DATA_ROOT=gs://... PIPELINE_ROOT=gs://... IMAGE=...  # KFP V2 spec"

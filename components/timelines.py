@@ -6,8 +6,14 @@ rates many movies in the same second), so the order is by timestamp, then movie 
 when the id is a number, as MovieLens' are; byte order otherwise): the same data always gives
 the same timelines. Users with fewer than min_timeline_length movies are left out. Every movie
 after the first becomes a label, with up to max_context_length movies before it as its
-context, oldest first (the TFRS sequential tutorial's protocol). Examples then go to the eval
-split by a stable hash of (user, position): eval_percent of them, 10% by default.
+context, oldest first (the TFRS sequential tutorial's protocol). Which examples are evaluated
+is the `eval_examples` rule (EVAL_RULES):
+- 'future': those whose next movie is a rating of ExampleGen's eval split. With the time split
+  that is the future: every rating at or after the cut, asked with the history so far (the
+  past's and the future's own earlier ratings), as a deployed model is asked. No training
+  example's next movie or context holds a rating of the future.
+- 'last': each user's last movie (leave-last-out, the SASRec/BERT4Rec protocol); the rest train.
+- 'hash': a stable hash of (user, position), eval_percent of them (the tutorial's split).
 """
 import hashlib
 import os
@@ -22,14 +28,18 @@ from tfx.types import artifact_utils
 from components import features as f
 
 SPLITS = ('train', 'eval')
+EVAL_RULES = ('future', 'last', 'hash')
+# Not a tf.Example feature: the ExampleGen split a rating was read from, for the 'future' rule.
+_SOURCE_SPLIT = 'source_split'
 # What a timeline keeps of each rating: the features of a timeline example's next movie.
 _KEPT = {f.USER_ID: 'bytes', f.MOVIE_ID: 'bytes', f.MOVIE_TITLE: 'bytes',
          f.MOVIE_GENRES: 'bytes', f.TIMESTAMP: 'int64', f.USER_RATING: 'float'}
 
 
-def rating_of(example: tf.train.Example) -> Dict[str, object]:
-  """The timeline's fields of one rating example: single values, genres as a list."""
-  values = {}
+def rating_of(example: tf.train.Example, source_split: str = 'train') -> Dict[str, object]:
+  """The timeline's fields of one rating example: single values, genres as a list; and the
+  ExampleGen split it came from."""
+  values = {_SOURCE_SPLIT: source_split}
   for name, kind in _KEPT.items():
     value = getattr(example.features.feature[name], f'{kind}_list').value
     values[name] = list(value) if name == f.MOVIE_GENRES else value[0]
@@ -78,20 +88,38 @@ def eval_split(user_id: bytes, position: int, eval_percent: int) -> bool:
   return int.from_bytes(digest[:8], 'little') % 100 < eval_percent
 
 
+def split_examples(examples: List[Tuple[int, Dict[str, object]]], user_id: bytes,
+                   eval_examples: str, eval_percent: int) -> Iterator[Tuple[str, Dict]]:
+  """(split name, fields) of one user's (position, fields) examples, by the eval_examples rule
+  (module docstring)."""
+  for position, fields in examples:
+    if eval_examples == 'future':
+      evaluated = fields[_SOURCE_SPLIT] == 'eval'
+    elif eval_examples == 'last':
+      evaluated = position == examples[-1][0]
+    else:
+      evaluated = eval_split(user_id, position, eval_percent)
+    yield 'eval' if evaluated else 'train', fields
+
+
 @beam.ptransform_fn
 def BuildTimelines(ratings: beam.PCollection, min_rating: float, min_timeline_length: int,
-                   max_context_length: int, eval_percent: int):
-  """Serialized rating examples -> (split index, serialized timeline example)."""
+                   max_context_length: int, eval_percent: int, eval_examples: str = 'hash'):
+  """(source split name, serialized rating example) -> (split index, serialized timeline
+  example)."""
+  if eval_examples not in EVAL_RULES:
+    raise ValueError(f'eval_examples {eval_examples!r} is not one of {EVAL_RULES}')
 
   def examples_of_user(user_and_ratings):
     user, ratings = user_and_ratings
-    for position, fields in timeline_examples(ratings, min_rating, min_timeline_length,
-                                              max_context_length):
-      split = SPLITS.index('eval') if eval_split(user, position, eval_percent) else 0
-      yield split, to_tf_example(fields).SerializeToString()
+    examples = list(timeline_examples(ratings, min_rating, min_timeline_length,
+                                      max_context_length))
+    for split, fields in split_examples(examples, user, eval_examples, eval_percent):
+      yield SPLITS.index(split), to_tf_example(fields).SerializeToString()
 
   return (ratings
-          | 'Parse' >> beam.Map(lambda record: rating_of(tf.train.Example.FromString(record)))
+          | 'Parse' >> beam.MapTuple(
+              lambda split, record: rating_of(tf.train.Example.FromString(record), split))
           | 'ByUser' >> beam.Map(lambda rating: (rating[f.USER_ID], rating))
           | 'Group' >> beam.GroupByKey()
           | 'Examples' >> beam.FlatMap(examples_of_user))
@@ -105,23 +133,29 @@ def TimelineGen(
     min_timeline_length: tfx.dsl.components.Parameter[int] = 3,
     max_context_length: tfx.dsl.components.Parameter[int] = 10,
     eval_percent: tfx.dsl.components.Parameter[int] = 10,
+    eval_examples: tfx.dsl.components.Parameter[str] = 'future',
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None) -> None:
-  """Builds the sequential model's train/eval examples from every split of the ratings."""
+  """Builds the sequential model's train/eval examples from every split of the ratings;
+  eval_examples: which are evaluated, one of EVAL_RULES (module docstring)."""
   if min_timeline_length < 2:
     raise ValueError(f'min_timeline_length must be >= 2, got {min_timeline_length}')
   if max_context_length < 1:
     raise ValueError(f'max_context_length must be >= 1, got {max_context_length}')
   if not 0 < eval_percent < 100:
     raise ValueError(f'eval_percent must be in 1..99, got {eval_percent}')
-  patterns = [os.path.join(artifact_utils.get_split_uri([examples], split), '*')
-              for split in artifact_utils.decode_split_names(examples.split_names)]
+  if eval_examples not in EVAL_RULES:
+    raise ValueError(f'eval_examples {eval_examples!r} is not one of {EVAL_RULES}')
+  source_splits = artifact_utils.decode_split_names(examples.split_names)
   timelines.split_names = artifact_utils.encode_split_names(list(SPLITS))
   with beam_pipeline as pipeline:
-    ratings = ([pipeline | f'Read{i}' >> beam.io.ReadFromTFRecord(pattern)
-                for i, pattern in enumerate(patterns)] | 'AllSplits' >> beam.Flatten())
+    ratings = ([pipeline
+                | f'Read{split}' >> beam.io.ReadFromTFRecord(
+                    os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
+                | f'Tag{split}' >> beam.Map(lambda record, split=split: (split, record))
+                for split in source_splits] | 'AllSplits' >> beam.Flatten())
     by_split = (ratings
                 | 'Build' >> BuildTimelines(min_rating, min_timeline_length, max_context_length,
-                                            eval_percent)
+                                            eval_percent, eval_examples)
                 | 'Split' >> beam.Partition(lambda split_and_example, _: split_and_example[0],
                                             len(SPLITS)))
     for split, examples_of_split in zip(SPLITS, by_split):

@@ -10,6 +10,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
+from components.model import kinds
 from components.model.config import MODEL_KINDS, ModelConfig
 from pipeline.config import PipelineConfig
 
@@ -22,7 +23,7 @@ DEFAULT_OUTPUT = os.path.join('kubeflow', 'build', 'movielens_pipeline.json')
 
 
 def kubeflow_config(data_root: str, pipeline_root: str, serving_model_dir: Optional[str] = None,
-                    model_kind: str = 'retrieval', beam_args: Sequence[str] = (),
+                    model_kind: str = kinds.DEFAULT, beam_args: Sequence[str] = (),
                     epochs: Optional[int] = None, min_accuracy: Optional[float] = None,
                     pipeline_name: str = 'movielens-recommender') -> PipelineConfig:
   """The pipeline's config for a cluster: remote paths, the schema inside the image."""
@@ -60,7 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--serving-model-dir',
                       help='where the Pusher writes <model name>/<version>/ '
                       '(default: <pipeline root>/serving_models)')
-  parser.add_argument('--model', choices=MODEL_KINDS, default='retrieval')
+  parser.add_argument('--model', choices=MODEL_KINDS, default=kinds.DEFAULT)
   parser.add_argument('--epochs', type=int, help='training epochs (default: the model default)')
   parser.add_argument('--min-accuracy', type=float,
                       help='absolute floor on the gated top-k accuracy')

@@ -1,14 +1,20 @@
 """Baselines scored on the pipeline's own splits, and the ranking metrics they share with models.
 
 Every scorer produces a score per catalogue movie for each eval example; `top_k_accuracy`
-turns those into the hit rate of the label movie in the top k, counting the movies the query
-has already seen (the TFRS tutorials' protocol) and excluding them (what a product shows).
-"Seen" is the user's training movies for retrieval, the example's context for sequential.
+turns those into the hit rate of the label movie in the top k (HR@k: one label per example)
+and its NDCG@k (1 / log2(rank + 2) for a hit at rank 0, 1, ...; 0 for a miss), counting the
+movies the query has already seen (the TFRS tutorials' protocol) and excluding them (what a
+product shows). "Seen" (seen_rows) is the user's training movies for retrieval; for sequential,
+the example's context, or with whole_history (leave-last-out: every training example is before
+the held-out movie) the user's whole training history: every movie of their training
+examples, labels and contexts (user_histories), with the example's own context.
 Baselines:
 - retrieval: most-popular (training rating counts) and EASE (Steck 2019: a closed-form
-  item-item linear model, B = I - P / diag(P) with P = (X'X + l2 I)^-1, zero diagonal);
+  item-item linear model, B = I - P / diag(P) with P = (X'X + l2 I)^-1, zero diagonal), fitted
+  on the training users' histories and scored from each query's seen movies (ease_scorer);
 - sequential: most-popular (training label counts) and first-order Markov (how often each
-  movie followed the context's last movie in training; popularity breaks ties);
+  movie followed the context's last movie in training; popularity breaks ties); and, asked
+  for (leave-last-out), EASE as for retrieval, the history being the timelines' movies;
 - rating RMSE: global mean + user bias + item bias, fitted by regularised alternating means.
 """
 import dataclasses
@@ -23,6 +29,7 @@ from components import features as f
 from components.model.biases import fit_biases
 
 DEFAULT_KS = (10, 50, 100)
+DEFAULT_NDCG_KS = (10,)
 
 
 @dataclasses.dataclass
@@ -84,31 +91,41 @@ def unseen_ranks(scores: np.ndarray, labels: np.ndarray,
   return np.where(labels >= 0, _ranks(scores, label_scores), np.inf)
 
 
+def ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
+  """NDCG@k of each row's single label at `ranks` (0 = first; inf: never a hit): 1 / log2(rank
+  + 2) within the top k, else 0. With one relevant movie the ideal DCG is 1."""
+  ranks = np.asarray(ranks, np.float64)
+  return np.where(ranks < k, 1.0 / np.log2(np.minimum(ranks, k) + 2.0), 0.0)
+
+
 def top_k_accuracy(batches: Iterable[Tuple[np.ndarray, np.ndarray, Sequence[np.ndarray]]],
-                   ks: Sequence[int] = DEFAULT_KS) -> Dict[str, float]:
-  """Hit rates from (scores [n, movies], label movie index [n] (-1: not in the catalogue),
-  seen movie indices of each row) batches, seen in the scores' index space.
+                   ks: Sequence[int] = DEFAULT_KS,
+                   ndcg_ks: Sequence[int] = DEFAULT_NDCG_KS) -> Dict[str, float]:
+  """Hit rates and NDCG from (scores [n, movies], label movie index [n] (-1: not in the
+  catalogue), seen movie indices of each row) batches, seen in the scores' index space.
 
   Returns top_{k}_accuracy (seen movies ranked too) and top_{k}_accuracy_unseen (each row's
-  seen movies removed from the ranking). Ties count against the label: a movie scored the
-  same ranks ahead of it (else a model scoring every movie alike would hit every time).
+  seen movies removed from the ranking) for each k of ks, and likewise ndcg_{k} and
+  ndcg_{k}_unseen for each k of ndcg_ks (means over the rows). Ties count against the label:
+  a movie scored the same ranks ahead of it (else a model scoring every movie alike would hit
+  every time).
   """
-  hits = {(k, exclude): 0 for k in ks for exclude in (False, True)}
+  sums = {(name, k, exclude): 0.0 for name, k_list in (('top', ks), ('ndcg', ndcg_ks))
+          for k in k_list for exclude in (False, True)}
   total = 0
   for scores, labels, seen_rows in batches:
     scores = np.asarray(scores, np.float64)
-    in_catalogue = labels >= 0
     label_scores = scores[np.arange(len(labels)), np.maximum(labels, 0)]
-    ranks_seen = _ranks(scores, label_scores)
-    ranks_unseen = unseen_ranks(scores, labels, seen_rows)
-    for k in ks:
-      hits[(k, False)] += int(np.sum(in_catalogue & (ranks_seen < k)))
-      hits[(k, True)] += int(np.sum(in_catalogue & (ranks_unseen < k)))
+    ranks = {False: np.where(labels >= 0, _ranks(scores, label_scores), np.inf),
+             True: unseen_ranks(scores, labels, seen_rows)}
+    for name, k, exclude in sums:
+      sums[(name, k, exclude)] += float(np.sum(
+          ranks[exclude] < k if name == 'top' else ndcg(ranks[exclude], k)))
     total += len(labels)
   metrics = {}
-  for k in ks:
-    metrics[f'top_{k}_accuracy'] = hits[(k, False)] / total
-    metrics[f'top_{k}_accuracy_unseen'] = hits[(k, True)] / total
+  for name, k, exclude in sums:
+    key = f'top_{k}_accuracy' if name == 'top' else f'ndcg_{k}'
+    metrics[key + ('_unseen' if exclude else '')] = sums[(name, k, exclude)] / total
   return metrics
 
 
@@ -117,34 +134,56 @@ def movie_indices(movie_ids: Sequence[bytes], movie_index: Dict[bytes, int]) -> 
   return np.array([movie_index.get(movie, -1) for movie in movie_ids], np.int64)
 
 
-def seen_rows(eval_ratings: Ratings, train: Ratings,
-              movie_index: Dict[bytes, int]) -> List[np.ndarray]:
-  """Per eval example, the movies it has already seen, as indices of movie_index: its context
-  (timeline examples), or else its user's training movies. Movies outside movie_index are
-  left out: they are not ranked anyway."""
-  def known(movie_ids) -> np.ndarray:
-    indices = movie_indices(movie_ids, movie_index)
-    return indices[indices >= 0]
+def _known(movie_ids: Sequence[bytes], movie_index: Dict[bytes, int]) -> np.ndarray:
+  """The indices of the movies in movie_index (the others left out: they are not ranked)."""
+  indices = movie_indices(movie_ids, movie_index)
+  return indices[indices >= 0]
 
-  if any(eval_ratings.contexts):
-    return [known(context) for context in eval_ratings.contexts]
-  by_user: Dict[bytes, List[bytes]] = {}
-  for user, movie in zip(train.user_ids, train.movie_ids):
-    by_user.setdefault(user, []).append(movie)
-  return [known(by_user.get(user, [])) for user in eval_ratings.user_ids]
+
+def _contexts(ratings: Ratings) -> List[List[bytes]]:
+  """Each example's context (none for rating examples, whose contexts may be left empty)."""
+  return ratings.contexts or [[] for _ in ratings.user_ids]
+
+
+def user_histories(train: Ratings) -> Dict[bytes, List[bytes]]:
+  """Each training user's movies: every movie of their training examples, the example's movie
+  and (timeline examples) its context, each movie once, in order of first appearance."""
+  histories: Dict[bytes, Dict[bytes, None]] = {}
+  for user, movie, context in zip(train.user_ids, train.movie_ids, _contexts(train)):
+    history = histories.setdefault(user, {})
+    history.update(dict.fromkeys(context))
+    history[movie] = None
+  return {user: list(history) for user, history in histories.items()}
+
+
+def seen_rows(eval_ratings: Ratings, train: Ratings, movie_index: Dict[bytes, int],
+              whole_history: bool = False) -> List[np.ndarray]:
+  """Per eval example, the movies it has already seen, as indices of movie_index: its user's
+  whole training history (user_histories) with its own context; or, for timeline examples
+  unless whole_history, its context alone (the tutorial's protocol, whose training examples
+  may come after the eval one). whole_history is for leave-last-out, where every training
+  example of the user is before the held-out movie. Movies outside movie_index are left out:
+  they are not ranked anyway."""
+  contexts = _contexts(eval_ratings)
+  if any(contexts) and not whole_history:
+    return [_known(context, movie_index) for context in contexts]
+  histories = user_histories(train)
+  return [_known(list(dict.fromkeys(histories.get(user, []) + list(context))), movie_index)
+          for user, context in zip(eval_ratings.user_ids, contexts)]
 
 
 def accuracies(scorers: Dict[str, Callable[[slice], np.ndarray]], labels: np.ndarray,
                seen: List[np.ndarray], ks: Sequence[int] = DEFAULT_KS,
-               batch_size: int = 4096) -> Dict[str, Dict[str, float]]:
-  """top_k_accuracy of each scorer; scorer(rows) scores a slice of the eval examples, whose
-  label indices and seen movies are labels[rows] and seen[rows]."""
+               batch_size: int = 4096,
+               ndcg_ks: Sequence[int] = DEFAULT_NDCG_KS) -> Dict[str, Dict[str, float]]:
+  """top_k_accuracy (with NDCG) of each scorer; scorer(rows) scores a slice of the eval
+  examples, whose label indices and seen movies are labels[rows] and seen[rows]."""
   def batches(score):
     for start in range(0, len(labels), batch_size):
       rows = slice(start, min(start + batch_size, len(labels)))
       yield score(rows), labels[rows], seen[rows]
 
-  return {name: top_k_accuracy(batches(score), ks) for name, score in scorers.items()}
+  return {name: top_k_accuracy(batches(score), ks, ndcg_ks) for name, score in scorers.items()}
 
 
 def _index(ids: Sequence[bytes]) -> Dict[bytes, int]:
@@ -173,24 +212,36 @@ def ease_weights(matrix: np.ndarray, l2: float) -> np.ndarray:
   return weights.astype(np.float32)
 
 
+def _history_matrix(histories: Sequence[np.ndarray], movies: int) -> np.ndarray:
+  """A 0/1 [len(histories), movies] matrix: row i marks the movie indices histories[i]."""
+  matrix = np.zeros((len(histories), movies), np.float32)
+  for row, history in enumerate(histories):
+    matrix[row, history] = 1
+  return matrix
+
+
+def ease_scorer(train: Ratings, queries: Sequence[np.ndarray], movie_index: Dict[bytes, int],
+                l2: float) -> Callable[[slice], np.ndarray]:
+  """EASE fitted on the training users' histories (user_histories: for timeline examples their
+  labels and context movies) over movie_index; scorer(rows) scores the queries[rows], each a
+  history of movie indices (seen_rows), as history (0/1) @ weights. An empty history scores
+  every movie 0: a tie, so never a hit."""
+  weights = ease_weights(_history_matrix(
+      [_known(history, movie_index) for history in user_histories(train).values()],
+      len(movie_index)), l2)
+  return lambda rows: _history_matrix(queries[rows], len(movie_index)) @ weights
+
+
 def baseline_accuracy(train: Ratings, eval_ratings: Ratings, ease_l2: float = 500.0,
                       ks: Sequence[int] = DEFAULT_KS) -> Dict[str, Dict[str, float]]:
-  """Retrieval baselines, {'most-popular': metrics, 'EASE': metrics} (see top_k_accuracy)."""
+  """Retrieval baselines, {'most-popular': metrics, 'EASE': metrics} (see top_k_accuracy);
+  EASE scores each eval rating from its user's training movies (its seen movies)."""
   movie_index = _index(train.movie_ids)
-  users = _index(train.user_ids)
-  matrix = np.zeros((len(users), len(movie_index)), np.float32)  # who rated what, 0/1
-  matrix[[users[user] for user in train.user_ids], movie_indices(train.movie_ids, movie_index)] = 1
-  weights = ease_weights(matrix, ease_l2)
-  no_ratings = np.zeros(len(movie_index), np.float32)  # a user without training ratings
-
-  def ease(rows):
-    return np.stack([matrix[users[user]] if user in users else no_ratings
-                     for user in eval_ratings.user_ids[rows]]) @ weights
-
+  seen = seen_rows(eval_ratings, train, movie_index)
   return accuracies(
-      {'most-popular': _most_popular(_training_counts(train, movie_index)), 'EASE': ease},
-      movie_indices(eval_ratings.movie_ids, movie_index),
-      seen_rows(eval_ratings, train, movie_index), ks)
+      {'most-popular': _most_popular(_training_counts(train, movie_index)),
+       'EASE': ease_scorer(train, seen, movie_index, ease_l2)},
+      movie_indices(eval_ratings.movie_ids, movie_index), seen, ks)
 
 
 def markov_scorer(lasts: Sequence[bytes], nexts: Sequence[bytes], movie_index: Dict[bytes, int]
@@ -220,21 +271,30 @@ def markov_scorer(lasts: Sequence[bytes], nexts: Sequence[bytes], movie_index: D
 
 
 def sequential_baseline_accuracy(train: Ratings, eval_ratings: Ratings,
-                                 ks: Sequence[int] = DEFAULT_KS) -> Dict[str, Dict[str, float]]:
-  """Sequential baselines on timeline examples, {'most-popular', 'Markov'} (see top_k_accuracy).
+                                 ks: Sequence[int] = DEFAULT_KS, ease_l2: Optional[float] = None,
+                                 whole_history: bool = False) -> Dict[str, Dict[str, float]]:
+  """Sequential baselines on timeline examples, {'most-popular', 'Markov'} and, given ease_l2,
+  'EASE' (see top_k_accuracy).
 
   The catalogue is the movies that are labels in training; both count labels, so popularity
-  here is "how often a movie is the next one".
+  here is "how often a movie is the next one". whole_history (leave-last-out): each eval
+  example's seen movies are its user's whole training history with its context (seen_rows),
+  else its context alone. EASE is fitted on the training users' histories (labels and
+  contexts) and scores each eval example from its seen movies: meant for leave-last-out, where
+  no training history holds the held-out movie (with a hash split, a later training example's
+  context may).
   """
   movie_index = _index(train.movie_ids)
   counts = _training_counts(train, movie_index)
   markov = markov_scorer([context[-1] for context in train.contexts], train.movie_ids,
                          movie_index)
   eval_lasts = [context[-1] for context in eval_ratings.contexts]
-  return accuracies({'most-popular': _most_popular(counts),
-                     'Markov': lambda rows: markov(eval_lasts[rows])},
-                    movie_indices(eval_ratings.movie_ids, movie_index),
-                    seen_rows(eval_ratings, train, movie_index), ks)
+  seen = seen_rows(eval_ratings, train, movie_index, whole_history)
+  scorers = {'most-popular': _most_popular(counts),
+             'Markov': lambda rows: markov(eval_lasts[rows])}
+  if ease_l2 is not None:
+    scorers['EASE'] = ease_scorer(train, seen, movie_index, ease_l2)
+  return accuracies(scorers, movie_indices(eval_ratings.movie_ids, movie_index), seen, ks)
 
 
 def bias_baseline_rmse(train: Ratings, eval_ratings: Ratings, l2: float = 10.0) -> float:

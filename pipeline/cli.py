@@ -98,7 +98,7 @@ def add_config_arguments(group, config_class, names: Iterable[str],
 # PipelineConfig's fields that are flags, by help group.
 _DATA_FIELDS = ('split', 'eval_percent')
 _TIMELINE_FIELDS = ('min_rating', 'min_timeline_length', 'timeline_eval_percent')
-_GATE_FIELDS = ('gate_k', 'min_accuracy', 'max_regression', 'max_rmse', 'model_name')
+_GATE_FIELDS = ('gate_k', 'min_accuracy', 'max_regression', 'max_rmse', 'refit', 'model_name')
 _RUN_FIELDS = ('workdir',)
 PIPELINE_FLAG_FIELDS = _DATA_FIELDS + _TIMELINE_FIELDS + _GATE_FIELDS + _RUN_FIELDS
 

@@ -49,15 +49,18 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                                settings=config)
   transform = model_data.transform
 
+  def trainer_of(train_splits):
+    return tfx.components.Trainer(
+        run_fn='components.trainer.run_fn',
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema_gen.outputs['schema'],
+        train_args=tfx.proto.TrainArgs(splits=train_splits),
+        eval_args=tfx.proto.EvalArgs(splits=['eval']),
+        custom_config=config.model.to_dict())
+
   # Trains the TFRS model and exports the serving (ScaNN) and evaluation (plain TF) models.
-  trainer = tfx.components.Trainer(
-      run_fn='components.trainer.run_fn',
-      examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'],
-      schema=schema_gen.outputs['schema'],
-      train_args=tfx.proto.TrainArgs(splits=['train']),
-      eval_args=tfx.proto.EvalArgs(splits=['eval']),
-      custom_config=config.model.to_dict())
+  trainer = trainer_of(['train'])
 
   # Finds the latest blessed model, the baseline a new model must not fall below.
   model_resolver = tfx.dsl.Resolver(
@@ -78,21 +81,27 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
           config.eval_top_ks, config.gate_k, config.min_accuracy, config.max_regression,
           **kind.gate(config)))
 
-  # Copies a blessed model into the serving model dir as a new version, unless the latest
-  # version already is this model (an unchanged re-run); skips the rest.
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
-      custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.serving_model_dir)))
+  # Past the gate only with a blessing: a model that fails it costs no refit and pushes nothing.
+  blessed = evaluator.outputs['blessing'].future()[0].custom_property('blessed') == 1
+  with tfx.dsl.Cond(blessed):
+    # The same model trained again on train + eval, the one served (PipelineConfig.refit):
+    # with the time split, eval is the newest data.
+    refit = trainer_of(['train', 'eval']).with_id('Refit') if config.refit else None
+    # Copies the model into the serving model dir as a new version, unless the latest version
+    # already is this model (an unchanged re-run).
+    pusher = tfx.components.Pusher(
+        model=(refit or trainer).outputs['model'], model_blessing=evaluator.outputs['blessing'],
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=config.serving_model_dir)))
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
                   anomalies_gate, *model_data.components, trainer, model_resolver,
-                  evaluator, pusher],
+                  evaluator, *([refit] if refit else []), pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=(
           tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)

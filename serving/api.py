@@ -3,8 +3,9 @@
 The REST and gRPC front ends translate their requests into these calls and the returned protos
 (from the tensorflow-serving-api package) or numpy arrays back into their own formats, so both
 answer with the same content, codes and messages. Both also go through the same bounds on a
-predict request: its rows (checked before any work) and its encoded response.
+predict request: its rows and values per row (checked before any work) and its encoded response.
 """
+import math
 from typing import Mapping, Optional, Sequence, Tuple
 
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
@@ -17,6 +18,9 @@ _STATE = get_model_status_pb2.ModelVersionStatus.State
 
 # Rows per request: 100,000 users in one request made the server allocate ~6 GB for 32 s.
 DEFAULT_MAX_REQUEST_ROWS = 1000
+# Values per row (a history's movies): the sequential model's work grows with the history's
+# length as with the rows, and 1,000 rows within the row limit could each hold any number.
+DEFAULT_MAX_VALUES_PER_ROW = 1000
 # As the request limits (16 MiB); 1,000 users' top 100 is about 5.4 MB of JSON.
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 2**20
 
@@ -25,14 +29,17 @@ class ServingApi:
   """Model status, metadata and predict over a ModelManager's loaded versions.
 
   max_request_rows: the most rows (users, histories) one predict request may hold.
+  max_values_per_row: the most values in one row of an input (a history's movies).
   max_response_bytes: the largest encoded predict response (JSON or PredictResponse).
   """
 
   def __init__(self, manager: ModelManager, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS,
-               max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
+               max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+               max_values_per_row: int = DEFAULT_MAX_VALUES_PER_ROW):
     self.manager = manager
     self.max_request_rows = max_request_rows
     self.max_response_bytes = max_response_bytes
+    self.max_values_per_row = max_values_per_row
 
   def model_status(self, name: str,
                    version: Optional[int] = None) -> get_model_status_pb2.GetModelStatusResponse:
@@ -67,17 +74,25 @@ class ServingApi:
     return self.manager.get(name, version)
 
   def check_rows(self, shapes: Mapping[str, Sequence[int]]) -> None:
-    """Refuses a request whose inputs hold more than max_request_rows rows (dimension 0).
+    """Refuses a request whose inputs hold more than max_request_rows rows (dimension 0), or
+    more than max_values_per_row values in a row (the product of the other dimensions).
 
     Takes shapes, not arrays, so gRPC can check the shapes a TensorProto claims before
     building its arrays: the model's work and memory grow with the rows, and without a bound
-    one 0.6 MB request for 100,000 users took 32 s and 6 GB.
+    one 0.6 MB request for 100,000 users took 32 s and 6 GB. They grow with a row's width too
+    (a history [batch, length]), so both bounds together bound a request's values.
     """
     for name, shape in sorted(shapes.items()):
       if len(shape) and shape[0] > self.max_request_rows:
         raise errors.invalid_argument(
             f'input {name} has {shape[0]} rows, over the limit of {self.max_request_rows} '
             'rows per request (--max_request_rows): split the request, or raise the limit')
+      width = math.prod(shape[1:])
+      if len(shape) > 1 and width > self.max_values_per_row:
+        raise errors.invalid_argument(
+            f'input {name} has {width} values per row, over the limit of '
+            f'{self.max_values_per_row} values per row (--max_values_per_row): send the most '
+            'recent movies only, or raise the limit')
 
   def check_response_bytes(self, size: int, rows: int) -> None:
     """Refuses a predict response over max_response_bytes as encoded by its transport."""
@@ -89,7 +104,7 @@ class ServingApi:
 
   def predict(self, loaded: LoadedVersion, signature_name: str, inputs: Arrays,
               output_filter: Sequence[str] = ()) -> Tuple[model_pb2.ModelSpec, Arrays]:
-    """Runs a signature on inputs within the row limit; (the answering spec, outputs)."""
+    """Runs a signature on inputs within the row limits; (the answering spec, outputs)."""
     self.check_rows({name: array.shape for name, array in inputs.items()})
     used_signature, outputs = loaded.predict(signature_name, inputs, output_filter)
     spec = model_pb2.ModelSpec(name=loaded.name, signature_name=used_signature)

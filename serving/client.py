@@ -20,8 +20,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 import tensorflow as tf
 
 from serving.protos_json import metadata_json, proto_json
-from serving.recommendations import (Answer, Request, make_request, print_recommendations,
-                                     top_k_rows)
+from serving.recommendations import (DEFAULT_MODEL_NAME, Answer, Request, make_request,
+                                     print_recommendations, top_k_rows)
 
 
 class ServingClientError(Exception):
@@ -36,7 +36,7 @@ class ServingClientError(Exception):
 class RestClient:
   """http://host:8501/v1/models/{model}... with one keep-alive session."""
 
-  def __init__(self, url: str = 'http://localhost:8501', model: str = 'retrieval',
+  def __init__(self, url: str = 'http://localhost:8501', model: str = DEFAULT_MODEL_NAME,
                timeout: float = 30.0):
     self.url, self.model, self.timeout = url.rstrip('/'), model, timeout
     self._session = requests.Session()
@@ -80,7 +80,7 @@ class RestClient:
 class GrpcClient:
   """host:8500 through tensorflow.serving.PredictionService and ModelService stubs."""
 
-  def __init__(self, target: str = 'localhost:8500', model: str = 'retrieval',
+  def __init__(self, target: str = 'localhost:8500', model: str = DEFAULT_MODEL_NAME,
                timeout: float = 30.0):
     self.model, self.timeout = model, timeout
     # Receive what the server sends: it bounds its answers (--max_response_bytes, 16 MiB),
@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
   common.add_argument('--host', default='localhost')
   common.add_argument('--grpc-port', type=int, default=8500)
   common.add_argument('--rest-port', type=int, default=8501)
-  common.add_argument('--model', default='retrieval', help='served model name')
+  common.add_argument('--model', default=DEFAULT_MODEL_NAME,
+                      help=f'served model name (default: {DEFAULT_MODEL_NAME})')
   common.add_argument('--timeout', type=float, default=30.0, help='seconds per call')
   commands = parser.add_subparsers(dest='command', required=True)
   recommend_parser = commands.add_parser('recommend', parents=[common],

@@ -19,6 +19,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from google.protobuf import wrappers_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.recommendations import DEFAULT_MODEL_NAME
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSource:
@@ -154,7 +156,7 @@ def read_batching_parameters(path) -> BatchingParameters:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m serving.config_files', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--model-name', default='retrieval')
+  parser.add_argument('--model-name', default=DEFAULT_MODEL_NAME)
   parser.add_argument('--model-base-path', required=True,
                       help='where the Pusher writes versions, as the server sees it')
   parser.add_argument('--version-policy', choices=['latest', 'all', 'specific'], default='latest')

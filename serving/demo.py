@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence
 import requests
 
 from serving import client
+from serving.recommendations import DEFAULT_MODEL_NAME
 
 
 def _port_free(port: int) -> bool:
@@ -80,7 +81,7 @@ def stop_server(server: subprocess.Popen) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m serving.demo', description=__doc__)
   parser.add_argument('--model-base-path', required=True)
-  parser.add_argument('--model-name', default='retrieval')
+  parser.add_argument('--model-name', default=DEFAULT_MODEL_NAME)
   parser.add_argument('--user', default='1', help='the user asked for (user-based models)')
   parser.add_argument('--history', default='1,2,3',
                       help='the watch history asked for (sequential models)')

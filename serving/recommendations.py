@@ -11,6 +11,11 @@ from typing import Collection, Dict, List, Optional, Sequence
 import numpy as np
 
 from components import features as f
+from components.model import kinds
+
+# The model name `pipeline run` pushes to without --model (the default kind), which the
+# clients, the demo and the config files ask for unless told another.
+DEFAULT_MODEL_NAME = kinds.DEFAULT
 
 Recommendation = Dict[str, object]  # {'movie_id': str, 'title': str, 'score': float}
 

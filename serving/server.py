@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from serving import api, config_files, grpc_service, rest, saved_model
 from serving.api import ServingApi
+from serving.recommendations import DEFAULT_MODEL_NAME
 from serving.config_files import BatchingParameters, ModelSource
 from serving.grpc_service import make_grpc_server
 from serving.models import ModelManager, ServedModel
@@ -50,6 +51,10 @@ class ServerOptions:
   max_request_rows: int = _option(
       api.DEFAULT_MAX_REQUEST_ROWS, 'most rows (users, histories) in one predict request; '
       'more is INVALID_ARGUMENT (HTTP 400) before any work')
+  max_values_per_row: int = _option(
+      api.DEFAULT_MAX_VALUES_PER_ROW, 'most values in one row of a predict input (a '
+      'history\'s movies, e.g. context_movie_ids [batch, length]); more is INVALID_ARGUMENT '
+      '(HTTP 400) before any work')
   max_response_bytes: int = _option(
       api.DEFAULT_MAX_RESPONSE_BYTES, 'largest predict response, as JSON or PredictResponse; '
       'larger is INVALID_ARGUMENT (HTTP 400)')
@@ -106,7 +111,8 @@ class ModelServer:
                batching: Optional[BatchingParameters] = None, log=print):
     self.options = options
     self.manager = ModelManager(sources, batching, options.file_system_poll_wait_seconds, log)
-    self.api = ServingApi(self.manager, options.max_request_rows, options.max_response_bytes)
+    self.api = ServingApi(self.manager, options.max_request_rows, options.max_response_bytes,
+                          options.max_values_per_row)
     self._log = log
     self._grpc = make_grpc_server(self.api, f'{options.host}:{options.port}',
                                   max_message_bytes=options.grpc_max_message_bytes)
@@ -193,8 +199,8 @@ def _option_flags(parser: argparse.ArgumentParser) -> None:
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog='python -m serving', description=__doc__,
                                    formatter_class=_HelpFormatter)
-  _flag(parser, 'model_name', default='retrieval', help='the model\'s name in requests, with '
-        '--model_base_path')
+  _flag(parser, 'model_name', default=DEFAULT_MODEL_NAME,
+        help='the model\'s name in requests, with --model_base_path')
   _flag(parser, 'model_base_path', help='folder of numbered version folders (the Pusher\'s); '
         'this or --model_config_file')
   _flag(parser, 'model_config_file', help='a models.config (several models, version '

@@ -64,6 +64,17 @@ def test_bad_values_are_refused_with_the_field_name():
     _config('--eval-percent', '100')
 
 
+def test_the_default_is_the_sequential_model_gated_on_the_future():
+  config = _config()
+  assert (config.model.kind, config.split) == ('sequential', 'time')
+  assert config.model == _config('--model', 'sequential').model  # with its tuned settings
+
+
+def test_leave_last_out_is_refused_for_a_model_that_does_not_read_timelines():
+  with pytest.raises(ValueError, match="split 'last'.*'retrieval'"):
+    _config('--model', 'retrieval', '--split', 'last')
+
+
 def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them():
   from components.model.config import TUNED, TUNED_FIELDS
   for kind in ('retrieval', 'multitask', 'sequential'):
@@ -73,10 +84,10 @@ def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them(
       assert getattr(model, name) == value
   overridden = _config('--model', 'retrieval', '--epochs', '3', '--embedding-l2', '0',
                        '--negatives', 'in-batch', '--temperature', '1', '--query-dropout', '0',
-                       '--ensemble-size', '2').model
+                       '--ensemble-size', '2', '--max-context-length', '7').model
   assert {name: getattr(overridden, name) for name in TUNED_FIELDS} == {
       'epochs': 3, 'embedding_l2': 0.0, 'negatives': 'in-batch', 'temperature': 1.0,
-      'query_dropout': 0.0, 'ensemble_size': 2}
+      'query_dropout': 0.0, 'ensemble_size': 2, 'max_context_length': 7}
   multitask = _config('--model', 'multitask', '--rating-weight', '2', '--retrieval-weight',
                       '0.5', '--max-rmse', '0.9')
   assert (multitask.model.rating_weight, multitask.model.retrieval_weight) == (2.0, 0.5)

@@ -32,12 +32,21 @@ def _parameter(spec, task, name):
 
 
 def test_components_depend_on_each_other_in_data_flow_order(spec):
+  """The default: the sequential model, gated on the time split, refitted and pushed."""
   tasks = spec.root.dag.tasks
   flow = ['FileBasedExampleGen', 'StatisticsGen', 'ExampleValidator', 'AnomaliesGate',
-          'Transform', 'Trainer', 'Evaluator', 'Pusher']
+          'TimelineGen', 'Transform', 'Trainer', 'Evaluator', 'Refit', 'Pusher']
   for upstream, downstream in zip(flow, flow[1:]):
     assert upstream in tasks[downstream].dependent_tasks, (upstream, downstream)
   assert 'ImportSchemaGen' in tasks['ExampleValidator'].dependent_tasks
+
+
+def test_refit_and_pusher_run_only_on_a_blessing(spec):
+  tasks = spec.root.dag.tasks
+  for name in ('Refit', 'Pusher'):
+    condition = tasks[name].trigger_policy.condition
+    assert "metadata['blessed'] == 1.0" in condition and 'blessing' in condition, name
+  assert not tasks['Trainer'].trigger_policy.condition
 
 
 def test_every_step_runs_the_pipeline_image_with_beam_args(spec):
@@ -56,17 +65,23 @@ def test_every_step_runs_the_pipeline_image_with_beam_args(spec):
 
 
 def test_functions_and_parameters_reach_the_components(spec):
-  assert _parameter(spec, 'Transform', 'preprocessing_fn') == 'components.transform.preprocessing_fn'
-  assert _parameter(spec, 'Trainer', 'run_fn') == 'components.trainer.run_fn'
-  assert json.loads(_parameter(spec, 'Trainer', 'custom_config'))['epochs'] == 3
+  assert (_parameter(spec, 'Transform', 'preprocessing_fn')
+          == 'components.transform.timeline_preprocessing_fn')
+  for trainer in ('Trainer', 'Refit'):
+    assert _parameter(spec, trainer, 'run_fn') == 'components.trainer.run_fn'
+    assert json.loads(_parameter(spec, trainer, 'custom_config'))['epochs'] == 3
+  assert json.loads(_parameter(spec, 'Trainer', 'train_args')) == {'splits': ['train']}
+  assert json.loads(_parameter(spec, 'Refit', 'train_args')) == {'splits': ['train', 'eval']}
   assert _parameter(spec, 'FileBasedExampleGen', 'input_base') == 'gs://bucket/movielens/ml-100k'
   assert _parameter(spec, 'ImportSchemaGen', 'schema_file') == runner.IMAGE_SCHEMA_FILE
   push = json.loads(_parameter(spec, 'Pusher', 'push_destination'))
-  assert push['filesystem']['base_directory'] == 'gs://bucket/serving/retrieval'
+  assert push['filesystem']['base_directory'] == 'gs://bucket/serving/sequential'
   executors = spec.deployment_spec.fields['executors'].struct_value.fields
   example_gen_args = executors['FileBasedExampleGen_executor'].struct_value.fields[
       'container'].struct_value.fields['args'].list_value.values
-  assert 'components.ingest.example_gen.Executor' in [v.string_value for v in example_gen_args]
+  assert ('components.ingest.example_gen.TimeSplitExecutor'
+          in [v.string_value for v in example_gen_args])
+  assert _parameter(spec, 'TimelineGen', 'eval_examples') == 'future'  # the time split's
 
 
 def test_resolver_evaluator_and_pusher_are_wired_as_locally(spec):
@@ -74,10 +89,10 @@ def test_resolver_evaluator_and_pusher_are_wired_as_locally(spec):
   assert evaluator['model'].task_output_artifact.producer_task == 'Trainer'
   assert (evaluator['baseline_model'].task_output_artifact.producer_task
           == 'latest_blessed_model_resolver-model-resolver')
-  assert evaluator['examples'].task_output_artifact.producer_task == 'FileBasedExampleGen'
+  assert evaluator['examples'].task_output_artifact.producer_task == 'TimelineGen'
   pusher = spec.root.dag.tasks['Pusher'].inputs.artifacts
+  assert pusher['model'].task_output_artifact.producer_task == 'Refit'
   assert pusher['model_blessing'].task_output_artifact.producer_task == 'Evaluator'
-  assert pusher['model'].task_output_artifact.producer_task == 'Trainer'
 
 
 def test_dockerfile_installs_the_lock_file_and_puts_the_schema_where_the_spec_says():
@@ -91,17 +106,16 @@ def test_dockerfile_installs_the_lock_file_and_puts_the_schema_where_the_spec_sa
     assert in_image == f'{runner.IMAGE_REPO_DIR}/{os.path.relpath(schema, REPO)}'
 
 
-def test_sequential_spec_builds_timelines_before_transform(tmp_path):
+def test_retrieval_spec_transforms_and_evaluates_the_ratings(tmp_path):
   config = runner.kubeflow_config(data_root='gs://bucket/movielens/ml-1m',
-                                  pipeline_root='gs://bucket/root', model_kind='sequential')
+                                  pipeline_root='gs://bucket/root', model_kind='retrieval')
   output = tmp_path / 'pipeline.json'
   runner.compile_pipeline(config, IMAGE, str(output))
   spec = json_format.ParseDict(json.loads(output.read_text())['pipelineSpec'],
                                pipeline_spec_pb2.PipelineSpec())
   tasks = spec.root.dag.tasks
-  assert 'AnomaliesGate' in tasks['TimelineGen'].dependent_tasks
-  assert {'TimelineGen', 'timeline_schema_gen'} <= set(tasks['Transform'].dependent_tasks)
-  assert 'TimelineGen' in tasks['Evaluator'].dependent_tasks
-  assert (_parameter(spec, 'Transform', 'preprocessing_fn')
-          == 'components.transform.timeline_preprocessing_fn')
-  assert _parameter(spec, 'timeline_schema_gen', 'schema_file') == runner.IMAGE_TIMELINE_SCHEMA_FILE
+  assert 'TimelineGen' not in tasks
+  assert 'AnomaliesGate' in tasks['Transform'].dependent_tasks
+  assert (tasks['Evaluator'].inputs.artifacts['examples'].task_output_artifact.producer_task
+          == 'FileBasedExampleGen')
+  assert _parameter(spec, 'Transform', 'preprocessing_fn') == 'components.transform.preprocessing_fn'

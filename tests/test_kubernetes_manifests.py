@@ -3,7 +3,11 @@ import pathlib
 
 import yaml
 
+from components.model import kinds
+from kubeflow.runner import kubeflow_config
+from pipeline.config import PipelineConfig
 from serving import config_files
+from serving.recommendations import DEFAULT_MODEL_NAME
 from serving.server import parse_args
 
 SERVING = pathlib.Path(__file__).resolve().parents[1] / 'kubeflow' / 'serving'
@@ -28,6 +32,19 @@ def test_config_files_are_what_the_writer_makes_and_parse_as_tf_serving_protos()
   assert (SERVING / 'batching_parameters.txt').read_text() == \
       config_files.batching_parameters_text(batching)
   assert model.version_policy == 'latest' and model.base_path.endswith('/' + model.name)
+
+
+def test_served_model_is_what_the_default_pipeline_pushes():
+  """The default kind (sequential), in the folder its Pusher writes with the artifacts on the
+  mounted volume (Kubeflow's pipeline root, or the local workdir, at /models); the clients ask
+  for the same name."""
+  (model,) = config_files.read_models_config(SERVING / 'models.config')
+  assert model.name == kinds.DEFAULT == DEFAULT_MODEL_NAME == 'sequential'
+  pushed_by_kubeflow = kubeflow_config(data_root='/data', pipeline_root='/models')
+  pushed_locally = PipelineConfig(data_dir='/data', workdir='/models')
+  for config in (pushed_by_kubeflow, pushed_locally):
+    assert config.serving_model_name == model.name
+    assert config.serving_model_dir == model.base_path == '/models/serving_models/sequential'
 
 
 def test_deployment_serves_grpc_and_rest_and_is_ready_on_model_status():

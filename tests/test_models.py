@@ -1,6 +1,7 @@
 """The multitask and sequential models through the real pipeline on small synthetic data:
 blessed and pushed, and what their serving signatures promise (ratings in range, any history
-length, exclusions, clear errors on bad input)."""
+length, exclusions, clear errors on bad input). The sequential run is the pipeline's default
+(no --model, the time split): it answers users the training data never saw."""
 import pathlib
 
 import numpy as np
@@ -28,8 +29,9 @@ def multitask_run(small_dataset, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def sequential_run(small_dataset, tmp_path_factory):
+  """The default run: the sequential model, gated on the time split."""
   workdir = tmp_path_factory.mktemp('sequential')
-  exit_code = run_pipeline(small_dataset, workdir, '--model', 'sequential')
+  exit_code = run_pipeline(small_dataset, workdir)
   return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
 
 
@@ -142,13 +144,57 @@ def test_sequential_trains_on_timelines_learns_and_is_pushed(sequential_run):
   assert len(saved_model.version_dirs(workdir / 'serving_models' / 'sequential')) == 1
   timelines = results.outputs[('TimelineGen', 'Examples')]
   train, eval_examples = ratings_of_split(timelines, 'train'), ratings_of_split(timelines, 'eval')
-  assert all(1 <= len(context) <= 10 for context in train.contexts + eval_examples.contexts)
-  assert 0.05 < len(eval_examples.movie_ids) / (len(train.movie_ids) + len(eval_examples.movie_ids)) < 0.15
+  assert all(1 <= len(context) <= 20 for context in train.contexts + eval_examples.contexts)
+  # The future: about the latest 20% of the ratings (less those below min_rating).
+  assert 0.1 < len(eval_examples.movie_ids) / (len(train.movie_ids) + len(eval_examples.movie_ids)) < 0.25
   accuracy = [results.metrics[f'top_{k}_accuracy'] for k in (10, 50, 100)]
   assert accuracy == sorted(accuracy)
   # Chance is k / movies. (Popularity is as strong as the model on this tiny synthetic set,
   # whose timelines carry little order; docs/benchmarks.md compares them on MovieLens.)
   assert accuracy[0] > 2 * 10 / SMALL['num_movies']
+
+
+def _timestamps(examples_uri, split):
+  """The timestamp of each example of a split (a timeline example's: its next movie's)."""
+  from pipeline.baselines import split_files
+  records = tf.data.TFRecordDataset(split_files(examples_uri, split), compression_type='GZIP')
+  return [tf.train.Example.FromString(record).features.feature['timestamp'].int64_list.value[0]
+          for record in records.as_numpy_iterator()]
+
+
+def test_the_default_gate_judges_the_future_and_no_future_rating_is_trained_on(sequential_run):
+  _, _, results = sequential_run
+  ratings = results.outputs[('FileBasedExampleGen', 'Examples')]
+  cut = min(_timestamps(ratings, 'eval'))
+  assert max(_timestamps(ratings, 'train')) < cut  # the time split
+  timelines = results.outputs[('TimelineGen', 'Examples')]
+  assert max(_timestamps(timelines, 'train')) < cut <= min(_timestamps(timelines, 'eval'))
+  # Every training context is the past too: it is the movies before a past next movie.
+  future_movies = {(user, movie) for user, movie in zip(
+      *(lambda r: (r.user_ids, r.movie_ids))(ratings_of_split(ratings, 'eval')))}
+  train = ratings_of_split(timelines, 'train')
+  for user, context in zip(train.user_ids, train.contexts):
+    assert not {(user, movie) for movie in context} & future_movies
+
+
+def test_a_user_first_seen_after_the_cut_is_answered_from_their_history(sequential_run):
+  """The eval examples of a user absent from training: their history is the future's own
+  earlier ratings. The pushed model answers it from that history, not with the fallback."""
+  _, workdir, results = sequential_run
+  timelines = results.outputs[('TimelineGen', 'Examples')]
+  known = set(ratings_of_split(timelines, 'train').user_ids)
+  eval_examples = ratings_of_split(timelines, 'eval')
+  new = [(user, context) for user, context in zip(eval_examples.user_ids, eval_examples.contexts)
+         if user not in known]
+  assert new, 'the synthetic data should have users who first rate after the cut'
+  serve = _pushed_model(workdir, 'sequential').signatures['serving_default']
+  histories = [[movie.decode() for movie in context] for _, context in new[:5]]
+  answer = _answer(serve, histories + [['']])
+  assert answer['strategy'].tolist() == [b'history'] * len(histories) + [b'popular']
+  for movies in answer['movie_ids'][:-1]:
+    assert len(set(movies)) == TOP_K and b'' not in set(movies)
+  assert any(movies.tolist() != answer['movie_ids'][-1].tolist()
+             for movies in answer['movie_ids'][:-1])
 
 
 def _answer(signature, contexts, **extra):
@@ -168,9 +214,9 @@ def test_sequential_serves_any_history_length_keeping_the_most_recent(sequential
   serve = _pushed_model(workdir, 'sequential').signatures['serving_default']
   long_history = [str(movie) for movie in range(1, 41)]
   one, short, long, recent = _recommend(serve, [['5'], ['5', '9'], long_history,
-                                                long_history[-10:]])
+                                                long_history[-20:]])
   assert len(set(one)) == TOP_K and b'' not in set(one)
-  assert long.tolist() == recent.tolist()  # only the last 10 are read
+  assert long.tolist() == recent.tolist()  # only the last 20 are read (tuned)
   assert one.tolist() != short.tolist()
   # Unknown ids are skipped: the same answer as without them.
   with_unknown, = _recommend(serve, [['no-such-movie', '5', 'nor-this']])

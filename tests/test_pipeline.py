@@ -16,7 +16,7 @@ from pipeline.baselines import baseline_accuracy, ratings_of_split, split_files
 from pipeline.results import latest_run_results
 from serving import saved_model
 from serving.recommendations import make_request
-from tests.conftest import SMALL, TOP_K, run_pipeline as _run
+from tests.conftest import RETRIEVAL, SMALL, TOP_K, run_pipeline as _run
 
 
 def test_model_is_blessed_and_pushed_in_tf_serving_layout(first_run):
@@ -81,7 +81,7 @@ def test_scann_index_agrees_with_brute_force(first_run):
 def test_unreachable_floor_is_not_blessed_and_pushes_nothing(first_run, small_dataset, capsys):
   _, workdir, first = first_run
   versions_before = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
-  exit_code = _run(small_dataset, workdir, '--min-accuracy', '1.01')
+  exit_code = _run(small_dataset, workdir, *RETRIEVAL, '--min-accuracy', '1.01')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   assert exit_code == cli.EXIT_NOT_BLESSED
   assert results.blessed is False and not results.pushed
@@ -96,7 +96,7 @@ def test_retrained_model_is_compared_with_the_blessed_baseline(first_run, small_
   """A new model (fewer epochs, so worse) against the blessed one: the change threshold."""
   _, workdir, first = first_run
   versions_before = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
-  cli.main(['run', '--data-dir', str(small_dataset), '--workdir', str(workdir),
+  cli.main(['run', '--data-dir', str(small_dataset), '--workdir', str(workdir), *RETRIEVAL,
             '--epochs', '1', '--learning-rate', '0.001', '--top-k', str(TOP_K),
             '--min-accuracy', '0.0', '--ensemble-size', '1'])
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
@@ -114,7 +114,7 @@ def test_unchanged_rerun_pushes_no_new_version(first_run, small_dataset, capsys)
   for every server to hot-swap to."""
   _, workdir, first = first_run
   versions_before = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
-  exit_code = _run(small_dataset, workdir, '--min-accuracy', '0.3')
+  exit_code = _run(small_dataset, workdir, *RETRIEVAL, '--min-accuracy', '0.3')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   assert exit_code == 0
   assert results.model_uri == first.model_uri
@@ -314,7 +314,7 @@ def test_the_fallback_honours_exclude_movie_ids(pushed_model):
 def test_exclude_seen_export_never_returns_training_movies(first_run, small_dataset):
   """Re-trained with --exclude-seen (floor unreachable: nothing is pushed)."""
   _, workdir, _ = first_run
-  _run(small_dataset, workdir, '--exclude-seen', '--min-accuracy', '1.01')
+  _run(small_dataset, workdir, *RETRIEVAL, '--exclude-seen', '--min-accuracy', '1.01')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   train = ratings_of_split(results.outputs[('FileBasedExampleGen', 'Examples')], 'train')
   seen = {}

@@ -235,14 +235,16 @@ def test_an_empty_history_the_model_refuses_is_refused_alone(tmp_path, timeline)
 # --- runs and the plot ---------------------------------------------------------------------
 
 
-def test_the_random_split_baseline_is_the_retrieval_run_while_random_is_the_default():
-  runs, notes = replay.model_runs(['retrieval', 'sequential'], [])
+def test_the_random_split_baseline_is_the_retrieval_run_when_the_runs_split_at_random():
+  runs, notes = replay.model_runs(['retrieval', 'sequential'],
+                                  ['--split', 'random', '--no-refit'])
   assert [run.name for run in runs] == ['retrieval', 'sequential'] and 'retrieval' in notes
 
 
 def test_the_random_split_baseline_runs_apart_from_a_time_split_retrieval():
-  runs, notes = replay.model_runs(['retrieval'], ['--split', 'time'])
-  assert [run.args[-2:] for run in runs] == [('--split', 'time'), ('--split', 'random')]
+  runs, notes = replay.model_runs(['retrieval'], [])  # time: the pipeline's default split
+  assert [run.args for run in runs] == [
+      ('--model', 'retrieval'), ('--model', 'retrieval', '--split', 'random', '--no-refit')]
   assert not notes
 
 

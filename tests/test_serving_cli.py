@@ -7,8 +7,8 @@ from tests.serving_endpoints import free_port
 def test_demo_serves_the_pushed_model_over_rest_and_grpc_then_stops(first_run, capsys):
   _, workdir, _ = first_run
   exit_code = demo.main(['--model-base-path', str(workdir / 'serving_models' / 'retrieval'),
-                         '--grpc-port', str(free_port()), '--rest-port', str(free_port()),
-                         '--user', '2', '-k', '3'])
+                         '--model-name', 'retrieval', '--grpc-port', str(free_port()),
+                         '--rest-port', str(free_port()), '--user', '2', '-k', '3'])
   out = capsys.readouterr().out
   assert exit_code == 0, out
   assert 'Via REST' in out and 'Via gRPC' in out
@@ -31,8 +31,8 @@ def test_client_reports_an_unreachable_server_clearly(capsys):
 def test_pipeline_recommend_says_which_strategy_answered_each_user(first_run, capsys):
   from pipeline import cli
   _, workdir, _ = first_run
-  assert cli.main(['recommend', '--workdir', str(workdir), '--user', '1',
-                   '--user', 'nobody', '-k', '3']) == 0
+  assert cli.main(['recommend', '--workdir', str(workdir), '--model-name', 'retrieval',
+                   '--user', '1', '--user', 'nobody', '-k', '3']) == 0
   out = capsys.readouterr().out
   assert 'Top 3 movies for user 1 (strategy user:' in out
   assert 'Top 3 movies for user nobody (strategy popular:' in out

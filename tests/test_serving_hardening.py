@@ -3,8 +3,9 @@ smuggled, the REST port takes bursts of connections, and start-up and --help say
 
 These tests need the HTTP and gRPC layers, not a recommender, so they serve a tiny SavedModel
 written in a second (same outputs as ours: movie_ids, movie_titles, scores [batch, K]), on a
-real server on loopback. Its second signature, rows_seen, answers how many rows the model has
-run on, so a test can tell that a refused request did no work.
+real server on loopback. Its signature rows_seen answers how many rows the model has run on, so
+a test can tell that a refused request did no work; history takes a 2-D input as the sequential
+model does (context_movie_ids [batch, length]), for the bound on values per row.
 """
 import re
 import socket
@@ -42,6 +43,13 @@ class _TinyRecommender(tf.Module):
             'movie_titles': tf.strings.join([movie_ids, ' a movie title of some length (1999)']),
             'scores': tf.broadcast_to(tf.range(K, 0, -1, dtype=tf.float32), [batch, K])}
 
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string,
+                                              name='context_movie_ids')])
+  def history(self, context_movie_ids):
+    self.rows.assign_add(tf.shape(context_movie_ids, out_type=tf.int64)[0])
+    return {'history_length': tf.fill(tf.shape(context_movie_ids)[:1],
+                                      tf.shape(context_movie_ids)[1])}
+
   @tf.function(input_signature=[])
   def rows_seen(self):
     return {'rows_seen': self.rows.read_value()}
@@ -52,7 +60,8 @@ def tiny_base_path(tmp_path_factory):
   base_path = tmp_path_factory.mktemp('models') / 'tiny'
   model = _TinyRecommender()
   tf.saved_model.save(model, str(base_path / '1'),
-                      signatures={'serving_default': model.serve, 'rows_seen': model.rows_seen})
+                      signatures={'serving_default': model.serve, 'history': model.history,
+                                  'rows_seen': model.rows_seen})
   return base_path
 
 
@@ -112,20 +121,75 @@ def test_a_request_over_max_request_rows_is_refused_over_grpc_before_the_model_r
   assert _grpc(server).predict({'user_id': _users(50)})['movie_ids'].shape == (50, K)
 
 
-@pytest.mark.parametrize('dims,flag', [([10**9], '--max_request_rows'),
-                                       ([1, 10**9], '--grpc_max_message_bytes')])
-def test_a_tensor_proto_claiming_a_huge_shape_is_refused_before_it_is_built(server, dims, flag):
-  """TensorFlow fills a short TensorProto up to its shape: a 30-byte message claiming a
-  billion strings would allocate gigabytes."""
-  client = _grpc(server)
+def _histories(rows: int, length: int):
+  return [[str(1 + i % 100) for i in range(length)] for _ in range(rows)]
+
+
+def test_a_history_over_max_values_per_row_is_refused_over_rest_before_the_model_runs(server):
+  before = _rows_seen(server)
+  response = requests.post(_url(server), json={'signature_name': 'history',
+                                               'instances': _histories(2, 1001)}, timeout=30)
+  assert response.status_code == 400
+  error = response.json()['error']
+  assert 'input context_movie_ids has 1001 values per row' in error
+  assert 'limit of 1000' in error and '--max_values_per_row' in error
+  ragged = _histories(1, 3) + _histories(1, 5000)  # one long row among short ones
+  response = requests.post(_url(server), json={'signature_name': 'history',
+                                               'instances': ragged}, timeout=30)
+  assert response.status_code == 400 and 'ragged' in response.json()['error']
+  assert _rows_seen(server) == before
+  answered = requests.post(_url(server), json={'signature_name': 'history',
+                                               'instances': _histories(2, 1000)}, timeout=30)
+  assert answered.status_code == 200 and answered.json()['predictions'] == [1000, 1000]
+
+
+def test_a_history_over_max_values_per_row_is_refused_over_grpc_before_the_model_runs(server):
+  before = _rows_seen(server)
+  with pytest.raises(ServingClientError) as raised:
+    _grpc(server).predict({'context_movie_ids': _histories(1, 5000)}, 'history')
+  assert raised.value.code == 'INVALID_ARGUMENT'
+  assert ('input context_movie_ids has 5000 values per row, over the limit of 1000 values per '
+          'row (--max_values_per_row)') in raised.value.message
+  assert _rows_seen(server) == before
+  answer = _grpc(server).predict({'context_movie_ids': _histories(2, 1000)}, 'history')
+  assert list(answer['history_length']) == [1000, 1000]
+
+
+def _claim_shape(client: GrpcClient, dims):
+  """A one-value user_id TensorProto that claims the shape dims."""
   request = client.predict_request({'user_id': ['1']})
   shape = request.inputs['user_id'].tensor_shape
   del shape.dim[:]
   for size in dims:
     shape.dim.add(size=size)
+  return request
+
+
+@pytest.mark.parametrize('dims,flag', [([10**9], '--max_request_rows'),
+                                       ([1, 10**9], '--max_values_per_row')])
+def test_a_tensor_proto_claiming_a_huge_shape_is_refused_before_it_is_built(server, dims, flag):
+  """TensorFlow fills a short TensorProto up to its shape: a 30-byte message claiming a
+  billion strings would allocate gigabytes."""
+  client = _grpc(server)
   with pytest.raises(ServingClientError) as raised:
-    client.predict_response(request)
+    client.predict_response(_claim_shape(client, dims))
   assert raised.value.code == 'INVALID_ARGUMENT' and flag in raised.value.message
+
+
+def test_a_claimed_shape_within_raised_row_limits_is_still_bounded_by_the_message_size(
+    tiny_base_path):
+  """With the values per row raised, a claim is still refused when it has more elements than
+  a request may have bytes."""
+  server = ModelServer([ModelSource('tiny', str(tiny_base_path))],
+                       _options(max_values_per_row=10**9), log=lambda message: None).start()
+  try:
+    client = _grpc(server)
+    with pytest.raises(ServingClientError) as raised:
+      client.predict_response(_claim_shape(client, [1, 10**9]))
+    assert raised.value.code == 'INVALID_ARGUMENT'
+    assert '--grpc_max_message_bytes' in raised.value.message
+  finally:
+    server.stop()
 
 
 def test_a_response_over_max_response_bytes_is_refused_over_rest_and_grpc(server):
@@ -294,11 +358,14 @@ def test_help_lists_each_flag_once_with_its_default(capsys):
   listed = [heading.split()[0] for heading in headings]
   assert len(listed) == len(set(listed)) and '--port' in listed
   for flag, default in [('--port', 8500), ('--rest_api_port', 8501), ('--max_request_rows', 1000),
-                        ('--rest_api_listen_backlog', 4096), ('--host', '0.0.0.0')]:
+                        ('--max_values_per_row', 1000), ('--rest_api_listen_backlog', 4096),
+                        ('--host', '0.0.0.0')]:
     entry = help_text.split(f'\n  {flag} ')[1].split('\n  --')[0]
     assert f'(default: {default})' in ' '.join(entry.split()), entry
   assert '0.0.0.0 is every network interface' in ' '.join(help_text.split())
   assert parse_args(['--model-base-path', '/m', '--max-request-rows', '5']).max_request_rows == 5
+  args = parse_args(['--model-base-path', '/m', '--max-values-per-row', '5'])
+  assert args.max_values_per_row == 5
 
 
 @pytest.mark.parametrize('folder,says', [('missing', 'does not exist yet'),

@@ -60,8 +60,8 @@ def test_the_split_is_stable_and_near_the_requested_share():
 
 
 def test_beam_transform_groups_users_and_writes_parsable_examples():
-  records = [timelines.to_tf_example(
-      {**r, f.CONTEXT_MOVIE_IDS: []}).SerializeToString() for r in [
+  records = [('train', timelines.to_tf_example(
+      {**r, f.CONTEXT_MOVIE_IDS: []}).SerializeToString()) for r in [
           rating(b'1', b'5', 30), rating(b'2', b'7', 10), rating(b'1', b'3', 10),
           rating(b'1', b'4', 20), rating(b'2', b'8', 20)]]  # user 2: too short
 
@@ -86,3 +86,50 @@ def test_bad_parameters_are_refused_naming_them(bad):
     timelines.TimelineGen.test_call(examples=None, timelines=None, beam_pipeline=None,
                                     **{**dict(min_rating=2.0, min_timeline_length=3,
                                               max_context_length=10, eval_percent=10), **bad})
+
+
+def _split_of(ratings_and_sources, eval_examples, eval_percent=10):
+  """(split, context, next movie) of one user's examples under an eval_examples rule."""
+  ratings = [{**rating, timelines._SOURCE_SPLIT: source}
+             for rating, source in ratings_and_sources]
+  built = list(timelines.timeline_examples(ratings, 2.0, 2, 10))
+  return [(split, fields[f.CONTEXT_MOVIE_IDS], fields[f.MOVIE_ID]) for split, fields in
+          timelines.split_examples(built, b'1', eval_examples, eval_percent)]
+
+
+def test_the_future_rule_evaluates_the_ratings_of_the_eval_split_after_the_history_so_far():
+  # The time split: ratings 30 and 40 are at or after the cut.
+  user = [(rating(b'1', b'1', 10), 'train'), (rating(b'1', b'2', 20), 'train'),
+          (rating(b'1', b'3', 30), 'eval'), (rating(b'1', b'4', 40), 'eval')]
+  assert _split_of(user, 'future') == [
+      ('train', [b'1'], b'2'),
+      ('eval', [b'1', b'2'], b'3'),  # the past's history ...
+      ('eval', [b'1', b'2', b'3'], b'4')]  # ... and the future's own earlier ratings
+
+
+def test_under_the_future_rule_no_training_example_holds_a_future_rating():
+  # Hash-split ratings read as if time-split would leak; the time split never interleaves.
+  user = [(rating(b'1', str(movie).encode(), movie), 'train' if movie < 6 else 'eval')
+          for movie in range(1, 10)]
+  for split, context, movie in _split_of(user, 'future'):
+    if split == 'train':
+      assert int(movie) < 6 and all(int(m) < 6 for m in context)
+
+
+def test_the_last_rule_holds_out_each_user_s_last_movie_only():
+  user = [(rating(b'1', str(movie).encode(), movie), 'train') for movie in range(1, 5)]
+  assert [split for split, _, _ in _split_of(user, 'last')] == ['train', 'train', 'eval']
+  assert _split_of(user, 'last')[-1] == ('eval', [b'1', b'2', b'3'], b'4')
+
+
+def test_the_hash_rule_is_the_stable_hash_of_user_and_position():
+  user = [(rating(b'1', str(movie).encode(), movie), 'eval') for movie in range(1, 40)]
+  expected = ['eval' if timelines.eval_split(b'1', position, 30) else 'train'
+              for position in range(1, 39)]
+  assert [split for split, _, _ in _split_of(user, 'hash', 30)] == expected
+
+
+def test_an_unknown_rule_is_refused_naming_the_known_ones():
+  with pytest.raises(ValueError, match="'future', 'last', 'hash'"):
+    with beam.Pipeline() as pipeline:
+      _ = pipeline | beam.Create([]) | timelines.BuildTimelines(2.0, 3, 10, 10, 'sometimes')

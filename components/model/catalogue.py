@@ -43,6 +43,10 @@ class Catalogue:
     timestamps: each of those ratings' timestamp (seconds), for the recent popularity of the
       serving fallback (`popular`); None where the training examples carry none. (For the
       sequential model the examples are timelines: the timestamp of each example's next movie.)
+    first_movies: timelines only: (catalogue positions, timestamps) of each user's first
+      movie, which is never a next movie, only the context of their first example (whose
+      timestamp it takes: users rate in bursts). The popularity figures (rating_counts,
+      `popular`) count them: new users' first movies are what the fallback must guess.
   """
   movie_ids: np.ndarray
   movie_titles: np.ndarray
@@ -54,6 +58,8 @@ class Catalogue:
   ratings: Tuple[np.ndarray, np.ndarray, np.ndarray] = (
       np.zeros([0], np.int64), np.zeros([0], np.int64), np.zeros([0], np.float32))
   timestamps: Optional[np.ndarray] = None
+  first_movies: Tuple[np.ndarray, np.ndarray] = (np.zeros([0], np.int64),
+                                                 np.zeros([0], np.int64))
 
   def __len__(self) -> int:
     return len(self.movie_ids)
@@ -65,6 +71,7 @@ class Catalogue:
     counts: Dict[int, int] = {}
     rated: Dict[int, set] = {}  # user index -> movie indices
     triples, timestamps = ([], [], []), []
+    firsts = ([], [])  # movie indices, timestamps
     for batch in dataset:
       # Each feature leaves TensorFlow once per batch, not once per new movie.
       indices = batch[f.MOVIE_ID_INDEX].numpy().reshape(-1)
@@ -73,6 +80,13 @@ class Catalogue:
         collected.append(values.reshape(-1))
       if f.TIMESTAMP in batch:
         timestamps.append(batch[f.TIMESTAMP].numpy().reshape(-1))
+      if f.CONTEXT_MOVIE_ID_INDICES in batch:  # timelines: a context of one is a first movie
+        when = (batch[f.TIMESTAMP].numpy().reshape(-1) if f.TIMESTAMP in batch
+                else np.zeros(len(indices), np.int64))
+        for row, context in enumerate(_id_lists(batch[f.CONTEXT_MOVIE_ID_INDICES])):
+          if len(context) == 1:
+            firsts[0].append(context[0])
+            firsts[1].append(when[row])
       movie_ids = batch[f.MOVIE_ID].numpy().reshape(-1)
       titles = batch[f.MOVIE_TITLE].numpy().reshape(-1)
       tokens = _id_lists(batch[f.MOVIE_TITLE_TOKEN_INDICES])
@@ -88,6 +102,10 @@ class Catalogue:
       raise ValueError('the training split holds no ratings: cannot build a catalogue')
     order = sorted(movies)
     position = {index: row for row, index in enumerate(order)}
+    # A first movie never a next movie in training is not in the catalogue: not counted.
+    first_movies = [(position[movie], when) for movie, when in zip(*firsts) if movie in position]
+    for row, _ in first_movies:
+      counts[order[row]] += 1
     return cls(
         movie_ids=np.array([movies[i]['movie_id'] for i in order], dtype=object),
         movie_titles=np.array([movies[i]['title'] for i in order], dtype=object),
@@ -98,7 +116,10 @@ class Catalogue:
         user_histories={user: np.array(sorted(position[i] for i in movie_indices), np.int64)
                         for user, movie_indices in rated.items()},
         ratings=tuple(np.concatenate(values) for values in triples),
-        timestamps=np.concatenate(timestamps).astype(np.int64) if timestamps else None)
+        timestamps=np.concatenate(timestamps).astype(np.int64) if timestamps else None,
+        first_movies=tuple(np.array(column, np.int64).reshape(-1)
+                           for column in zip(*first_movies)) if first_movies else
+        cls.first_movies)
 
   def popular(self, days: int) -> Tuple[np.ndarray, np.ndarray]:
     """The serving fallback: every catalogue position, most rated in the last `days` days of
@@ -110,9 +131,11 @@ class Catalogue:
     """
     recent = self.rating_counts
     if self.timestamps is not None and len(self.timestamps):
-      in_window = self.timestamps >= self.timestamps.max() - days * DAY_SECONDS
-      rows = np.searchsorted(self.movie_id_indices, self.ratings[1][in_window])
-      recent = np.bincount(rows, minlength=len(self)).astype(np.int64)
+      rows = np.concatenate([np.searchsorted(self.movie_id_indices, self.ratings[1]),
+                             self.first_movies[0]])
+      timestamps = np.concatenate([self.timestamps, self.first_movies[1]])
+      in_window = timestamps >= timestamps.max() - days * DAY_SECONDS
+      recent = np.bincount(rows[in_window], minlength=len(self)).astype(np.int64)
     ranking = np.lexsort((np.arange(len(self)), -self.rating_counts, -recent))
     return ranking.astype(np.int64), recent[ranking]
 

@@ -16,6 +16,9 @@ INDEX_KINDS = ('scann', 'brute-force')
 # thousands).
 NEGATIVES = ('in-batch', 'catalogue')
 OPTIMIZERS = ('adagrad', 'adam')
+# How the sequential query tower reads the history (components/model/towers.py
+# HISTORY_ENCODERS; docs/benchmarks.md compares them).
+HISTORY_ENCODERS = ('gru', 'mean', 'attention')
 
 # What ModelConfig.tuned sets per kind on top of the dataclass defaults (each kind's `tuned`):
 # the settings that reached the quality targets on MovieLens (docs/benchmarks.md says what
@@ -45,7 +48,7 @@ class ModelConfig:
   is what the CLI and the Kubeflow runner start from.
   """
   kind: str = documented(
-      'retrieval', f'model kind: {kinds.described()}', flag='--model', choices=MODEL_KINDS)
+      kinds.DEFAULT, f'model kind: {kinds.described()}', flag='--model', choices=MODEL_KINDS)
   embedding_dim: int = documented(64, 'width of every embedding table in the towers')
   # Empty: no dense layers (needs a single embedding per tower of equal size).
   layer_sizes: Tuple[int, ...] = documented(
@@ -101,6 +104,15 @@ class ModelConfig:
       0.001, "multitask: the learning rate of the rating head's own optimizer (Adam)")
   max_context_length: int = documented(
       10, 'sequential: most recent movies the query tower reads (older ones are dropped)')
+  history_encoder: str = documented(
+      'gru', 'sequential: how the query tower reads those movies: a GRU, the mean of their '
+      'embeddings, or causal self-attention with learned positions (SASRec)',
+      choices=HISTORY_ENCODERS)
+  attention_blocks: int = documented(2, 'sequential, attention encoder: self-attention blocks')
+  attention_heads: int = documented(1, 'sequential, attention encoder: heads per block')
+  attention_dropout: float = documented(
+      0.2, 'sequential, attention encoder: dropout on the inputs, attention weights and '
+      'feed-forward outputs, in training')
   seed: int = documented(
       42, 'seed of the starting weights and the order of the batches')
 
@@ -115,15 +127,21 @@ class ModelConfig:
       raise ValueError(f'optimizer {self.optimizer!r} is not one of {OPTIMIZERS}')
     if not 0 <= self.query_dropout < 1:
       raise ValueError(f'query_dropout must be in [0, 1), got {self.query_dropout}')
+    if self.history_encoder not in HISTORY_ENCODERS:
+      raise ValueError(f'history_encoder {self.history_encoder!r} is not one of '
+                       f'{HISTORY_ENCODERS}')
+    if not 0 <= self.attention_dropout < 1:
+      raise ValueError(f'attention_dropout must be in [0, 1), got {self.attention_dropout}')
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
     for name in ('embedding_dim', 'epochs', 'batch_size', 'top_k', 'timestamp_buckets',
-                 'max_excluded', 'max_context_length', 'ensemble_size', 'fallback_days'):
+                 'max_excluded', 'max_context_length', 'ensemble_size', 'fallback_days',
+                 'attention_blocks', 'attention_heads'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
 
   @classmethod
-  def tuned(cls, kind: str = 'retrieval', **overrides) -> 'ModelConfig':
+  def tuned(cls, kind: str = kinds.DEFAULT, **overrides) -> 'ModelConfig':
     """The kind's tuned defaults (its `tuned`), then the overrides."""
     return cls(kind=kind, **{**kinds.of(kind).tuned, **overrides})
 

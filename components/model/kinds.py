@@ -53,6 +53,7 @@ class PipelineSettings(Protocol):
   max_rmse: float
   min_rating: float
   min_timeline_length: int
+  split: str
   timeline_eval_percent: int
   timeline_schema_file: str
 
@@ -201,12 +202,19 @@ class Multitask(Retrieval):
     return RatingRecommender(model.query_tower, *args, rating_head=model.rating_head)
 
 
+# TimelineGen's eval_examples rule for each PipelineConfig.split.
+TIMELINE_EVAL_RULES = {'time': 'future', 'random': 'hash', 'last': 'last'}
+
+
 class Sequential(ModelKind):
   """The recent movies -> the next one: a GRU over the user's last movies, trained on
   TimelineGen's timeline examples."""
   name = 'sequential'
   description = 'recent movies -> the next one'
-  tuned = {}  # 10 epochs, no L2, in-batch negatives
+  # Picked on a validation replay of ml-100k (docs/benchmarks.md, "Tuning the sequential
+  # model on the replay").
+  tuned = {'negatives': 'catalogue', 'max_context_length': 20, 'embedding_l2': 0.5,
+           'query_dropout': 0.3, 'epochs': 20, 'ensemble_size': 3}
   timelines = True
   preprocessing_fn = 'components.transform.timeline_preprocessing_fn'
 
@@ -214,12 +222,14 @@ class Sequential(ModelKind):
     from tfx import v1 as tfx
 
     from components.timelines import TimelineGen
-    # Turns every user's ratings into (recent movies -> next movie) examples, split 90/10.
+    # Turns every user's ratings into (recent movies -> next movie) examples; evaluated: the
+    # future ratings (time split), each user's last (last), or a hash of them (random).
     timeline_gen = TimelineGen(
         examples=ratings, min_rating=settings.min_rating,
         min_timeline_length=settings.min_timeline_length,
         max_context_length=settings.model.max_context_length,
-        eval_percent=settings.timeline_eval_percent)
+        eval_percent=settings.timeline_eval_percent,
+        eval_examples=TIMELINE_EVAL_RULES[settings.split])
     timeline_gen.add_upstream_node(after)
     timeline_schema_gen = tfx.components.ImportSchemaGen(
         schema_file=settings.timeline_schema_file).with_id('timeline_schema_gen')
@@ -239,6 +249,9 @@ class Sequential(ModelKind):
     return ContextRecommender(model.query_tower, *args)
 
 
+# The kind `pipeline run` trains without --model: the one that answers tomorrow's users, most of
+# whom the training data never saw, from their history (docs/benchmarks.md, the replay).
+DEFAULT = 'sequential'
 # Every kind, by name, in the order the --model help lists them.
 KINDS: Dict[str, ModelKind] = {
     kind.name: kind for kind in (Retrieval(), Multitask(), Sequential())}

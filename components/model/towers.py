@@ -98,28 +98,112 @@ def _ragged(ids) -> tf.RaggedTensor:
   return tf.RaggedTensor.from_sparse(ids) if isinstance(ids, tf.SparseTensor) else ids
 
 
+class HistoryEncoder(tf.keras.layers.Layer):
+  """Reads a user's recent movies into one vector: the part of ContextTower that varies.
+
+  Expects the embedded history, right-aligned: movies [batch, length, dim] (left padding,
+  oldest first, the latest movie at position length - 1) and real [batch, length] (False on
+  the padding). Every row has at least one real movie. Returns [batch, dim]. The subclasses
+  are the encoders the --history-encoder flag names (HISTORY_ENCODERS).
+  """
+  name_in_config: str
+
+  def __init__(self, config: ModelConfig, **kwargs):
+    super().__init__(**kwargs)
+
+
+class MeanEncoder(HistoryEncoder):
+  """The mean of the real movies' embeddings: order-blind, the cheapest."""
+  name_in_config = 'mean'
+
+  def call(self, movies, real, training=None):
+    weights = tf.cast(real, movies.dtype)[..., tf.newaxis]
+    return tf.reduce_sum(movies * weights, axis=1) / tf.reduce_sum(weights, axis=1)
+
+
+class GruEncoder(HistoryEncoder):
+  """A GRU over the movies, oldest first, the padding masked: its last state."""
+  name_in_config = 'gru'
+
+  def __init__(self, config: ModelConfig, **kwargs):
+    super().__init__(config, **kwargs)
+    self.gru = tf.keras.layers.GRU(config.embedding_dim, name='context_gru')
+
+  def call(self, movies, real, training=None):
+    return self.gru(movies, mask=real, training=training)
+
+
+class AttentionEncoder(HistoryEncoder):
+  """Causal self-attention over the movies with learned positions (SASRec, Kang & McAuley
+  2018): config.attention_blocks blocks of (multi-head self-attention, position-wise
+  feed-forward), each with a residual and layer norm; each position adds a learned embedding
+  of its distance from the latest movie. The output is the latest position's, which attends
+  to every real movie. On ml-100k it lost to the GRU (docs/benchmarks.md)."""
+  name_in_config = 'attention'
+
+  def __init__(self, config: ModelConfig, **kwargs):
+    super().__init__(config, **kwargs)
+    dim, dropout, heads = config.embedding_dim, config.attention_dropout, config.attention_heads
+    self.position_embedding = embedding(config.max_context_length, config,
+                                        'context_position_embedding')
+    self.dropout = tf.keras.layers.Dropout(dropout)
+    self.blocks = [(
+        tf.keras.layers.MultiHeadAttention(heads, max(1, dim // heads), dropout=dropout,
+                                           name=f'attention_{block}'),
+        tf.keras.layers.LayerNormalization(name=f'attention_norm_{block}'),
+        tf.keras.Sequential([tf.keras.layers.Dense(dim, activation='relu'),
+                             tf.keras.layers.Dense(dim), tf.keras.layers.Dropout(dropout)],
+                            name=f'feed_forward_{block}'),
+        tf.keras.layers.LayerNormalization(name=f'feed_forward_norm_{block}'))
+        for block in range(config.attention_blocks)]
+
+  def call(self, movies, real, training=None):
+    length = tf.shape(movies)[1]
+    x = movies * tf.cast(tf.shape(movies)[2], movies.dtype) ** 0.5
+    x += self.position_embedding(tf.range(length - 1, -1, -1))[tf.newaxis]
+    x = self.dropout(x, training=training) * tf.cast(real, x.dtype)[..., tf.newaxis]
+    causal = tf.cast(tf.linalg.band_part(tf.ones([length, length]), -1, 0), tf.bool)
+    mask = tf.logical_and(causal[tf.newaxis], real[:, tf.newaxis, :])  # [batch, query, key]
+    for attention, attention_norm, feed_forward, feed_forward_norm in self.blocks:
+      x = attention_norm(x + attention(x, x, attention_mask=mask, training=training))
+      x = feed_forward_norm(x + feed_forward(x, training=training))
+    return x[:, -1]
+
+
+# Every history encoder, by its --history-encoder name.
+HISTORY_ENCODERS = {encoder.name_in_config: encoder
+                    for encoder in (GruEncoder, MeanEncoder, AttentionEncoder)}
+
+
 class ContextTower(tf.keras.Model):
-  """Embeds what the user watched last: a GRU over their most recent movies (sequential).
+  """Embeds what the user watched last (sequential): their most recent movies, read by the
+  config's history encoder (HISTORY_ENCODERS).
 
   Expects context_movie_id_indices: [batch, None] movie vocabulary indices, oldest first,
-  sparse or ragged. Only the last config.max_context_length are read; shorter histories are
-  padded and the padding masked, so the GRU's state is that of the real movies only.
+  sparse or ragged, at least one per row. Only the last config.max_context_length are read;
+  shorter histories are padded on the left and the padding masked, so the latest movie is
+  always at the last position and the encoder reads the real movies only.
   Returns [batch, output_dim].
   """
 
   def __init__(self, num_movie_ids: int, config: ModelConfig, **kwargs):
     super().__init__(**kwargs)
     self.max_context_length = config.max_context_length
-    # Row 0 is the padding (masked); movie index i is row i + 1.
+    # Row 0 is the padding; movie index i is row i + 1.
     self.movie_embedding = embedding(num_movie_ids + NUM_OOV_BUCKETS + 1, config,
-                                     'context_movie_embedding', mask_zero=True)
-    self.gru = tf.keras.layers.GRU(config.embedding_dim, name='context_gru')
+                                     'context_movie_embedding')
+    self.encoder = HISTORY_ENCODERS[config.history_encoder](config, name='history_encoder')
     self.dense = query_dense(config)
 
   def call(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
-    context = _ragged(features[f.CONTEXT_MOVIE_ID_INDICES])[:, -self.max_context_length:]
-    padded = context.to_tensor(default_value=-1, shape=[None, self.max_context_length]) + 1
-    return self.dense(self.gru(self.movie_embedding(padded)), training=training)
+    length = self.max_context_length
+    context = _ragged(features[f.CONTEXT_MOVIE_ID_INDICES])[:, -length:]
+    # Left padding: reverse, pad on the right, reverse back.
+    padded = tf.reverse(
+        tf.reverse(context, axis=[1]).to_tensor(default_value=-1, shape=[None, length]) + 1,
+        axis=[1])
+    encoded = self.encoder(self.movie_embedding(padded), padded > 0, training=training)
+    return self.dense(encoded, training=training)
 
 
 class CandidateTower(tf.keras.Model):
