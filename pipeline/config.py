@@ -28,7 +28,8 @@ class PipelineConfig:
       'workdir', 'artifacts (pipeline_root/), MLMD (metadata.sqlite) and serving_models/ go here',
       metavar='DIR')
   pipeline_name: str = 'movielens-recommender'
-  model: ModelConfig = ModelConfig()
+  # The default kind with its tuned settings, as `pipeline run` starts from.
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig.tuned)
   # What the gate judges the model on. Timeline kinds (sequential) evaluate, for 'time', every
   # eval rating as the next movie after the history so far; for 'random', a hash of the
   # timeline examples (timeline_eval_percent); 'last' is theirs alone.

@@ -71,7 +71,9 @@ def make_request(input_names: Collection[str], user_ids: Sequence[str] = (),
   """The request a model with these serving inputs takes.
 
   A sequential model (context_movie_ids) takes watch histories, oldest first; '' pads the
-  shorter ones. Other models take user ids, and with timestamps one per user (default: now).
+  shorter ones; one that also reads user_id takes a user per history ('' for none: an unknown
+  id, as a new user's, is answered from the history alone). Other models take user ids, and
+  with timestamps one per user (default: now).
   """
   if f.CONTEXT_MOVIE_IDS in input_names:
     if not histories:
@@ -79,8 +81,16 @@ def make_request(input_names: Collection[str], user_ids: Sequence[str] = (),
                        '(--history 1,50,181), not users')
     width = max(len(history) for history in histories)
     padded = [list(history) + [''] * (width - len(history)) for history in histories]
-    return Request({f.CONTEXT_MOVIE_IDS: padded},
-                   [','.join(history) for history in histories], 'the history')
+    names = [','.join(history) for history in histories]
+    if f.USER_ID not in input_names:
+      return Request({f.CONTEXT_MOVIE_IDS: padded}, names, 'the history')
+    users = [str(user) for user in user_ids] or [''] * len(histories)
+    if len(users) != len(histories):
+      raise ValueError(f'{len(users)} users for {len(histories)} histories: pass one --user '
+                       'per --history, in the same order, or none')
+    return Request({f.CONTEXT_MOVIE_IDS: padded, f.USER_ID: users},
+                   [f'{name} of user {user}' if user else name for user, name in zip(users, names)],
+                   'the history')
   if not user_ids:
     raise ValueError('this model recommends for users: pass user ids (--user 42)')
   users = [str(user) for user in user_ids]

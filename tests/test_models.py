@@ -23,7 +23,8 @@ def _pushed_model(workdir, name):
 @pytest.fixture(scope='module')
 def multitask_run(small_dataset, tmp_path_factory):
   workdir = tmp_path_factory.mktemp('multitask')
-  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--max-rmse', '1.2')
+  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--max-rmse', '1.2',
+                           '--no-refit')  # refit: the sequential run's
   return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
 
 
@@ -78,7 +79,8 @@ def test_multitask_recommends_the_popular_to_an_unknown_user_but_will_not_rate_f
 def test_multitask_rmse_bound_blocks_the_push(multitask_run, small_dataset):
   _, workdir, _ = multitask_run
   before = saved_model.version_dirs(workdir / 'serving_models' / 'multitask')
-  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--max-rmse', '0.1')
+  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--max-rmse', '0.1',
+                           '--no-refit')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   assert exit_code == 3 and not results.blessed and not results.pushed
   assert any('rating_rmse' in failure for failure in results.failed_thresholds)
@@ -146,7 +148,8 @@ def test_sequential_trains_on_timelines_learns_and_is_pushed(sequential_run):
   train, eval_examples = ratings_of_split(timelines, 'train'), ratings_of_split(timelines, 'eval')
   assert all(1 <= len(context) <= 20 for context in train.contexts + eval_examples.contexts)
   # The future: about the latest 20% of the ratings (less those below min_rating).
-  assert 0.1 < len(eval_examples.movie_ids) / (len(train.movie_ids) + len(eval_examples.movie_ids)) < 0.25
+  eval_share = len(eval_examples.movie_ids) / (len(train.movie_ids) + len(eval_examples.movie_ids))
+  assert 0.1 < eval_share < 0.25
   accuracy = [results.metrics[f'top_{k}_accuracy'] for k in (10, 50, 100)]
   assert accuracy == sorted(accuracy)
   # Chance is k / movies. (Popularity is as strong as the model on this tiny synthetic set,
@@ -160,6 +163,18 @@ def _timestamps(examples_uri, split):
   records = tf.data.TFRecordDataset(split_files(examples_uri, split), compression_type='GZIP')
   return [tf.train.Example.FromString(record).features.feature['timestamp'].int64_list.value[0]
           for record in records.as_numpy_iterator()]
+
+
+def test_the_pushed_model_is_the_blessed_one_trained_again_on_train_and_eval(sequential_run):
+  _, workdir, results = sequential_run
+  pushed = saved_model.latest_version_dir(workdir / 'serving_models' / 'sequential')
+
+  def fingerprint(model_dir):
+    return (pathlib.Path(model_dir) / 'fingerprint.pb').read_bytes()
+
+  refit = pathlib.Path(results.outputs[('Refit', 'Model')]) / 'Format-Serving'
+  assert fingerprint(pushed) == fingerprint(refit)
+  assert fingerprint(pushed) != fingerprint(pathlib.Path(results.model_uri) / 'Format-Serving')
 
 
 def test_the_default_gate_judges_the_future_and_no_future_rating_is_trained_on(sequential_run):
@@ -270,6 +285,43 @@ def test_sequential_exclusions_are_never_returned(sequential_run, tmp_path):
   for context, movies in zip(contexts, _recommend(serve, contexts)):
     assert not set(movies) & {movie.encode() for movie in context}
     assert b'' not in set(movies)
+
+
+def test_with_use_user_id_a_known_user_adds_their_embedding_and_a_new_one_is_no_error(
+    sequential_run, tmp_path):
+  """Re-trained from the default run's Transform output with --use-user-id: the signature takes
+  user_id beside the history; any id is answered from the history, a known one's embedding
+  moving the answer, an unknown one reading the "unknown user" row training taught."""
+  import tensorflow_transform as tft
+  from tfx_bsl.public import tfxio
+
+  from components.model.config import ModelConfig
+  from components.trainer import train_and_export
+
+  _, _, results = sequential_run
+  tft_output = tft.TFTransformOutput(results.outputs[('Transform', 'TransformGraph')])
+  dataset = tfxio.TFExampleRecord(
+      f"{results.outputs[('Transform', 'Examples')]}/Split-train/*",
+      schema=tft_output.transformed_metadata.schema,
+  ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
+  config = ModelConfig.tuned(use_user_id=True, epochs=2, ensemble_size=1, top_k=TOP_K)
+  train_and_export(config, tft_output, lambda seed: dataset, dataset, None,
+                   str(tmp_path / 'serving'))
+  serve = saved_model.load(tmp_path / 'serving')
+  assert saved_model.input_names(serve) == ['context_movie_ids', 'user_id']
+  known = sorted(set(ratings_of_split(results.outputs[('TimelineGen', 'Examples')],
+                                      'train').user_ids))[:2]
+  users = [user.decode() for user in known] + ['no-such-user', '']
+  request = make_request(saved_model.input_names(serve), users, [['5', '9', '12']] * 4)
+  answer = {name: value.numpy() for name, value in serve(**{
+      name: tf.constant(value) for name, value in request.inputs.items()}).items()}
+  assert answer['strategy'].tolist() == [b'history'] * 4
+  movies = [row.tolist() for row in answer['movie_ids']]
+  assert movies[2] == movies[3]  # unknown ids alike
+  assert not np.allclose(answer['scores'][0], answer['scores'][2])  # the user moves the query
+  assert all(len(set(row)) == TOP_K for row in movies)
+  with pytest.raises(ValueError, match='one --user per --history'):
+    make_request(saved_model.input_names(serve), ['1', '2'], [['5']])
 
 
 def test_recommend_cli_takes_a_history_for_sequential_models(sequential_run, capsys):

@@ -88,6 +88,9 @@ def test_unreachable_floor_is_not_blessed_and_pushes_nothing(first_run, small_da
   assert any('top_100_accuracy' in failure for failure in results.failed_thresholds)
   assert saved_model.version_dirs(workdir / 'serving_models' / 'retrieval') == versions_before
   assert 'NOT blessed' in capsys.readouterr().out
+  # Past the gate only with a blessing: no second training, no push.
+  assert ('Refit', 'Model') not in results.outputs
+  assert ('Pusher', 'PushedModel') not in results.outputs
   # Only the gate changed: the trained model came from the cache.
   assert results.model_uri == first.model_uri
 
@@ -127,8 +130,8 @@ def test_unchanged_rerun_pushes_no_new_version(first_run, small_dataset, capsys)
 def test_a_catalogue_of_four_movies_is_pushed_and_served(tmp_path):
   """Smaller than ScaNN's quantizer needs: the serving index is brute force, top-k is capped."""
   data_dir = synthetic.generate(tmp_path / 'data', num_users=40, num_movies=4, num_ratings=160)
-  exit_code = _run(data_dir, tmp_path / 'workdir', '--epochs', '1', '--ensemble-size', '1',
-                   '--min-accuracy', '0')
+  exit_code = _run(data_dir, tmp_path / 'workdir', *RETRIEVAL, '--epochs', '1',
+                   '--ensemble-size', '1', '--min-accuracy', '0', '--no-refit')
   assert exit_code == 0
   version = saved_model.latest_version_dir(tmp_path / 'workdir' / 'serving_models' / 'retrieval')
   answers = saved_model.recommend(saved_model.load(version), make_request(['user_id'], ['1']))
@@ -178,7 +181,7 @@ def test_model_with_timestamp_features_serves_with_a_timestamp(first_run, tmp_pa
         f'{examples}/Split-{split}/*', schema=tft_output.transformed_metadata.schema,
     ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
 
-  config = ModelConfig(use_timestamps=True, epochs=1, top_k=5)
+  config = ModelConfig(kind='retrieval', use_timestamps=True, epochs=1, top_k=5)
   serving_dir, eval_dir = tmp_path / 'serving', tmp_path / 'eval'
   train_and_export(config, tft_output, lambda seed: dataset('train'), dataset('train'), None,
                    str(serving_dir), str(eval_dir))
@@ -210,7 +213,7 @@ def test_pipeline_runs_through_beams_portable_runner(small_dataset, tmp_path, mo
   monkeypatch.setattr(portable_runner.PortableRunner, 'run_pipeline', counting_run_pipeline)
   exit_code = cli.main(['run', '--data-dir', str(small_dataset), '--workdir', str(tmp_path),
                         '--epochs', '1', '--ensemble-size', '1', '--min-accuracy', '0',
-                        '--beam-preset', 'portable-local'])
+                        '--no-refit', '--beam-preset', 'portable-local'])
   results = latest_run_results(str(tmp_path / 'metadata.sqlite'))
   assert exit_code == 0 and results.pushed
   # ExampleGen, StatisticsGen, Transform and Evaluator each ran a Beam pipeline through it.

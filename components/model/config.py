@@ -108,6 +108,14 @@ class ModelConfig:
       'gru', 'sequential: how the query tower reads those movies: a GRU, the mean of their '
       'embeddings, or causal self-attention with learned positions (SASRec)',
       choices=HISTORY_ENCODERS)
+  # An id not in the training data reads the out-of-vocabulary row, which training teaches
+  # by hiding user_id_dropout of the ids: a new user is the common case, not an error.
+  use_user_id: bool = documented(
+      False, "sequential: the query adds the user id's embedding to the history's (the "
+      'serving signature then takes user_id too)')
+  user_id_dropout: float = documented(
+      0.5, 'sequential, with --use-user-id: share of training examples whose user id is '
+      'hidden (read as unknown), so the model learns to answer new users')
   attention_blocks: int = documented(2, 'sequential, attention encoder: self-attention blocks')
   attention_heads: int = documented(1, 'sequential, attention encoder: heads per block')
   attention_dropout: float = documented(
@@ -130,6 +138,8 @@ class ModelConfig:
     if self.history_encoder not in HISTORY_ENCODERS:
       raise ValueError(f'history_encoder {self.history_encoder!r} is not one of '
                        f'{HISTORY_ENCODERS}')
+    if not 0 <= self.user_id_dropout < 1:
+      raise ValueError(f'user_id_dropout must be in [0, 1), got {self.user_id_dropout}')
     if not 0 <= self.attention_dropout < 1:
       raise ValueError(f'attention_dropout must be in [0, 1), got {self.attention_dropout}')
     if self.index not in INDEX_KINDS:

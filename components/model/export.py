@@ -391,7 +391,8 @@ class RatingRecommender(UserRecommender):
 
 
 class ContextRecommender(RecommenderModule):
-  """The sequential model: a query is the movies a user watched, context_movie_ids [batch, n].
+  """The sequential model: a query is the movies a user watched, context_movie_ids [batch, n]
+  (with use_user_id, and who they are: user_id [batch], any id, known or not).
 
   Each row lists movie ids oldest first ('' pads short rows); only the last
   max_context_length known ids are read. Unknown ids are skipped (a movie newer than the
@@ -404,13 +405,20 @@ class ContextRecommender(RecommenderModule):
     return self.config.max_excluded
 
   def query_specs(self) -> List[tf.TensorSpec]:
-    return [tf.TensorSpec([None, None], tf.string, name=f.CONTEXT_MOVIE_IDS)]
+    specs = [tf.TensorSpec([None, None], tf.string, name=f.CONTEXT_MOVIE_IDS)]
+    if self.config.use_user_id:
+      specs.append(tf.TensorSpec([None], tf.string, name=f.USER_ID))
+    return specs
 
   def queries(self, inputs):
     ids = inputs[f.CONTEXT_MOVIE_IDS]
-    # The transform graph maps ids to vocabulary indices, as in training ('' is dropped).
-    indices = self.tft_layer({f.CONTEXT_MOVIE_IDS: tf.sparse.from_dense(ids)})[
-        f.CONTEXT_MOVIE_ID_INDICES]
+    # The transform graph maps ids to vocabulary indices, as in training ('' is dropped; a
+    # user id not in training to the out-of-vocabulary index, the tower's "unknown user").
+    raw = {f.CONTEXT_MOVIE_IDS: tf.sparse.from_dense(ids)}
+    if self.config.use_user_id:
+      raw[f.USER_ID] = inputs[f.USER_ID]
+    transformed = self.tft_layer(raw)
+    indices = transformed[f.CONTEXT_MOVIE_ID_INDICES]
     context = tf.RaggedTensor.from_sparse(indices)
     context = tf.ragged.boolean_mask(context, context < self.num_known_movies)
     answerable = context.row_lengths() > 0
@@ -419,8 +427,10 @@ class ContextRecommender(RecommenderModule):
     empty = tf.cast(tf.logical_not(answerable), tf.int64)
     placeholder = tf.RaggedTensor.from_row_lengths(
         tf.zeros([tf.reduce_sum(empty)], context.dtype), empty)
-    queries = self.query_tower(
-        {f.CONTEXT_MOVIE_ID_INDICES: tf.concat([context, placeholder], axis=1)})
+    features = {f.CONTEXT_MOVIE_ID_INDICES: tf.concat([context, placeholder], axis=1)}
+    if self.config.use_user_id:
+      features[f.USER_ID_INDEX] = transformed[f.USER_ID_INDEX]
+    queries = self.query_tower(features)
     return Queries(queries, answerable, self.movie_positions.lookup(ids))
 
 

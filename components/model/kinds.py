@@ -241,7 +241,9 @@ class Sequential(ModelKind):
 
   def query_tower(self, config, tft_output):
     from components.model.towers import ContextTower
-    return ContextTower(tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB), config,
+    vocab_size = tft_output.vocabulary_size_by_name
+    return ContextTower(vocab_size(f.MOVIE_ID_VOCAB), config,
+                        num_user_ids=vocab_size(f.USER_ID_VOCAB) if config.use_user_id else 0,
                         name='query_tower')
 
   def export_module(self, model, *args):

@@ -177,22 +177,29 @@ HISTORY_ENCODERS = {encoder.name_in_config: encoder
 
 class ContextTower(tf.keras.Model):
   """Embeds what the user watched last (sequential): their most recent movies, read by the
-  config's history encoder (HISTORY_ENCODERS).
+  config's history encoder (HISTORY_ENCODERS), and with config.use_user_id who they are.
 
   Expects context_movie_id_indices: [batch, None] movie vocabulary indices, oldest first,
-  sparse or ragged, at least one per row. Only the last config.max_context_length are read;
+  sparse or ragged, at least one per row; with use_user_id, user_id_index [batch] (num_user_ids
+  for an id outside the vocabulary). Only the last config.max_context_length movies are read;
   shorter histories are padded on the left and the padding masked, so the latest movie is
   always at the last position and the encoder reads the real movies only.
   Returns [batch, output_dim].
   """
 
-  def __init__(self, num_movie_ids: int, config: ModelConfig, **kwargs):
+  def __init__(self, num_movie_ids: int, config: ModelConfig, num_user_ids: int = 0, **kwargs):
     super().__init__(**kwargs)
     self.max_context_length = config.max_context_length
     # Row 0 is the padding; movie index i is row i + 1.
     self.movie_embedding = embedding(num_movie_ids + NUM_OOV_BUCKETS + 1, config,
                                      'context_movie_embedding')
     self.encoder = HISTORY_ENCODERS[config.history_encoder](config, name='history_encoder')
+    self.user_embedding = None
+    if config.use_user_id:
+      # Row num_user_ids (the vocabulary's out-of-vocabulary bucket) is "unknown user".
+      self.num_user_ids, self.user_id_dropout = num_user_ids, config.user_id_dropout
+      self.user_embedding = embedding(num_user_ids + NUM_OOV_BUCKETS, config,
+                                      'context_user_embedding')
     self.dense = query_dense(config)
 
   def call(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
@@ -202,8 +209,14 @@ class ContextTower(tf.keras.Model):
     padded = tf.reverse(
         tf.reverse(context, axis=[1]).to_tensor(default_value=-1, shape=[None, length]) + 1,
         axis=[1])
-    encoded = self.encoder(self.movie_embedding(padded), padded > 0, training=training)
-    return self.dense(encoded, training=training)
+    parts = [self.encoder(self.movie_embedding(padded), padded > 0, training=training)]
+    if self.user_embedding is not None:
+      users = tf.reshape(features[f.USER_ID_INDEX], [-1])
+      if training:  # hide some ids, so the unknown row learns to stand for new users
+        hidden = tf.random.uniform(tf.shape(users)) < self.user_id_dropout
+        users = tf.where(hidden, tf.constant(self.num_user_ids, users.dtype), users)
+      parts.append(self.user_embedding(users))
+    return self.dense(tf.concat(parts, axis=1), training=training)
 
 
 class CandidateTower(tf.keras.Model):
