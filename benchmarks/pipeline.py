@@ -81,6 +81,9 @@ def main(argv=None) -> int:
   parser.add_argument('--ensemble-size', type=int, default=1,
                       help='models the Trainer trains (the retrieval default of 3 triples '
                       'its time; default: %(default)s, the figures docs/benchmarks.md reports)')
+  parser.add_argument('--pipeline-arg', action='append', default=[], metavar='ARG',
+                      help='an argument for every `pipeline run`, e.g. '
+                      '--pipeline-arg=--model=retrieval (repeatable; default: the defaults)')
   args = parser.parse_args(argv)
 
   scratch = tempfile.mkdtemp(prefix='bench-pipeline-')
@@ -102,7 +105,7 @@ def main(argv=None) -> int:
       command = [sys.executable, '-m', 'pipeline', 'run', '--data-dir', data_dir,
                  '--workdir', workdir, '--no-cache', '--min-accuracy', '0',
                  '--epochs', str(args.epochs), '--ensemble-size', str(args.ensemble_size),
-                 '--beam-preset', preset]
+                 '--beam-preset', preset, *args.pipeline_arg]
       print(f'\n== {name}, Beam preset {preset} ==', flush=True)
       exit_code, samples, wall = run_and_sample(command)
       if exit_code not in (0, 3):

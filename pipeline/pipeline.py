@@ -81,12 +81,15 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
           config.eval_top_ks, config.gate_k, config.min_accuracy, config.max_regression,
           **kind.gate(config)))
 
-  # Past the gate only with a blessing: a model that fails it costs no refit and pushes nothing.
+  # The same model trained again on train + eval, the one served (PipelineConfig.refit): with
+  # the time split, eval is the newest data. Not under the Cond below: a Cond makes the blessing
+  # an input, new on every run, so an unchanged re-run would train it again instead of reusing
+  # the cached one (and push a new version).
+  refit = trainer_of(['train', 'eval']).with_id('Refit') if config.refit else None
+
+  # Past the gate only with a blessing: nothing is pushed otherwise.
   blessed = evaluator.outputs['blessing'].future()[0].custom_property('blessed') == 1
   with tfx.dsl.Cond(blessed):
-    # The same model trained again on train + eval, the one served (PipelineConfig.refit):
-    # with the time split, eval is the newest data.
-    refit = trainer_of(['train', 'eval']).with_id('Refit') if config.refit else None
     # Copies the model into the serving model dir as a new version, unless the latest version
     # already is this model (an unchanged re-run).
     pusher = tfx.components.Pusher(

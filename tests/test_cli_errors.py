@@ -70,7 +70,7 @@ def test_recommend_without_a_pushed_model_prints_one_line_naming_the_folder(tmp_
   assert result.returncode == 1
   assert 'Traceback' not in result.stderr
   assert result.stderr.splitlines() == [
-      f'error: no model version under {tmp_path}/serving_models/retrieval: run the pipeline '
+      f'error: no model version under {tmp_path}/serving_models/sequential: run the pipeline '
       'first (make demo), or check that the model was blessed and pushed']
 
 

@@ -35,18 +35,22 @@ def test_components_depend_on_each_other_in_data_flow_order(spec):
   """The default: the sequential model, gated on the time split, refitted and pushed."""
   tasks = spec.root.dag.tasks
   flow = ['FileBasedExampleGen', 'StatisticsGen', 'ExampleValidator', 'AnomaliesGate',
-          'TimelineGen', 'Transform', 'Trainer', 'Evaluator', 'Refit', 'Pusher']
+          'TimelineGen', 'Transform', 'Trainer', 'Evaluator', 'Pusher']
   for upstream, downstream in zip(flow, flow[1:]):
     assert upstream in tasks[downstream].dependent_tasks, (upstream, downstream)
+  assert {'Transform', 'Refit'} <= {*tasks['Refit'].dependent_tasks, 'Refit'}
+  assert 'Refit' in tasks['Pusher'].dependent_tasks
   assert 'ImportSchemaGen' in tasks['ExampleValidator'].dependent_tasks
 
 
-def test_refit_and_pusher_run_only_on_a_blessing(spec):
+def test_the_pusher_runs_only_on_a_blessing_and_the_refit_always(spec):
+  """Refit outside the condition: under it the blessing would be its input, new every run,
+  and an unchanged re-run could not reuse the cached refit."""
   tasks = spec.root.dag.tasks
-  for name in ('Refit', 'Pusher'):
-    condition = tasks[name].trigger_policy.condition
-    assert "metadata['blessed'] == 1.0" in condition and 'blessing' in condition, name
-  assert not tasks['Trainer'].trigger_policy.condition
+  condition = tasks['Pusher'].trigger_policy.condition
+  assert "metadata['blessed'] == 1.0" in condition and 'blessing' in condition
+  for name in ('Trainer', 'Refit'):
+    assert not tasks[name].trigger_policy.condition, name
 
 
 def test_every_step_runs_the_pipeline_image_with_beam_args(spec):

@@ -23,8 +23,9 @@ def _pushed_model(workdir, name):
 @pytest.fixture(scope='module')
 def multitask_run(small_dataset, tmp_path_factory):
   workdir = tmp_path_factory.mktemp('multitask')
-  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--max-rmse', '1.2',
-                           '--no-refit')  # refit: the sequential run's
+  # The random split: every user is in training, so every user can be rated.
+  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--split', 'random',
+                           '--max-rmse', '1.2', '--no-refit')  # refit: the sequential run's
   return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
 
 
@@ -79,8 +80,8 @@ def test_multitask_recommends_the_popular_to_an_unknown_user_but_will_not_rate_f
 def test_multitask_rmse_bound_blocks_the_push(multitask_run, small_dataset):
   _, workdir, _ = multitask_run
   before = saved_model.version_dirs(workdir / 'serving_models' / 'multitask')
-  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--max-rmse', '0.1',
-                           '--no-refit')
+  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--split', 'random',
+                           '--max-rmse', '0.1', '--no-refit')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   assert exit_code == 3 and not results.blessed and not results.pushed
   assert any('rating_rmse' in failure for failure in results.failed_thresholds)

@@ -88,8 +88,7 @@ def test_unreachable_floor_is_not_blessed_and_pushes_nothing(first_run, small_da
   assert any('top_100_accuracy' in failure for failure in results.failed_thresholds)
   assert saved_model.version_dirs(workdir / 'serving_models' / 'retrieval') == versions_before
   assert 'NOT blessed' in capsys.readouterr().out
-  # Past the gate only with a blessing: no second training, no push.
-  assert ('Refit', 'Model') not in results.outputs
+  # The Pusher runs only on a blessing (a Cond): no execution, no push.
   assert ('Pusher', 'PushedModel') not in results.outputs
   # Only the gate changed: the trained model came from the cache.
   assert results.model_uri == first.model_uri
@@ -256,13 +255,14 @@ def test_serving_exclude_never_returns_excluded_movies(first_run):
                                           exclude_movie_ids=tf.fill([1, 101], 'x'))
 
 
-def _recent_counts(examples_uri, days=30):
-  """{movie id: ratings in the last `days` days of the training split}, from the examples."""
+def _recent_counts(examples_uri, days=30, splits=('train', 'eval')):
+  """{movie id: ratings in the last `days` days of the splits}, from the examples. (The pushed
+  model is the Refit's, trained on train + eval.)"""
   spec = {'movie_id': tf.io.FixedLenFeature([], tf.string),
           'timestamp': tf.io.FixedLenFeature([], tf.int64)}
   movies, times = [], []
-  for batch in tf.data.TFRecordDataset(split_files(examples_uri, 'train'),
-                                       compression_type='GZIP').batch(4096):
+  files = [name for split in splits for name in split_files(examples_uri, split)]
+  for batch in tf.data.TFRecordDataset(files, compression_type='GZIP').batch(4096):
     parsed = tf.io.parse_example(batch, spec)
     movies.extend(parsed['movie_id'].numpy().tolist())
     times.extend(parsed['timestamp'].numpy().tolist())
@@ -317,7 +317,8 @@ def test_the_fallback_honours_exclude_movie_ids(pushed_model):
 def test_exclude_seen_export_never_returns_training_movies(first_run, small_dataset):
   """Re-trained with --exclude-seen (floor unreachable: nothing is pushed)."""
   _, workdir, _ = first_run
-  _run(small_dataset, workdir, *RETRIEVAL, '--exclude-seen', '--min-accuracy', '1.01')
+  _run(small_dataset, workdir, *RETRIEVAL, '--exclude-seen', '--min-accuracy', '1.01',
+       '--no-refit')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   train = ratings_of_split(results.outputs[('FileBasedExampleGen', 'Examples')], 'train')
   seen = {}
