@@ -17,8 +17,9 @@ def small_dataset(tmp_path_factory) -> pathlib.Path:
 
 
 TOP_K = 20
-# The first_run's model: retrieval on the random split (the default is sequential on time).
-RETRIEVAL = ('--model', 'retrieval', '--split', 'random')
+# The first_run's model: retrieval on the random split, pushed as gated (the tutorials' model;
+# the default, sequential on the time split with a refit, has its own run in test_models.py).
+RETRIEVAL = ('--model', 'retrieval', '--split', 'random', '--no-refit')
 
 
 def run_pipeline(data_dir, workdir, *extra) -> int:

@@ -130,7 +130,7 @@ def test_a_catalogue_of_four_movies_is_pushed_and_served(tmp_path):
   """Smaller than ScaNN's quantizer needs: the serving index is brute force, top-k is capped."""
   data_dir = synthetic.generate(tmp_path / 'data', num_users=40, num_movies=4, num_ratings=160)
   exit_code = _run(data_dir, tmp_path / 'workdir', *RETRIEVAL, '--epochs', '1',
-                   '--ensemble-size', '1', '--min-accuracy', '0', '--no-refit')
+                   '--ensemble-size', '1', '--min-accuracy', '0')
   assert exit_code == 0
   version = saved_model.latest_version_dir(tmp_path / 'workdir' / 'serving_models' / 'retrieval')
   answers = saved_model.recommend(saved_model.load(version), make_request(['user_id'], ['1']))
@@ -255,9 +255,8 @@ def test_serving_exclude_never_returns_excluded_movies(first_run):
                                           exclude_movie_ids=tf.fill([1, 101], 'x'))
 
 
-def _recent_counts(examples_uri, days=30, splits=('train', 'eval')):
-  """{movie id: ratings in the last `days` days of the splits}, from the examples. (The pushed
-  model is the Refit's, trained on train + eval.)"""
+def _recent_counts(examples_uri, days=30, splits=('train',)):
+  """{movie id: ratings in the last `days` days of the splits}, from the examples."""
   spec = {'movie_id': tf.io.FixedLenFeature([], tf.string),
           'timestamp': tf.io.FixedLenFeature([], tf.int64)}
   movies, times = [], []
@@ -317,8 +316,7 @@ def test_the_fallback_honours_exclude_movie_ids(pushed_model):
 def test_exclude_seen_export_never_returns_training_movies(first_run, small_dataset):
   """Re-trained with --exclude-seen (floor unreachable: nothing is pushed)."""
   _, workdir, _ = first_run
-  _run(small_dataset, workdir, *RETRIEVAL, '--exclude-seen', '--min-accuracy', '1.01',
-       '--no-refit')
+  _run(small_dataset, workdir, *RETRIEVAL, '--exclude-seen', '--min-accuracy', '1.01')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   train = ratings_of_split(results.outputs[('FileBasedExampleGen', 'Examples')], 'train')
   seen = {}
