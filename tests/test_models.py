@@ -89,24 +89,29 @@ def test_multitask_rmse_bound_blocks_the_push(multitask_run, small_dataset):
   assert saved_model.version_dirs(workdir / 'serving_models' / 'multitask') == before
 
 
+def _transformed_train_split(results):
+  """A run's Transform output: (TFTransformOutput, one pass over its transformed train split)."""
+  import tensorflow_transform as tft
+  from tfx_bsl.public import tfxio
+  tft_output = tft.TFTransformOutput(results.outputs[('Transform', 'TransformGraph')])
+  dataset = tfxio.TFExampleRecord(
+      f"{results.outputs[('Transform', 'Examples')]}/Split-train/*",
+      schema=tft_output.transformed_metadata.schema,
+  ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
+  return tft_output, dataset
+
+
 def test_multitask_ensemble_serves_its_members_summed_scores_and_mean_rating(multitask_run,
                                                                              tmp_path):
   """Two members trained on the run's Transform output and exported as one SavedModel: it
   scores a movie by the sum of the members' scores and rates it by the mean of their ratings."""
-  import tensorflow_transform as tft
-  from tfx_bsl.public import tfxio
-
   from components import features as f
   from components.model.catalogue import Catalogue
   from components.model.config import ModelConfig
   from components.trainer import train_and_export
 
   _, _, results = multitask_run
-  tft_output = tft.TFTransformOutput(results.outputs[('Transform', 'TransformGraph')])
-  dataset = tfxio.TFExampleRecord(
-      f"{results.outputs[('Transform', 'Examples')]}/Split-train/*",
-      schema=tft_output.transformed_metadata.schema,
-  ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
+  tft_output, dataset = _transformed_train_split(results)
   config = ModelConfig(kind='multitask', epochs=2, top_k=TOP_K, ensemble_size=2,
                        index='brute-force')
   trained = train_and_export(config, tft_output, lambda seed: dataset, dataset, None,
@@ -258,9 +263,6 @@ def test_a_history_without_known_movies_gets_the_popular_and_a_real_one_its_own(
 
 def test_sequential_exclusions_are_never_returned(sequential_run, tmp_path):
   """serving_exclude on the pushed model; --exclude-seen (the context) on a re-export."""
-  import tensorflow_transform as tft
-  from tfx_bsl.public import tfxio
-
   from components.model.config import ModelConfig
   from components.trainer import train_and_export
 
@@ -273,11 +275,7 @@ def test_sequential_exclusions_are_never_returned(sequential_run, tmp_path):
   for row in range(2):
     assert not set(excluded[row]) & set(default[row, :5])
 
-  tft_output = tft.TFTransformOutput(results.outputs[('Transform', 'TransformGraph')])
-  examples = results.outputs[('Transform', 'Examples')]
-  dataset = tfxio.TFExampleRecord(
-      f'{examples}/Split-train/*', schema=tft_output.transformed_metadata.schema,
-  ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
+  tft_output, dataset = _transformed_train_split(results)
   config = ModelConfig(kind='sequential', epochs=1, top_k=TOP_K, exclude_seen=True,
                        ensemble_size=2)
   train_and_export(config, tft_output, lambda seed: dataset, dataset, None,
@@ -294,18 +292,11 @@ def test_with_use_user_id_a_known_user_adds_their_embedding_and_a_new_one_is_no_
   """Re-trained from the default run's Transform output with --use-user-id: the signature takes
   user_id beside the history; any id is answered from the history, a known one's embedding
   moving the answer, an unknown one reading the "unknown user" row training taught."""
-  import tensorflow_transform as tft
-  from tfx_bsl.public import tfxio
-
   from components.model.config import ModelConfig
   from components.trainer import train_and_export
 
   _, _, results = sequential_run
-  tft_output = tft.TFTransformOutput(results.outputs[('Transform', 'TransformGraph')])
-  dataset = tfxio.TFExampleRecord(
-      f"{results.outputs[('Transform', 'Examples')]}/Split-train/*",
-      schema=tft_output.transformed_metadata.schema,
-  ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
+  tft_output, dataset = _transformed_train_split(results)
   config = ModelConfig.tuned(use_user_id=True, epochs=2, ensemble_size=1, top_k=TOP_K)
   train_and_export(config, tft_output, lambda seed: dataset, dataset, None,
                    str(tmp_path / 'serving'))
