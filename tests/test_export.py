@@ -74,3 +74,24 @@ def test_the_fallback_is_the_most_rated_of_the_last_30_days_ties_by_all_time_the
   assert positions.tolist() == [5, 0, 2, 3, 1, 4]
   assert counts.tolist() == [2, 2, 2, 1, 0, 0]
   assert catalogue.popular(1000)[0].tolist() == [1, 3, 5, 0, 2, 4]  # all time
+
+
+def test_timeline_catalogues_count_each_user_s_first_movie_at_its_first_example_s_time():
+  """A first movie is never a next movie, only a context of one: the fallback counts it."""
+  from components import features as f
+  from components.model.catalogue import Catalogue
+  movies = tf.constant([1, 2, 3, 1], tf.int64)  # the next movies
+  examples = {
+      f.MOVIE_ID_INDEX: movies, f.USER_ID_INDEX: tf.constant([0, 0, 1, 1], tf.int64),
+      f.USER_RATING: tf.fill([4], 4.0), f.MOVIE_ID: tf.strings.as_string(movies),
+      f.MOVIE_TITLE: tf.strings.as_string(movies),
+      f.MOVIE_TITLE_TOKEN_INDICES: tf.ragged.constant([[0]] * 4, tf.int64),
+      f.MOVIE_GENRE_INDICES: tf.ragged.constant([[0]] * 4, tf.int64),
+      f.TIMESTAMP: tf.constant([10, 20, 30, 40], tf.int64),
+      f.CONTEXT_MOVIE_ID_INDICES: tf.ragged.constant([[2], [2, 1], [3], [3, 2, 1]], tf.int64)}
+  catalogue = Catalogue.from_dataset(tf.data.Dataset.from_tensor_slices(examples).batch(3))
+  assert catalogue.movie_id_indices.tolist() == [1, 2, 3]
+  assert catalogue.first_movies[0].tolist() == [1, 2]  # movies 2 and 3, by position
+  assert catalogue.first_movies[1].tolist() == [10, 30]
+  assert catalogue.rating_counts.tolist() == [2, 2, 2]
+  assert catalogue.popular(1000)[1].tolist() == [2, 2, 2]

@@ -81,12 +81,13 @@ class Catalogue:
       if f.TIMESTAMP in batch:
         timestamps.append(batch[f.TIMESTAMP].numpy().reshape(-1))
       if f.CONTEXT_MOVIE_ID_INDICES in batch:  # timelines: a context of one is a first movie
-        when = (batch[f.TIMESTAMP].numpy().reshape(-1) if f.TIMESTAMP in batch
-                else np.zeros(len(indices), np.int64))
-        for row, context in enumerate(_id_lists(batch[f.CONTEXT_MOVIE_ID_INDICES])):
-          if len(context) == 1:
-            firsts[0].append(context[0])
-            firsts[1].append(when[row])
+        context = batch[f.CONTEXT_MOVIE_ID_INDICES]
+        if isinstance(context, tf.SparseTensor):
+          context = tf.RaggedTensor.from_sparse(context)
+        rows = np.flatnonzero(context.row_lengths().numpy() == 1)
+        firsts[0].extend(context.values.numpy()[context.row_starts().numpy()[rows]])
+        firsts[1].extend(batch[f.TIMESTAMP].numpy().reshape(-1)[rows] if f.TIMESTAMP in batch
+                         else np.zeros(len(rows), np.int64))
       movie_ids = batch[f.MOVIE_ID].numpy().reshape(-1)
       titles = batch[f.MOVIE_TITLE].numpy().reshape(-1)
       tokens = _id_lists(batch[f.MOVIE_TITLE_TOKEN_INDICES])
