@@ -12,6 +12,13 @@ saved_model.pb with hashes of the graph, the signatures and the variables' check
 exports with different weights never match, and a copy of an export always matches its source.
 Only the latest version is compared: pushing an older model again (a rollback) still makes it
 the newest version, which is what TF Serving serves.
+
+Then it records the version in the canary rollout's models.config beside the model folders
+(<serving models>/models.config, serving/rollout.py): the first version becomes `stable`, a
+later one the `canary` beside it (held while another canary is live). Servers started with
+`--model_config_file` serve those labels; servers on `--model_base_path` serve the newest
+version, as before. A run that fails before this step leaves the labels as they were; the file
+is replaced atomically.
 """
 import os
 from typing import Any, Dict, List, Optional
@@ -23,6 +30,8 @@ from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
+
+from serving import rollout
 
 FINGERPRINT = 'fingerprint.pb'
 
@@ -64,16 +73,34 @@ class Executor(pusher_executor.Executor):
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     served = self._serving_the_same_model(input_dict, exec_properties)
-    if served is None:
-      super().Do(input_dict, output_dict, exec_properties)
-      return
     model_push = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.PUSHED_MODEL_KEY])
-    logging.info('Already serving this model as version %s (%s): nothing pushed',
-                 os.path.basename(served), served)
-    self._MarkPushed(model_push, pushed_destination=served,
-                     pushed_version=os.path.basename(served))
-    model_push.set_int_custom_property('already_served', 1)
+    if served is None:
+      super().Do(input_dict, output_dict, exec_properties)
+    else:
+      logging.info('Already serving this model as version %s (%s): nothing pushed',
+                   os.path.basename(served), served)
+      self._MarkPushed(model_push, pushed_destination=served,
+                       pushed_version=os.path.basename(served))
+      model_push.set_int_custom_property('already_served', 1)
+    if model_push.get_int_custom_property('pushed'):
+      self._roll_out(model_push, exec_properties)
+
+  @staticmethod
+  def _roll_out(model_push: types.Artifact, exec_properties: Dict[str, Any]) -> None:
+    """Labels the pushed version in <serving models>/models.config (serving/rollout.py)."""
+    destination = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
+        pusher_pb2.PushDestination())
+    if destination.WhichOneof('destination') != 'filesystem':
+      return
+    base_path = destination.filesystem.base_directory.rstrip('/')
+    config_path = os.path.join(os.path.dirname(base_path), rollout.CONFIG_NAME)
+    version = int(model_push.get_string_custom_property('pushed_version'))
+    result = rollout.push(config_path, os.path.basename(base_path), base_path, version)
+    logging.info('%s: %s', config_path, result.message)
+    model_push.set_string_custom_property('rollout', result.message)
+    model_push.set_string_custom_property('models_config', config_path)
 
   def _serving_the_same_model(self, input_dict: Dict[str, List[types.Artifact]],
                               exec_properties: Dict[str, Any]) -> Optional[str]:

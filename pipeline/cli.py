@@ -227,6 +227,9 @@ def print_results(config: PipelineConfig) -> int:
   elif results.pushed:
     print(f'Pushed to: {results.pushed_path}')
   print(f'Serving model base path: {config.serving_model_dir}')
+  if results.rollout:
+    print(f'Rollout:    {results.rollout} ({results.models_config}; `python -m serving.rollout '
+          'promote|rollback` moves the labels)')
   return 0 if results.blessed else EXIT_NOT_BLESSED
 
 

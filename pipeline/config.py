@@ -99,7 +99,11 @@ class PipelineConfig:
     return self.model_name or self.model.kind
 
   @property
+  def serving_models_dir(self) -> str:
+    """Where every model's folder is, and the rollout's models.config (serving/rollout.py)."""
+    return self.serving_models_root or os.path.join(self.workdir, 'serving_models')
+
+  @property
   def serving_model_dir(self) -> str:
     """The model base path TF Serving polls: versions appear as numbered folders in it."""
-    root = self.serving_models_root or os.path.join(self.workdir, 'serving_models')
-    return os.path.join(root, self.serving_model_name)
+    return os.path.join(self.serving_models_dir, self.serving_model_name)

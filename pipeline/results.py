@@ -25,6 +25,8 @@ class RunResults:
   pushed: bool
   pushed_path: Optional[str]
   already_served: bool  # pushed_path held this model already: nothing was copied
+  rollout: Optional[str]  # what the push did to the labels of models_config (a sentence)
+  models_config: Optional[str]
   component_windows: List[Tuple[str, float, float, float]]
   outputs: Dict[Tuple[str, str], str]
 
@@ -44,6 +46,12 @@ class RunResults:
 def _int_property(artifact, name: str) -> Optional[int]:
   if name in artifact.custom_properties:
     return artifact.custom_properties[name].int_value
+  return None
+
+
+def _string_property(artifact, name: str) -> Optional[str]:
+  if name in artifact.custom_properties:
+    return artifact.custom_properties[name].string_value
   return None
 
 
@@ -147,5 +155,7 @@ def latest_run_results(metadata_path: str) -> RunResults:
       pushed_path=(pushed_model.custom_properties['pushed_destination'].string_value
                    if pushed else None),
       already_served=bool(pushed and _int_property(pushed_model, 'already_served')),
+      rollout=_string_property(pushed_model, 'rollout') if pushed else None,
+      models_config=_string_property(pushed_model, 'models_config') if pushed else None,
       component_windows=component_windows,
       outputs={key: artifact.uri for key, artifact in artifacts_by_output.items()})

@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Sequence, Tuple
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
 from serving import errors
-from serving.models import Arrays, LoadedVersion, ModelManager
+from serving.models import Arrays, LoadedVersion, ModelManager, VersionChoice
 
 # ModelVersionStatus.State by name; error codes share numbering with tensorflow.error.Code.
 _STATE = get_model_status_pb2.ModelVersionStatus.State
@@ -41,17 +41,19 @@ class ServingApi:
     self.max_response_bytes = max_response_bytes
     self.max_values_per_row = max_values_per_row
 
-  def model_status(self, name: str,
-                   version: Optional[int] = None) -> get_model_status_pb2.GetModelStatusResponse:
+  def model_status(self, name: str, version: VersionChoice = None
+                   ) -> get_model_status_pb2.GetModelStatusResponse:
+    """version: None (every version), a number, or a label (its version)."""
     response = get_model_status_pb2.GetModelStatusResponse()
-    for status in self.manager.model(name).status(version):
+    model = self.manager.model(name)
+    for status in model.status(self.manager.version_of(name, version)):
       entry = response.model_version_status.add(version=status.version,
                                                 state=_STATE.Value(status.state))
       entry.status.error_code = status.error_code.value[0]
       entry.status.error_message = status.error_message
     return response
 
-  def model_metadata(self, name: str, version: Optional[int] = None,
+  def model_metadata(self, name: str, version: VersionChoice = None,
                      fields: Sequence[str] = ('signature_def',)
                      ) -> get_model_metadata_pb2.GetModelMetadataResponse:
     unsupported = set(fields) - {'signature_def'}
@@ -68,9 +70,10 @@ class ServingApi:
     response.metadata['signature_def'].Pack(signature_map)
     return response
 
-  def resolve(self, name: str, version: Optional[int] = None) -> LoadedVersion:
-    """The version a request runs on; a request decodes and runs on this one object, so a
-    version swap in between cannot mix two versions."""
+  def resolve(self, name: str, version: VersionChoice = None) -> LoadedVersion:
+    """The version a request runs on (version: None for the latest, a number, or a label); a
+    request decodes and runs on this one object, so a version swap or a label move in between
+    cannot mix two versions."""
     return self.manager.get(name, version)
 
   def check_rows(self, shapes: Mapping[str, Sequence[int]]) -> None:

@@ -2,14 +2,17 @@
 
     python -m serving.client recommend --user 42 -k 10 [--grpc | --rest]
     python -m serving.client status | metadata [--grpc | --rest]
+    python -m serving.client recommend --history 1,50,181 --label canary   (or --version 7)
 
 Both clients answer the same Python values: status and metadata as dicts (TF Serving's JSON),
 predict as {output name: numpy array}. gRPC goes through the tensorflow-serving-api stubs.
+Every call may name a version: None (the latest), a number, or a label (str, e.g. 'stable');
+the client's own `version` is the default.
 """
 import argparse
 import json
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import grpc
 import numpy as np
@@ -22,6 +25,10 @@ import tensorflow as tf
 from serving.protos_json import metadata_json, proto_json
 from serving.recommendations import (DEFAULT_MODEL_NAME, Answer, Request, make_request,
                                      print_recommendations, top_k_rows)
+
+
+# None: the latest version; an int: that version; a str: the version under that label.
+Version = Union[None, int, str]
 
 
 class ServingClientError(Exception):
@@ -37,11 +44,14 @@ class RestClient:
   """http://host:8501/v1/models/{model}... with one keep-alive session."""
 
   def __init__(self, url: str = 'http://localhost:8501', model: str = DEFAULT_MODEL_NAME,
-               timeout: float = 30.0):
-    self.url, self.model, self.timeout = url.rstrip('/'), model, timeout
+               timeout: float = 30.0, version: Version = None):
+    self.url, self.model, self.timeout, self.version = url.rstrip('/'), model, timeout, version
     self._session = requests.Session()
 
-  def _model_url(self, version: Optional[int]) -> str:
+  def _model_url(self, version: Version) -> str:
+    version = self.version if version is None else version
+    if isinstance(version, str):
+      return f'{self.url}/v1/models/{self.model}/labels/{version}'
     return f'{self.url}/v1/models/{self.model}' + (f'/versions/{version}' if version else '')
 
   def _answer(self, response: requests.Response) -> dict:
@@ -53,15 +63,15 @@ class RestClient:
       raise ServingClientError(response.status_code, body.get('error', response.text[:300]))
     return body
 
-  def status(self, version: Optional[int] = None) -> dict:
+  def status(self, version: Version = None) -> dict:
     return self._answer(self._session.get(self._model_url(version), timeout=self.timeout))
 
-  def metadata(self, version: Optional[int] = None) -> dict:
+  def metadata(self, version: Version = None) -> dict:
     return self._answer(self._session.get(self._model_url(version) + '/metadata',
                                           timeout=self.timeout))
 
   def predict(self, inputs: Dict[str, Sequence], signature_name: str = '',
-              version: Optional[int] = None) -> Dict[str, np.ndarray]:
+              version: Version = None) -> Dict[str, np.ndarray]:
     """Columnar request; outputs as numpy arrays (strings as str)."""
     body = {'inputs': {name: np.asarray(value).tolist() for name, value in inputs.items()}}
     if signature_name:
@@ -81,8 +91,8 @@ class GrpcClient:
   """host:8500 through tensorflow.serving.PredictionService and ModelService stubs."""
 
   def __init__(self, target: str = 'localhost:8500', model: str = DEFAULT_MODEL_NAME,
-               timeout: float = 30.0):
-    self.model, self.timeout = model, timeout
+               timeout: float = 30.0, version: Version = None):
+    self.model, self.timeout, self.version = model, timeout, version
     # Receive what the server sends: it bounds its answers (--max_response_bytes, 16 MiB),
     # over gRPC's 4 MiB client default (1,000 users' top 100 is about 4.5 MB).
     self._channel = grpc.insecure_channel(target,
@@ -90,9 +100,12 @@ class GrpcClient:
     self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
     self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
-  def _spec(self, spec, version: Optional[int], signature_name: str = '') -> None:
+  def _spec(self, spec, version: Version, signature_name: str = '') -> None:
     spec.name = self.model
-    if version:
+    version = self.version if version is None else version
+    if isinstance(version, str):
+      spec.version_label = version
+    elif version:
       spec.version.value = version
     if signature_name:
       spec.signature_name = signature_name
@@ -103,18 +116,18 @@ class GrpcClient:
     except grpc.RpcError as error:
       raise ServingClientError(error.code().name, error.details()) from None
 
-  def status(self, version: Optional[int] = None) -> dict:
+  def status(self, version: Version = None) -> dict:
     request = get_model_status_pb2.GetModelStatusRequest()
     self._spec(request.model_spec, version)
     return proto_json(self._call(self._models.GetModelStatus, request))
 
-  def metadata(self, version: Optional[int] = None) -> dict:
+  def metadata(self, version: Version = None) -> dict:
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=['signature_def'])
     self._spec(request.model_spec, version)
     return metadata_json(self._call(self._predictions.GetModelMetadata, request))
 
   def predict_request(self, inputs: Dict[str, Sequence], signature_name: str = '',
-                      version: Optional[int] = None) -> predict_pb2.PredictRequest:
+                      version: Version = None) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     self._spec(request.model_spec, version, signature_name)
     for name, value in inputs.items():
@@ -129,7 +142,7 @@ class GrpcClient:
     return self._call(self._predictions.Predict, request)
 
   def predict(self, inputs: Dict[str, Sequence], signature_name: str = '',
-              version: Optional[int] = None) -> Dict[str, np.ndarray]:
+              version: Version = None) -> Dict[str, np.ndarray]:
     response = self.predict_response(self.predict_request(inputs, signature_name, version))
     return {name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()}
 
@@ -152,8 +165,9 @@ def recommend(client, request: Request, k: int = 10) -> List[Answer]:
 
 def make_client(args: argparse.Namespace):
   if args.grpc:
-    return GrpcClient(f'{args.host}:{args.grpc_port}', args.model, args.timeout)
-  return RestClient(f'http://{args.host}:{args.rest_port}', args.model, args.timeout)
+    return GrpcClient(f'{args.host}:{args.grpc_port}', args.model, args.timeout, args.version)
+  return RestClient(f'http://{args.host}:{args.rest_port}', args.model, args.timeout,
+                    args.version)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
   common.add_argument('--model', default=DEFAULT_MODEL_NAME,
                       help=f'served model name (default: {DEFAULT_MODEL_NAME})')
   common.add_argument('--timeout', type=float, default=30.0, help='seconds per call')
+  version = common.add_mutually_exclusive_group()
+  version.add_argument('--version', type=int, help='a version number (default: the latest)')
+  version.add_argument('--label', dest='version', help='a version label of models.config '
+                       '(stable, canary: python -m serving.rollout)')
   commands = parser.add_subparsers(dest='command', required=True)
   recommend_parser = commands.add_parser('recommend', parents=[common],
                                          help='top-k movies for users')

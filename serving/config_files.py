@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 import pathlib
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf import wrappers_pb2
@@ -28,12 +28,15 @@ class ModelSource:
 
   version_policy: 'latest' (the num_latest highest versions, TF Serving's default), 'all',
   or 'specific' (exactly `versions`).
+  version_labels: label -> version, as models.config's `version_labels` (e.g. {'stable': 3,
+  'canary': 4}); requests name them as /labels/<label> (REST) or model_spec.version_label.
   """
   name: str
   base_path: str
   version_policy: str = 'latest'
   num_latest: int = 1
   versions: Sequence[int] = ()
+  version_labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.version_policy not in ('latest', 'all', 'specific'):
@@ -43,6 +46,10 @@ class ModelSource:
       raise ValueError(f'model {self.name}: the specific version policy needs versions')
     if self.num_latest < 1:
       raise ValueError(f'model {self.name}: num_latest must be >= 1')
+    for label, version in self.version_labels.items():
+      if not label or version < 0:
+        raise ValueError(f'model {self.name}: version label {label!r} -> {version}: labels '
+                         'need a name and a version >= 0')
 
 
 def models_config_text(models: Sequence[ModelSource]) -> str:
@@ -58,16 +65,25 @@ def models_config_text(models: Sequence[ModelSource]) -> str:
       policy.all.SetInParent()
     else:
       policy.specific.versions.extend(model.versions)
+    for label, version in sorted(model.version_labels.items()):
+      entry.version_labels[label] = version
   return text_format.MessageToString(config)
 
 
 def read_models_config(path) -> List[ModelSource]:
   """The models in a models.config file; errors name the file and line."""
+  return parse_models_config(pathlib.Path(path).read_text(), path)
+
+
+def parse_models_config(text: str, path='models.config') -> List[ModelSource]:
+  """The models in models.config text (read from path, which errors name with the line)."""
   config = model_server_config_pb2.ModelServerConfig()
   try:
-    text_format.Parse(pathlib.Path(path).read_text(), config)
+    text_format.Parse(text, config)
   except text_format.ParseError as error:
-    raise ValueError(f'{path}: {error}') from None
+    # TF Serving's words, so a search for the message finds both servers' answers.
+    raise ValueError(f'{path}: Error parsing text-format tensorflow.serving.ModelServerConfig: '
+                     f'{error}') from None
   if config.WhichOneof('config') != 'model_config_list':
     raise ValueError(f'{path}: needs a model_config_list (custom_model_config is not supported)')
   models = []
@@ -79,7 +95,8 @@ def read_models_config(path) -> List[ModelSource]:
     models.append(ModelSource(
         name=entry.name, base_path=entry.base_path, version_policy=policy,
         num_latest=entry.model_version_policy.latest.num_versions or 1,
-        versions=tuple(entry.model_version_policy.specific.versions)))
+        versions=tuple(entry.model_version_policy.specific.versions),
+        version_labels=dict(entry.version_labels)))
   names = [model.name for model in models]
   if len(set(names)) != len(names) or not all(names):
     raise ValueError(f'{path}: model names must be present and unique, got {names}')

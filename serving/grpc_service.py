@@ -3,14 +3,15 @@
 tensorflow.serving.PredictionService: Predict and GetModelMetadata (Classify, Regress and
 MultiInference answer UNIMPLEMENTED: these models have predict signatures only).
 tensorflow.serving.ModelService: GetModelStatus (HandleReloadConfigRequest: UNIMPLEMENTED;
-the server reloads by watching the model base paths).
+the server reloads by watching the model base paths, and the models.config with
+--model_config_file_poll_wait_seconds). A ModelSpec may name a version or a version label.
 
 A Predict request's size is checked from the shapes its TensorProtos claim, before they are
 turned into arrays: a TensorProto may hold one value and claim a billion elements (TensorFlow
 fills in the rest), so a few bytes on the wire could otherwise allocate gigabytes.
 """
 from concurrent import futures
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import grpc
 import numpy as np
@@ -20,15 +21,15 @@ from tensorflow_serving.apis import (model_service_pb2_grpc, predict_pb2,
 
 from serving import errors
 from serving.api import ServingApi
-from serving.models import dtype_name
+from serving.models import VersionChoice, dtype_name
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 2**20
 
 
-def _version(model_spec) -> Optional[int]:
+def _version(model_spec) -> VersionChoice:
+  """What a ModelSpec names: a version number, a version label, or neither (the latest)."""
   if model_spec.WhichOneof('version_choice') == 'version_label':
-    raise errors.invalid_argument(f'Unrecognized servable version label: '
-                                  f'{model_spec.version_label} (versions by number only)')
+    return model_spec.version_label
   return model_spec.version.value if model_spec.HasField('version') else None
 
 

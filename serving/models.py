@@ -17,7 +17,7 @@ import dataclasses
 import os
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
@@ -246,6 +246,11 @@ class ServedModel:
     self._status[version] = VersionStatus(version, END)
     self._log(f'Unloaded {self.name} version {version}')
 
+  def available_versions(self) -> set:
+    """The versions loaded now (AVAILABLE)."""
+    with self._lock:
+      return set(self._loaded)
+
   def get(self, version: Optional[int] = None) -> LoadedVersion:
     """The requested version, or the highest loaded one; NOT_FOUND as TF Serving words it."""
     with self._lock:
@@ -272,50 +277,194 @@ class ServedModel:
       self._unload(version)
 
 
-class ModelManager:
-  """All served models, polled every poll_seconds by a background thread."""
+class _Watcher:
+  """Calls look() every poll_seconds on a daemon thread, from start() until stop(); a look that
+  raises is logged and the watching goes on."""
+  poll_seconds: float
+  _log: Callable[[str], None]
+
+  def _start_watching(self, name: str) -> None:
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._watch, daemon=True, name=name)
+    self._thread.start()
+
+  def look(self) -> None:
+    raise NotImplementedError
+
+  def _watch(self) -> None:
+    while not self._stop.wait(self.poll_seconds):
+      try:
+        self.look()
+      except Exception as error:  # noqa: BLE001  (a bad look must not stop the watching)
+        self._log(f'{self._thread.name}: {error}')
+
+  def _stop_watching(self) -> None:
+    if getattr(self, '_thread', None):
+      self._stop.set()
+      self._thread.join()
+
+
+# What a request names: None (the latest loaded version), a version number, or a version label.
+VersionChoice = Union[None, int, str]
+
+
+class ModelManager(_Watcher):
+  """All served models, polled every poll_seconds by a background thread, and their labels.
+
+  configure() is TF Serving's ReloadConfig: the version labels are checked against what is
+  loaded at that moment, then models are added, updated (version policy, labels) or removed.
+  A label may only name a version that is AVAILABLE, as in TF Serving, except with
+  allow_unavailable_labels (--allow_version_labels_for_unavailable_models): then a label that
+  is new, or keeps its version, may name a version still to load (requests on it answer
+  NOT_FOUND until it loads). A config that fails these checks changes nothing.
+  """
 
   def __init__(self, sources: Sequence[ModelSource], batching: Optional[BatchingParameters] = None,
-               poll_seconds: float = 1.0, log: Callable[[str], None] = print):
-    self.models = {source.name: ServedModel(source, batching, log) for source in sources}
+               poll_seconds: float = 1.0, log: Callable[[str], None] = print,
+               allow_unavailable_labels: bool = False):
+    self.models: Dict[str, ServedModel] = {}
+    self._labels: Dict[str, Dict[str, int]] = {}
+    self._batching, self._log = batching, log
+    self.allow_unavailable_labels = allow_unavailable_labels
     self.poll_seconds = poll_seconds
-    self._stop = threading.Event()
-    self._thread: Optional[threading.Thread] = None
+    self._configure_lock = threading.Lock()
+    self.configure(sources)
+
+  def configure(self, sources: Sequence[ModelSource]) -> None:
+    """Serves exactly these models from now on; ValueError (and no change) on a label that
+    names a version it may not. Removed models are unloaded; requests already running on one
+    of their versions finish on it."""
+    with self._configure_lock:
+      labels = {source.name: self._checked_labels(source) for source in sources}
+      models = {}
+      for source in sources:
+        current = self.models.get(source.name)
+        if current is not None and current.source.base_path == source.base_path:
+          current.source = source  # the next poll applies a new version policy
+          models[source.name] = current
+        else:
+          models[source.name] = ServedModel(source, self._batching, self._log)
+      # Two reference swaps: a request sees the old or the new mapping, never a mix.
+      removed = [model for name, model in self.models.items() if models.get(name) is not model]
+      self.models, self._labels = models, labels
+      for model in removed:
+        model.close()
+
+  def _checked_labels(self, source: ModelSource) -> Dict[str, int]:
+    current_model = self.models.get(source.name)
+    available = set()
+    if current_model is not None and current_model.source.base_path == source.base_path:
+      available = current_model.available_versions()
+    current = self._labels.get(source.name, {})
+    for label, version in source.version_labels.items():
+      if version in available:
+        continue
+      if self.allow_unavailable_labels and current.get(label, version) == version:
+        continue
+      hint = ('' if self.allow_unavailable_labels else
+              ' (--allow_version_labels_for_unavailable_models lets a new label name a version '
+              'before it loads)')
+      raise ValueError(f'Request to assign label to version {version} of model {source.name}, '
+                       f'which is not currently available for inference{hint}')
+    return dict(source.version_labels)
+
+  def labels(self, name: str) -> Dict[str, int]:
+    """A model's version labels now."""
+    return dict(self._labels.get(name, {}))
 
   def model(self, name: str) -> ServedModel:
-    if name not in self.models:
+    models = self.models
+    if name not in models:
       raise errors.not_found(f'Could not find any versions of model {name}')
-    return self.models[name]
+    return models[name]
 
-  def get(self, name: str, version: Optional[int] = None) -> LoadedVersion:
-    if name not in self.models:
+  def version_of(self, name: str, version: VersionChoice) -> Optional[int]:
+    """The version number a request means (a label looked up); None for the latest."""
+    if not isinstance(version, str):
+      return version
+    labels = self._labels.get(name, {})
+    if version not in labels:
+      raise errors.invalid_argument(f'Unrecognized servable version label: {version}')
+    return labels[version]
+
+  def get(self, name: str, version: VersionChoice = None) -> LoadedVersion:
+    number = self.version_of(name, version)
+    models = self.models
+    if name not in models:
       raise errors.not_found(f'Servable not found for request: '
-                             f'{"Latest" if version is None else "Specific"}({name}'
-                             f'{"" if version is None else f", {version}"})')
-    return self.models[name].get(version)
+                             f'{"Latest" if number is None else "Specific"}({name}'
+                             f'{"" if number is None else f", {number}"})')
+    try:
+      return models[name].get(number)
+    except errors.ServingError:
+      # The label moved on and its old version was unloaded between the two lookups (a
+      # promote): the label's version now serves the request.
+      if isinstance(version, str) and self.version_of(name, version) != number:
+        return self.get(name, version)
+      raise
 
   def poll(self) -> None:
-    for model in self.models.values():
+    for model in list(self.models.values()):
       model.poll()
+
+  look = poll
 
   def start(self, settle_seconds: float = 0.5) -> None:
     """Loads what is on disk now (two looks, settle_seconds apart), then keeps watching."""
     self.poll()
     time.sleep(settle_seconds)
     self.poll()
-    self._thread = threading.Thread(target=self._watch, daemon=True, name='model-watcher')
-    self._thread.start()
-
-  def _watch(self) -> None:
-    while not self._stop.wait(self.poll_seconds):
-      try:
-        self.poll()
-      except Exception as error:  # noqa: BLE001  (a bad poll must not stop the watching)
-        print(f'model watcher: {error}')
+    self._start_watching('model-watcher')
 
   def stop(self) -> None:
-    self._stop.set()
-    if self._thread:
-      self._thread.join()
+    self._stop_watching()
     for model in self.models.values():
       model.close()
+
+
+class ConfigFileWatcher(_Watcher):
+  """Re-reads a models.config every poll_seconds (--model_config_file_poll_wait_seconds) and
+  applies it when its text changed. A file that does not parse, or that the manager refuses,
+  keeps the last good config serving: the error is logged once per text, and the file is tried
+  again at every poll (a half-written file, or a label waiting for its version, can come right).
+  """
+
+  def __init__(self, path: str, manager: ModelManager, poll_seconds: float,
+               parse: Callable[[str, str], Sequence[ModelSource]],
+               log: Callable[[str], None] = print):
+    self.path, self.manager, self.poll_seconds = path, manager, poll_seconds
+    self._parse, self._log = parse, log
+    self._applied: Optional[str] = None
+    self._failed: Optional[str] = None
+
+  def look(self) -> bool:
+    """One look at the file; True if it applied a new config."""
+    try:
+      with tf.io.gfile.GFile(self.path) as file:
+        text = file.read()
+    except (tf.errors.OpError, OSError) as error:
+      return self._failure(f'cannot read it: {error}', key=f'unreadable: {error}')
+    if text == self._applied:
+      return False
+    try:
+      self.manager.configure(self._parse(text, self.path))
+    except ValueError as error:
+      return self._failure(str(error), key=text)
+    self._applied, self._failed = text, None
+    self._log(f'Applied {self.path}: ' + '; '.join(
+        f'{name} (labels {self.manager.labels(name) or "none"})' for name in self.manager.models))
+    return True
+
+  def _failure(self, message: str, key: str) -> bool:
+    if key != self._failed:
+      self._log(f'{self.path}: not applied, the previous config keeps serving: {message}')
+      self._failed = key
+    return False
+
+  def start(self, applied_text: Optional[str] = None) -> None:
+    """Watches from now on; applied_text: the text the manager was configured with."""
+    self._applied = applied_text
+    self._start_watching('config-watcher')
+
+  def stop(self) -> None:
+    self._stop_watching()

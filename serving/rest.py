@@ -4,6 +4,7 @@
     GET  /v1/models/{name}[/versions/{version}]/metadata    signature defs
     POST /v1/models/{name}[/versions/{version}]:predict     row ("instances") or columnar
                                                             ("inputs") request
+(/labels/{label} in place of /versions/{version}: the version models.config labels so.)
 Errors answer `{"error": "..."}` with TF Serving's HTTP status for the error's code.
 
 Every request's body is read before it is answered (or the connection is closed), so a body
@@ -26,7 +27,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving import errors
 from serving.api import ServingApi
-from serving.models import Arrays
+from serving.models import Arrays, VersionChoice
 from serving.protos_json import metadata_json, proto_json
 
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
@@ -48,10 +49,10 @@ _METADATA = re.compile(r'(?i)/v1/models/([^/:]+)' + _VERSION_OR_LABEL + r'/metad
 _STATUS = re.compile(r'(?i)/v1/models/([^/:]+)' + _VERSION_OR_LABEL)
 
 
-def _version(text: Optional[str], label: Optional[str]) -> Optional[int]:
+def _version(text: Optional[str], label: Optional[str]) -> VersionChoice:
+  """What the path names: /versions/<number>, /labels/<label>, or neither (the latest)."""
   if label is not None:
-    raise errors.invalid_argument(f'Unrecognized servable version label: {label} '
-                                  '(this server serves versions by number only)')
+    return label
   if text is None:
     return None
   # Length first: int() refuses strings of over 4300 digits with a ValueError.

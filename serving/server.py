@@ -24,7 +24,7 @@ from serving.api import ServingApi
 from serving.recommendations import DEFAULT_MODEL_NAME
 from serving.config_files import BatchingParameters, ModelSource
 from serving.grpc_service import make_grpc_server
-from serving.models import ModelManager, ServedModel
+from serving.models import ConfigFileWatcher, ModelManager, ServedModel
 from serving.rest import RestServer
 
 EVERY_INTERFACE = '0.0.0.0'
@@ -107,10 +107,28 @@ def _no_version_hint(model: ServedModel) -> str:
 class ModelServer:
   """Loads the models, then serves gRPC and REST until stop()."""
 
-  def __init__(self, sources: Sequence[ModelSource], options: ServerOptions = ServerOptions(),
-               batching: Optional[BatchingParameters] = None, log=print):
+  def __init__(self, sources: Sequence[ModelSource] = (), options: ServerOptions = ServerOptions(),
+               batching: Optional[BatchingParameters] = None, log=print,
+               config_file: Optional[str] = None, config_poll_seconds: float = 0,
+               allow_unavailable_labels: bool = False):
+    """Serves sources, or the models of config_file (a models.config), read again every
+    config_poll_seconds if that is over 0. ValueError for a config it cannot serve."""
     self.options = options
-    self.manager = ModelManager(sources, batching, options.file_system_poll_wait_seconds, log)
+    config_text = None
+    if config_file:
+      try:
+        with tf.io.gfile.GFile(config_file) as file:
+          config_text = file.read()
+      except tf.errors.OpError as error:
+        raise OSError(f'cannot read --model_config_file {config_file}: {error.message}') from None
+      sources = config_files.parse_models_config(config_text, config_file)
+    self.manager = ModelManager(sources, batching, options.file_system_poll_wait_seconds, log,
+                                allow_unavailable_labels)
+    self._config_watcher = None
+    if config_file and config_poll_seconds > 0:
+      self._config_watcher = ConfigFileWatcher(config_file, self.manager, config_poll_seconds,
+                                               config_files.parse_models_config, log)
+      self._config_text = config_text
     self.api = ServingApi(self.manager, options.max_request_rows, options.max_response_bytes,
                           options.max_values_per_row)
     self._log = log
@@ -131,13 +149,17 @@ class ModelServer:
 
   def start(self) -> 'ModelServer':
     self.manager.start()
+    if self._config_watcher:
+      self._config_watcher.start(applied_text=self._config_text)
     for name, model in self.manager.models.items():
       try:
         versions = [status.version for status in model.status() if status.state == 'AVAILABLE']
       except Exception:  # noqa: BLE001  (no versions yet: it is watched, and loads when pushed)
         versions = []
+      labels = self.manager.labels(name)
       if versions:
-        self._log(f'Model {name}: serving version(s) {versions} from {model.source.base_path}')
+        self._log(f'Model {name}: serving version(s) {versions} from {model.source.base_path}'
+                  + (f', labels {labels}' if labels else ''))
       else:
         self._log(f'Model {name}: no version to serve yet: {_no_version_hint(model)}')
     self._grpc.start()
@@ -155,6 +177,8 @@ class ModelServer:
       self._rest.shutdown()
     self._rest.server_close()
     self._grpc.stop(grace=2).wait()
+    if self._config_watcher:
+      self._config_watcher.stop()
     self.manager.stop()
 
 
@@ -210,11 +234,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   _flag(parser, 'batching_parameters_file', help='TF Serving batching parameters (text proto); '
         'without it, the defaults of config_files.BatchingParameters')
   _flag(parser, 'model_config_file_poll_wait_seconds', type=float, default=0, metavar='SECONDS',
-        help='accepted for TF Serving compatibility; this server reads the config file once')
+        help='read --model_config_file again this often and apply what changed (models, '
+        'version policies, labels); a file that fails keeps the last good config serving. '
+        '0: read it once')
+  _flag(parser, 'allow_version_labels_for_unavailable_models', nargs='?', const=True,
+        default=False, type=_boolean,
+        help='a new version label may name a version that is not loaded yet (as TF Serving: '
+        'needed for labels at start-up, and for a canary label on a version just pushed)')
   _option_flags(parser)
   args = parser.parse_args(argv)
   if bool(args.model_base_path) == bool(args.model_config_file):
     parser.error('give either --model_base_path (and --model_name) or --model_config_file')
+  if args.model_config_file_poll_wait_seconds < 0:
+    parser.error('--model_config_file_poll_wait_seconds must be 0 or more')
+  if args.model_config_file_poll_wait_seconds and not args.model_config_file:
+    parser.error('--model_config_file_poll_wait_seconds needs --model_config_file')
   if args.batching_parameters_file and not args.enable_batching:
     parser.error('--batching_parameters_file needs --enable_batching')
   try:
@@ -230,9 +264,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
 
 
 def server_from_args(args: argparse.Namespace, log=print) -> ModelServer:
-  if args.model_config_file:
-    sources = config_files.read_models_config(args.model_config_file)
-  else:
+  sources = []
+  if not args.model_config_file:
     sources = [ModelSource(args.model_name, os.path.abspath(args.model_base_path)
                            if '://' not in args.model_base_path else args.model_base_path)]
   batching = None
@@ -240,7 +273,10 @@ def server_from_args(args: argparse.Namespace, log=print) -> ModelServer:
     batching = (config_files.read_batching_parameters(args.batching_parameters_file)
                 if args.batching_parameters_file else BatchingParameters())
     log(f'Batching: {batching}')
-  return ModelServer(sources, options_from_args(args), batching, log)
+  return ModelServer(sources, options_from_args(args), batching, log,
+                     config_file=args.model_config_file,
+                     config_poll_seconds=args.model_config_file_poll_wait_seconds,
+                     allow_unavailable_labels=args.allow_version_labels_for_unavailable_models)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -71,3 +71,22 @@ def test_service_exposes_the_container_ports():
   deployment = _load('deployment.yaml')
   assert service['spec']['selector'].items() <= deployment['spec']['template']['metadata']['labels'].items()
   assert {p['port'] for p in service['spec']['ports']} == {8500, 8501}
+
+
+def test_the_canary_overlay_serves_the_pushers_labelled_models_config():
+  """kubeflow/serving/canary: TF Serving reads <serving models>/models.config (the labels the
+  Pusher and serving.rollout write), re-reads it, and accepts a canary label on a version that
+  is still loading."""
+  overlay = yaml.safe_load((SERVING / 'canary' / 'kustomization.yaml').read_text())
+  assert overlay['resources'] == ['..']
+  (patch,) = overlay['patches']
+  assert patch['target'] == {'kind': 'Deployment', 'name': 'tf-serving'}
+  (operation,) = yaml.safe_load(patch['patch'])
+  assert operation['path'] == '/spec/template/spec/containers/0/args'
+  args = parse_args(operation['value'])
+  pushed = PipelineConfig(data_dir='/data', workdir='/models')
+  assert args.model_config_file == f'{pushed.serving_models_dir}/models.config'
+  assert args.model_config_file_poll_wait_seconds > 0
+  assert args.allow_version_labels_for_unavailable_models is True
+  base_args = _load('deployment.yaml')['spec']['template']['spec']['containers'][0]['args']
+  assert {arg for arg in base_args if 'model_config' not in arg} <= set(operation['value'])

@@ -15,6 +15,7 @@ from pipeline import cli
 from pipeline.baselines import baseline_accuracy, ratings_of_split, split_files
 from pipeline.results import latest_run_results
 from serving import saved_model
+from serving.config_files import read_models_config
 from serving.recommendations import make_request
 from tests.conftest import RETRIEVAL, SMALL, TOP_K, run_pipeline as _run
 
@@ -26,6 +27,12 @@ def test_model_is_blessed_and_pushed_in_tf_serving_layout(first_run):
   versions = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
   assert len(versions) == 1
   assert pathlib.Path(results.pushed_path).resolve() == versions[0].resolve()
+  assert _labels(workdir) == {'stable': int(versions[0].name)}
+
+
+def _labels(workdir):
+  (source,) = read_models_config(workdir / 'serving_models' / 'models.config')
+  return source.version_labels
 
 
 def test_evaluator_reports_top_k_accuracy_above_chance_and_popularity(first_run):
@@ -81,12 +88,14 @@ def test_scann_index_agrees_with_brute_force(first_run):
 def test_unreachable_floor_is_not_blessed_and_pushes_nothing(first_run, small_dataset, capsys):
   _, workdir, first = first_run
   versions_before = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')
+  labels_before = _labels(workdir)
   exit_code = _run(small_dataset, workdir, *RETRIEVAL, '--min-accuracy', '1.01')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   assert exit_code == cli.EXIT_NOT_BLESSED
   assert results.blessed is False and not results.pushed
   assert any('top_100_accuracy' in failure for failure in results.failed_thresholds)
   assert saved_model.version_dirs(workdir / 'serving_models' / 'retrieval') == versions_before
+  assert _labels(workdir) == labels_before  # a failed run leaves the rollout as it was
   assert 'NOT blessed' in capsys.readouterr().out
   # The Pusher runs only on a blessing (a Cond): no execution, no push.
   assert ('Pusher', 'PushedModel') not in results.outputs
@@ -124,17 +133,45 @@ def test_unchanged_rerun_pushes_no_new_version(first_run, small_dataset, capsys)
   assert saved_model.version_dirs(workdir / 'serving_models' / 'retrieval') == versions_before
   assert pathlib.Path(results.pushed_path).resolve() == versions_before[-1].resolve()
   assert f'Already serving this model: {versions_before[-1]}' in capsys.readouterr().out
+  assert _labels(workdir) == {'stable': int(versions_before[-1].name)}
 
 
-def test_a_catalogue_of_four_movies_is_pushed_and_served(tmp_path):
-  """Smaller than ScaNN's quantizer needs: the serving index is brute force, top-k is capped."""
+@pytest.fixture(scope='module')
+def four_movie_runs(tmp_path_factory):
+  """Two blessed runs into one workdir on a catalogue of four movies (smaller than ScaNN's
+  quantizer needs), the second with another seed, so a second model is pushed: (workdir,
+  the results of each run)."""
+  tmp_path = tmp_path_factory.mktemp('four_movies')
   data_dir = synthetic.generate(tmp_path / 'data', num_users=40, num_movies=4, num_ratings=160)
-  exit_code = _run(data_dir, tmp_path / 'workdir', *RETRIEVAL, '--epochs', '1',
-                   '--ensemble-size', '1', '--min-accuracy', '0')
-  assert exit_code == 0
-  version = saved_model.latest_version_dir(tmp_path / 'workdir' / 'serving_models' / 'retrieval')
+  results = []
+  for seed in ('42', '7'):
+    assert _run(data_dir, tmp_path / 'workdir', *RETRIEVAL, '--epochs', '1', '--seed', seed,
+                '--ensemble-size', '1', '--min-accuracy', '0') == 0
+    results.append(latest_run_results(str(tmp_path / 'workdir' / 'metadata.sqlite')))
+  return tmp_path / 'workdir', results
+
+
+def test_a_catalogue_of_four_movies_is_pushed_and_served(four_movie_runs):
+  """The serving index is brute force, top-k is capped."""
+  workdir, _ = four_movie_runs
+  version = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')[0]
   answers = saved_model.recommend(saved_model.load(version), make_request(['user_id'], ['1']))
   assert sorted(movie['movie_id'] for movie in answers[0].movies) == ['1', '2', '3', '4']
+
+
+def test_the_first_push_is_labelled_stable_and_the_next_canary(four_movie_runs):
+  """serving_models/models.config: what a TF Serving started with --model_config_file serves."""
+  workdir, (first, second) = four_movie_runs
+  versions = [int(path.name) for path in
+              saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')]
+  assert len(versions) == 2 and first.pushed and second.pushed
+  (source,) = read_models_config(workdir / 'serving_models' / 'models.config')
+  assert source.version_labels == {'stable': versions[0], 'canary': versions[1]}
+  assert (source.version_policy, list(source.versions)) == ('specific', versions)
+  assert pathlib.Path(source.base_path) == workdir / 'serving_models' / 'retrieval'
+  assert first.rollout == f'version {versions[0]} is stable (the first one)'
+  assert second.rollout == f'version {versions[1]} is the canary beside stable version ' \
+      f'{versions[0]}'
 
 
 def _copy_with_line(dataset, tmp_path, line_no, new_line):

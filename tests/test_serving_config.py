@@ -49,7 +49,8 @@ def test_bad_batching_files_name_the_file_and_the_problem(tmp_path, text, messag
 def test_bad_models_config_names_the_file_and_line(tmp_path):
   path = tmp_path / 'models.config'
   path.write_text('model_config_list {\n  config { name: "a" base_pth: "/x" }\n}\n')
-  with pytest.raises(ValueError, match=r'models.config: 2:\d+'):
+  with pytest.raises(ValueError, match=r'models.config: Error parsing text-format '
+                     r'tensorflow.serving.ModelServerConfig: 2:\d+'):
     config_files.read_models_config(path)
 
 
