@@ -41,6 +41,7 @@ USER_ID_VOCAB = 'user_id_vocab'
 MOVIE_ID_VOCAB = 'movie_id_vocab'
 MOVIE_TITLE_TOKEN_VOCAB = 'movie_title_token_vocab'
 MOVIE_GENRE_VOCAB = 'movie_genre_vocab'
+VOCABULARIES = (USER_ID_VOCAB, MOVIE_ID_VOCAB, MOVIE_TITLE_TOKEN_VOCAB, MOVIE_GENRE_VOCAB)
 
 # The serving signature that also takes movie ids never to return (e.g. already watched).
 EXCLUDE_SIGNATURE = 'serving_exclude'

@@ -1,9 +1,16 @@
 """The Trainer component's run_fn: trains the configured TFRS model and exports it.
 
+With a base model (the pipeline's --warm-start: the latest blessed model), each model starts
+from its weights (components/model/warm_start.py) and trains warm_start_epochs; every model
+leaves its own weights for the next (Format-WarmStart/ beside its SavedModels).
+
 Passed to the Trainer as a dotted path ('components.trainer.run_fn'), as the TFX taxi template
 does, so the same code runs locally and in a Kubeflow container.
 """
 from typing import Callable, Optional, Union
+
+import json
+import os
 
 import absl.logging
 import tensorflow as tf
@@ -13,7 +20,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components import features as f
-from components.model import export
+from components.model import export, warm_start
 from components.model.catalogue import Catalogue
 from components.model.config import ModelConfig
 from components.model.ensemble import Ensemble
@@ -86,16 +93,25 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
                      train_dataset: Callable[[int], tf.data.Dataset],
                      catalogue_dataset: tf.data.Dataset,
                      eval_dataset: Optional[tf.data.Dataset], serving_model_dir: str,
-                     eval_model_dir: Optional[str] = None) -> Union[RecommenderModel, Ensemble]:
-  """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one.
+                     eval_model_dir: Optional[str] = None,
+                     base_model_dir: Optional[str] = None) -> Union[RecommenderModel, Ensemble]:
+  """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one, and
+  the weights a later model may start from (warm_start.py), all beside serving_model_dir.
 
   train_dataset(seed) is one pass over the training split, shuffled by the seed. With
   config.ensemble_size > 1 the model is trained that many times, on seeds config.seed,
-  config.seed + 1, ..., and exported as one (ensemble.py).
+  config.seed + 1, ..., and exported as one (ensemble.py). base_model_dir: a previous model's
+  folder to start from, for config.warm_start_epochs (None, or one without warm-start weights:
+  from scratch, for config.epochs).
   """
   catalogue = Catalogue.from_dataset(catalogue_dataset)
   absl.logging.info('Catalogue: %d movies', len(catalogue))
-  members = []
+  vocabularies = {name: tft_output.vocabulary_by_name(name) for name in f.VOCABULARIES}
+  warm = warm_start.has_state(base_model_dir)
+  if base_model_dir and not warm:
+    absl.logging.warning('%s holds no warm-start weights: training from scratch',
+                         base_model_dir)
+  members, summaries = [], []
   for member in range(config.ensemble_size):
     seed = config.seed + member
     if config.ensemble_size > 1:
@@ -104,10 +120,20 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
     tf.keras.utils.set_random_seed(seed)
     model = build_model(config, tft_output, catalogue)
     model.compile(optimizer=_optimizer(config, model))
-    model.fit(train_dataset(seed), epochs=config.epochs, validation_data=eval_dataset,
-              verbose=2)
+    if warm:
+      # Builds the weights (one batch through the losses), then overwrites them.
+      model.compute_loss(next(iter(train_dataset(seed))), training=False)
+      summaries.append(warm_start.restore(model, member, base_model_dir, vocabularies))
+      absl.logging.info('Warm start of member %d: %s', member, summaries[-1])
+    model.fit(train_dataset(seed), epochs=config.warm_start_epochs if warm else config.epochs,
+              validation_data=eval_dataset, verbose=2)
     members.append(model)
   model = members[0] if len(members) == 1 else Ensemble.of(members)
+  model_dir = os.path.dirname(serving_model_dir.rstrip('/'))
+  state_dir = warm_start.save(members, vocabularies, model_dir)
+  if summaries:
+    with tf.io.gfile.GFile(os.path.join(state_dir, warm_start.SUMMARY_FILE), 'w') as file:
+      json.dump(summaries, file, indent=1)
 
   candidate_embeddings = model.candidate_tower(catalogue.candidate_features())
 
@@ -136,4 +162,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       catalogue_dataset=dataset(fn_args.train_files, shuffle=False),
       eval_dataset=dataset(fn_args.eval_files, shuffle=False),
       serving_model_dir=fn_args.serving_model_dir,
-      eval_model_dir=fn_args.eval_model_dir)
+      eval_model_dir=fn_args.eval_model_dir,
+      # TFX gives the base model's Format-Serving folder; its weights are beside it.
+      base_model_dir=os.path.dirname(fn_args.base_model.rstrip('/')) if fn_args.base_model
+      else None)

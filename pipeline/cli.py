@@ -98,7 +98,8 @@ def add_config_arguments(group, config_class, names: Iterable[str],
 # PipelineConfig's fields that are flags, by help group.
 _DATA_FIELDS = ('split', 'eval_percent')
 _TIMELINE_FIELDS = ('min_rating', 'min_timeline_length', 'timeline_eval_percent')
-_GATE_FIELDS = ('gate_k', 'min_accuracy', 'max_regression', 'max_rmse', 'refit', 'model_name')
+_GATE_FIELDS = ('gate_k', 'min_accuracy', 'max_regression', 'max_rmse', 'warm_start', 'refit',
+                'model_name')
 _RUN_FIELDS = ('workdir',)
 PIPELINE_FLAG_FIELDS = _DATA_FIELDS + _TIMELINE_FIELDS + _GATE_FIELDS + _RUN_FIELDS
 
@@ -125,8 +126,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                        [field.name for field in dataclasses.fields(ModelConfig)], per_kind=TUNED)
   add_config_arguments(parser.add_argument_group('sequential: timelines built from the ratings'),
                        PipelineConfig, _TIMELINE_FIELDS)
-  add_config_arguments(parser.add_argument_group('evaluation gate and push'), PipelineConfig,
-                       _GATE_FIELDS)
+  add_config_arguments(parser.add_argument_group('warm start, evaluation gate and push'),
+                       PipelineConfig, _GATE_FIELDS)
 
   run = parser.add_argument_group('run')
   add_config_arguments(run, PipelineConfig, _RUN_FIELDS)
@@ -380,7 +381,7 @@ def recommend(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog='python -m pipeline',
+      prog='python -m pipeline', allow_abbrev=False,
       description='MovieLens recommender: a TFX pipeline from raw ratings to a pushed model.',
       epilog='Exit codes of run: 0 blessed and pushed; 1 the run failed (bad input data, '
       'anomalies, a failed component); 2 bad arguments or dataset, or a workdir that cannot '
@@ -389,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
   commands = parser.add_subparsers(dest='command', required=True)
   # Each flag's help states its default itself, once (ArgumentDefaultsHelpFormatter would add
   # it again, and print a switch's bool as its default).
-  run_parser = commands.add_parser('run', help='run the pipeline locally (Beam DirectRunner)')
+  run_parser = commands.add_parser('run', allow_abbrev=False,
+                                   help='run the pipeline locally (Beam DirectRunner)')
   add_run_arguments(run_parser)
   run_parser.set_defaults(handler=run)
   recommend_parser = commands.add_parser('recommend',

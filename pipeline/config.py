@@ -62,6 +62,12 @@ class PipelineConfig:
   refit: bool = documented(
       True, 'after the gate, train the same model again on train + eval and push that one '
       '(under the gated model\'s blessing)')
+  # Off by default: the resolved model is a Trainer input, so with it an unchanged re-run would
+  # train again (from the model the previous run blessed) instead of reusing its cached model.
+  warm_start: bool = documented(
+      False, 'start the Trainer (and the refit) from the latest blessed model: its weights, '
+      'each id table row by row by id (new users and movies get new rows), for '
+      '--warm-start-epochs; from scratch while nothing is blessed')
   model_name: Optional[str] = documented(
       None, 'serving model name, the folder under serving_models/ (default: the model kind)',
       metavar='NAME')

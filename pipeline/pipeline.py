@@ -49,25 +49,27 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                                settings=config)
   transform = model_data.transform
 
+  # Finds the latest blessed model: the baseline a new model must not fall below, and with
+  # --warm-start the model the Trainer starts from.
+  model_resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id('latest_blessed_model_resolver')
+
   def trainer_of(train_splits):
     return tfx.components.Trainer(
         run_fn='components.trainer.run_fn',
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_gen.outputs['schema'],
+        base_model=model_resolver.outputs['model'] if config.warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=train_splits),
         eval_args=tfx.proto.EvalArgs(splits=['eval']),
         custom_config=config.model.to_dict())
 
   # Trains the TFRS model and exports the serving (ScaNN) and evaluation (plain TF) models.
   trainer = trainer_of(['train'])
-
-  # Finds the latest blessed model, the baseline a new model must not fall below.
-  model_resolver = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id('latest_blessed_model_resolver')
 
   # Computes top-k accuracy (and the kind's own gated metrics: RMSE for multitask) on the eval
   # split and blesses the model if it clears the gate.

@@ -58,6 +58,9 @@ class ModelConfig:
   use_title: bool = documented(True, 'the title-token embedding in the candidate tower')
   use_genres: bool = documented(True, 'the genre embedding in the candidate tower')
   epochs: int = documented(10, 'passes over the training split')
+  # components/model/warm_start.py; the pipeline's --warm-start gives the Trainer the model.
+  warm_start_epochs: int = documented(
+      3, 'passes over the training split when starting from a previous model (--warm-start)')
   batch_size: int = documented(1024, 'training examples per step')
   learning_rate: float = documented(0.05, "the towers' optimizer's learning rate")
   optimizer: str = documented('adagrad', "the towers' optimizer", choices=OPTIMIZERS)
@@ -144,8 +147,8 @@ class ModelConfig:
       raise ValueError(f'attention_dropout must be in [0, 1), got {self.attention_dropout}')
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
-    for name in ('embedding_dim', 'epochs', 'batch_size', 'top_k', 'timestamp_buckets',
-                 'max_excluded', 'max_context_length', 'ensemble_size', 'fallback_days',
+    for name in ('embedding_dim', 'epochs', 'warm_start_epochs', 'batch_size', 'top_k',
+                 'timestamp_buckets', 'max_excluded', 'max_context_length', 'ensemble_size', 'fallback_days',
                  'attention_blocks', 'attention_heads'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')

@@ -13,6 +13,7 @@ import tensorflow_recommenders as tfrs
 
 from components import features as f
 from components.model.towers import dense_stack
+from components.model.warm_start import tag_id_table
 
 
 class RatingHead(tf.keras.Model):
@@ -43,8 +44,9 @@ class RatingHead(tf.keras.Model):
           len(values), 1, name=name,
           embeddings_initializer=tf.keras.initializers.Constant(values.reshape(-1, 1)))
 
-    self.user_bias = bias(user_bias, 'user_bias')
-    self.movie_bias = bias(movie_bias, 'movie_bias')
+    # Warm started by id; ids new to the vocabulary keep their row of the fit.
+    self.user_bias = tag_id_table(bias(user_bias, 'user_bias'), f.USER_ID_VOCAB)
+    self.movie_bias = tag_id_table(bias(movie_bias, 'movie_bias'), f.MOVIE_ID_VOCAB)
 
   def call(self, query: tf.Tensor, candidate: tf.Tensor, user_index: tf.Tensor,
            movie_index: tf.Tensor) -> tf.Tensor:

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from components import features as f
 from components.model.config import ModelConfig
+from components.model.warm_start import tag_id_table
 from components.transform import NUM_OOV_BUCKETS
 
 
@@ -79,7 +80,8 @@ class QueryTower(tf.keras.Model):
   def __init__(self, num_user_ids: int, config: ModelConfig, **kwargs):
     super().__init__(**kwargs)
     self.use_timestamps = config.use_timestamps
-    self.user_embedding = embedding(num_user_ids + NUM_OOV_BUCKETS, config, 'user_id_embedding')
+    self.user_embedding = tag_id_table(
+        embedding(num_user_ids + NUM_OOV_BUCKETS, config, 'user_id_embedding'), f.USER_ID_VOCAB)
     if self.use_timestamps:
       # bucketize returns 0..num_buckets: one more row than buckets for values past the top.
       self.timestamp_embedding = embedding(config.timestamp_buckets + 1, config,
@@ -191,15 +193,17 @@ class ContextTower(tf.keras.Model):
     super().__init__(**kwargs)
     self.max_context_length = config.max_context_length
     # Row 0 is the padding; movie index i is row i + 1.
-    self.movie_embedding = embedding(num_movie_ids + NUM_OOV_BUCKETS + 1, config,
-                                     'context_movie_embedding')
+    self.movie_embedding = tag_id_table(
+        embedding(num_movie_ids + NUM_OOV_BUCKETS + 1, config, 'context_movie_embedding'),
+        f.MOVIE_ID_VOCAB, first_row=1)
     self.encoder = HISTORY_ENCODERS[config.history_encoder](config, name='history_encoder')
     self.user_embedding = None
     if config.use_user_id:
       # Row num_user_ids (the vocabulary's out-of-vocabulary bucket) is "unknown user".
       self.num_user_ids, self.user_id_dropout = num_user_ids, config.user_id_dropout
-      self.user_embedding = embedding(num_user_ids + NUM_OOV_BUCKETS, config,
-                                      'context_user_embedding')
+      self.user_embedding = tag_id_table(
+          embedding(num_user_ids + NUM_OOV_BUCKETS, config, 'context_user_embedding'),
+          f.USER_ID_VOCAB)
     self.dense = query_dense(config)
 
   def call(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
@@ -230,13 +234,15 @@ class CandidateTower(tf.keras.Model):
                config: ModelConfig, **kwargs):
     super().__init__(**kwargs)
     dim, l2 = config.embedding_dim, config.embedding_l2
-    self.movie_embedding = embedding(num_movie_ids + NUM_OOV_BUCKETS, config, 'movie_id_embedding')
-    self.title_embedding = (
-        BagOfIdsEmbedding(num_title_tokens + NUM_OOV_BUCKETS, dim, l2, name='title_embedding')
-        if config.use_title else None)
-    self.genre_embedding = (
-        BagOfIdsEmbedding(num_genres + NUM_OOV_BUCKETS, dim, l2, name='genre_embedding')
-        if config.use_genres else None)
+    self.movie_embedding = tag_id_table(
+        embedding(num_movie_ids + NUM_OOV_BUCKETS, config, 'movie_id_embedding'),
+        f.MOVIE_ID_VOCAB)
+    self.title_embedding = (tag_id_table(
+        BagOfIdsEmbedding(num_title_tokens + NUM_OOV_BUCKETS, dim, l2, name='title_embedding'),
+        f.MOVIE_TITLE_TOKEN_VOCAB) if config.use_title else None)
+    self.genre_embedding = (tag_id_table(
+        BagOfIdsEmbedding(num_genres + NUM_OOV_BUCKETS, dim, l2, name='genre_embedding'),
+        f.MOVIE_GENRE_VOCAB) if config.use_genres else None)
     self.dense = dense_stack(config.layer_sizes, name='candidate_dense')
 
   def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
