@@ -27,7 +27,8 @@ takes at most --max-excluded movies a query, while histories run to hundreds): t
 it sizes the served list and nothing in training), so at least 100 movies are left once the
 history is removed. Models exported since the serving fallback answer every request (a user id
 they were not trained on, or an empty history, gets the training data's recently most rated
-movies, strategy 'popular'), so their refused share is 0. A model that refuses a request
+movies, strategy 'popular'), so their refused share is 0; the fallback column is the share of
+requests they answered that way (its HR is part of theirs). A model that refuses a request
 (InvalidArgumentError, as models exported before the fallback did for unknown users and empty
 histories) fails the whole batch: a failed batch is asked again in halves until each refused
 request stands alone, and a refused request counts as a miss and as refused.
@@ -348,6 +349,7 @@ class ServedModel:
     self.k = k
     self.inputs = saved_model.input_names(serving_fn)
     self.short_answers = 0  # fewer than k movies left after the history (see rank)
+    self.fallback_requests = set()  # answered by the model's fallback (strategy 'popular')
 
   def _request(self, replay: Replay, requests: Sequence[int]):
     # '' is the documented padding: an empty history is sent as one, and refused by the model.
@@ -368,6 +370,8 @@ class ServedModel:
       half = len(requests) // 2
       return (self.answers(replay, requests[:half], k)
               + self.answers(replay, requests[half:], k))
+    self.fallback_requests.update(request for request, answer in zip(requests, rows)
+                                  if answer.strategy == f.STRATEGY_POPULAR)
     return [[movie['movie_id'] for movie in answer.movies] for answer in rows]
 
   def rank(self, replay: Replay, rows: slice) -> Ranks:
@@ -398,9 +402,10 @@ class ServedModel:
 @dataclasses.dataclass
 class Outcome:
   """A ranker's replay: ranks [n] (0 = first outside the history, inf = missed) and refused
-  [n] of every request."""
+  [n] of every request; a served model's also fallback [n] (answered by its fallback)."""
   ranks: np.ndarray
   refused: np.ndarray
+  fallback: Optional[np.ndarray] = None
 
 
 def replay_ranker(ranker, replay: Replay, batch_size: int = 256,
@@ -419,24 +424,33 @@ def replay_ranker(ranker, replay: Replay, batch_size: int = 256,
       progress(f'  {ranker.name}: {rows.stop:,}/{len(replay):,} requests '
                f'({last_report - started:.0f} s)')
   progress(f'  {ranker.name}: {len(replay):,} requests in {time.time() - started:.0f} s')
+  fallback = None
+  if hasattr(ranker, 'fallback_requests'):
+    fallback = np.zeros(len(replay), bool)
+    fallback[sorted(ranker.fallback_requests)] = True
   return Outcome(np.concatenate(ranks) if ranks else np.zeros(0),
-                 np.concatenate(refused) if refused else np.zeros(0, bool))
+                 np.concatenate(refused) if refused else np.zeros(0, bool), fallback)
 
 
 def metrics(outcome: Outcome, mask: Optional[np.ndarray] = None) -> Dict[str, float]:
-  """{requests, hr_10, hr_100, ndcg_10, refused} over the masked requests (all by default);
-  rates are None when there are none. NDCG@10 with one relevant movie: 1 / log2(rank + 2)."""
+  """{requests, hr_10, hr_100, ndcg_10, refused, fallback} over the masked requests (all by
+  default); rates are None when there are none (fallback also for rankers without one).
+  NDCG@10 with one relevant movie: 1 / log2(rank + 2)."""
   ranks = outcome.ranks if mask is None else outcome.ranks[mask]
   refused = outcome.refused if mask is None else outcome.refused[mask]
   count = len(ranks)
   if not count:
-    return {'requests': 0, 'hr_10': None, 'hr_100': None, 'ndcg_10': None, 'refused': None}
+    return {'requests': 0, 'hr_10': None, 'hr_100': None, 'ndcg_10': None, 'refused': None,
+            'fallback': None}
   gains = np.where(ranks < 10, 1 / np.log2(np.minimum(ranks, 10) + 2), 0.0)
   result = {'requests': count}
   for k in KS:
     result[f'hr_{k}'] = float(np.mean(ranks < k))
   result['ndcg_10'] = float(np.mean(gains))
   result['refused'] = float(np.mean(refused))
+  fallback = outcome.fallback if mask is None or outcome.fallback is None else \
+      outcome.fallback[mask]
+  result['fallback'] = None if fallback is None else float(np.mean(fallback))
   return result
 
 
@@ -520,13 +534,14 @@ def train(run: ModelRun, past_dir: pathlib.Path, fmt: str, workdir: pathlib.Path
 
 
 def _table(results: Dict[str, Dict[str, object]], segment: Optional[str]) -> List[str]:
-  lines = [f'{"":<30}{"HR@10":>8}{"HR@100":>8}{"NDCG@10":>9}{"refused":>9}']
+  lines = [f'{"":<30}{"HR@10":>8}{"HR@100":>8}{"NDCG@10":>9}{"refused":>9}{"fallback":>9}']
   for name, result in results.items():
     figures = result['overall'] if segment is None else result['segments'][segment]
     if not figures['requests']:
       continue
+    fallback = '-' if figures.get('fallback') is None else f'{figures["fallback"]:.1%}'
     lines.append(f'{name:<30}{figures["hr_10"]:>8.3f}{figures["hr_100"]:>8.3f}'
-                 f'{figures["ndcg_10"]:>9.3f}{figures["refused"]:>9.1%}')
+                 f'{figures["ndcg_10"]:>9.3f}{figures["refused"]:>9.1%}{fallback:>9}')
   return lines
 
 

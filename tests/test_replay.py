@@ -226,6 +226,32 @@ def test_a_user_the_model_refuses_is_refused_and_missed_without_failing_the_batc
   assert outcome.ranks.tolist() == [0, np.inf, np.inf, 1]
 
 
+class _FallbackRanking(_FixedRanking):
+  """Answers 'u3' by its fallback (strategy 'popular') instead of refusing it."""
+
+  def __init__(self):
+    super().__init__(history=False)
+
+  def _by_user(self, user_id):
+    answer = self._answer(tf.no_op(), tf.shape(user_id)[0])
+    answer['strategy'] = tf.where(tf.equal(user_id, 'u3'), 'popular', 'user')
+    return answer
+
+
+def test_a_served_model_s_fallback_answers_are_counted(tmp_path, timeline):
+  from serving import saved_model
+  module = _FallbackRanking()
+  tf.saved_model.save(module, str(tmp_path / 'fallback'),
+                      signatures={'serving_default': module.serve})
+  model = replay.ServedModel('stand-in', saved_model.load(tmp_path / 'fallback'))
+  outcome = replay.replay_ranker(model, timeline, batch_size=4, progress=lambda line: None)
+  assert outcome.fallback.tolist() == [False, True, True, False]
+  assert not outcome.refused.any()
+  assert replay.metrics(outcome)['fallback'] == 0.5
+  # Baselines have no fallback: their column is empty, not 0.
+  assert replay.metrics(replay.Outcome(outcome.ranks, outcome.refused))['fallback'] is None
+
+
 def test_an_empty_history_the_model_refuses_is_refused_alone(tmp_path, timeline):
   model = replay.ServedModel('stand-in', _served(tmp_path, history=True))
   answers = model.answers(timeline, [0, 1, 2, 3], k=3)
