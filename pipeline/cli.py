@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 import components
 from components.model.config import TUNED, TUNED_FIELDS, ModelConfig
 from pipeline import beam_presets
-from pipeline.config import PipelineConfig
+from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, PipelineConfig
 from pipeline.datasets import DATASETS, SyntheticSize
 
 EXIT_NOT_BLESSED = 3  # the run worked, but the model did not clear the gate
@@ -22,7 +22,7 @@ EXIT_NOT_BLESSED = 3  # the run worked, but the model did not clear the gate
 DEFAULT_MODEL_NAME = PipelineConfig(data_dir='').serving_model_name
 
 # Errors whose message is the whole story; anything else gets its traceback.
-USER_ERRORS = ('MovieLensFormatError', 'DataAnomaliesError', 'DownloadError')
+USER_ERRORS = ('MovieLensFormatError', 'DataAnomaliesError', 'DataDriftError', 'DownloadError')
 
 
 def _comma_separated_ints(text: str) -> Tuple[int, ...]:
@@ -96,7 +96,7 @@ def add_config_arguments(group, config_class, names: Iterable[str],
 
 
 # PipelineConfig's fields that are flags, by help group.
-_DATA_FIELDS = ('split', 'eval_percent')
+_DATA_FIELDS = ('split', 'eval_percent', 'drift_action', 'max_rating_drift', 'max_id_drift')
 _TIMELINE_FIELDS = ('min_rating', 'min_timeline_length', 'timeline_eval_percent')
 _GATE_FIELDS = ('gate_k', 'min_accuracy', 'max_regression', 'max_rmse', 'warm_start', 'refit',
                 'model_name')
@@ -160,13 +160,20 @@ def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
 
 class _ProgressFilter(logging.Filter):
   """Keeps TFX's 'Component X is running/finished' lines, errors, and what this project's
-  components log themselves (the Trainer's catalogue and ensemble members); drops the rest."""
+  components log themselves (the Trainer's catalogue and ensemble members); drops the rest,
+  and the error a first run's resolver of the previous run's statistics logs (there are none
+  yet: components/validation.py)."""
   PROGRESS = re.compile(r'Component \S+ is (running|finished)')
   OWN_COMPONENTS = os.path.dirname(os.path.abspath(components.__file__)) + os.sep
+  NOTHING_TO_COMPARE = re.compile(
+      rf'resolving inputs for {PREVIOUS_STATISTICS_RESOLVER}: .* returned None')
 
   def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if self.NOTHING_TO_COMPARE.search(message):
+      return False
     return (record.levelno >= logging.ERROR or record.pathname.startswith(self.OWN_COMPONENTS)
-            or bool(self.PROGRESS.search(record.getMessage())))
+            or bool(self.PROGRESS.search(message)))
 
 
 _PROGRESS_FILTER = _ProgressFilter()

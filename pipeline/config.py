@@ -11,6 +11,14 @@ CURATED_SCHEMA = os.path.join(_SCHEMAS, 'schema.pbtxt')
 # The sequential model's timeline examples (components/timelines.py).
 TIMELINE_SCHEMA = os.path.join(_SCHEMAS, 'timelines.pbtxt')
 SPLITS = ('time', 'random', 'last')
+# What a drift of the data from the previous run's beyond the thresholds does
+# (components/validation.py DriftGate).
+DRIFT_ACTIONS = ('stop', 'warn', 'off')
+# The resolver of the previous run's statistics (pipeline.py). On a first run there are none:
+# TFX's LatestArtifactStrategy (the one the Kubeflow compiler takes) then logs an input
+# resolution error, which the CLI leaves out, and the DistributionValidator runs without a
+# baseline (components/validation.py).
+PREVIOUS_STATISTICS_RESOLVER = 'previous_statistics_resolver'
 EVAL_TOP_KS = (10, 50, 100)
 
 
@@ -39,6 +47,17 @@ class PipelineConfig:
       "user's last movie (leave-last-out; sequential only)", choices=SPLITS)
   eval_percent: int = documented(
       20, 'share of ratings in the eval split (time: the latest; random: by hash)')
+  # TFX's DistributionValidator compares this run's statistics with the previous run's
+  # (per split): the rating's histogram by Jensen-Shannon divergence, the ids' frequencies
+  # by L-infinity distance (the largest change of one id's share).
+  drift_action: str = documented(
+      'stop', "what data drifted from the previous run's beyond the thresholds does: stop the "
+      'run before training, warn (and go on), or off (no comparison)', choices=DRIFT_ACTIONS)
+  max_rating_drift: float = documented(
+      0.1, "Jensen-Shannon divergence of the rating histogram from the previous run's data")
+  max_id_drift: float = documented(
+      0.1, "L-infinity distance of the movie id and user id frequencies from the previous "
+      "run's data")
   schema_file: Optional[str] = CURATED_SCHEMA  # None: infer the schema with SchemaGen
   timeline_schema_file: str = TIMELINE_SCHEMA  # sequential: the timeline examples' schema
   eval_top_ks: Tuple[int, ...] = EVAL_TOP_KS
@@ -89,6 +108,11 @@ class PipelineConfig:
       raise ValueError(f"split 'last' (leave-last-out) holds out each user's last movie of "
                        f'a timeline: a next-movie protocol, which model {self.model.kind!r} '
                        'does not train on; use --split time or random')
+    if self.drift_action not in DRIFT_ACTIONS:
+      raise ValueError(f'drift_action {self.drift_action!r} is not one of {DRIFT_ACTIONS}')
+    if not (0 < self.max_rating_drift <= 1 and 0 < self.max_id_drift <= 1):
+      raise ValueError('max_rating_drift and max_id_drift must be in (0, 1], got '
+                       f'{self.max_rating_drift} and {self.max_id_drift}')
     if self.gate_k not in self.eval_top_ks:
       raise ValueError(f'gate_k {self.gate_k} must be one of eval_top_ks {self.eval_top_ks}')
 

@@ -7,8 +7,9 @@ from tfx.proto import example_gen_pb2
 from components import pusher as pusher_executor
 from components.eval_config import make_eval_config
 from components.ingest import example_gen
-from components.validation import AnomaliesGate
-from pipeline.config import PipelineConfig
+from components import features as f
+from components.validation import AnomaliesGate, DistributionValidator, DriftGate, drift_config
+from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, PipelineConfig
 
 
 def _example_gen(config: PipelineConfig) -> FileBasedExampleGen:
@@ -22,6 +23,34 @@ def _example_gen(config: PipelineConfig) -> FileBasedExampleGen:
           example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=100 - config.eval_percent),
           example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=config.eval_percent)])),
       custom_executor_spec=executor_spec.BeamExecutorSpec(executor))
+
+
+def _drift_check(config: PipelineConfig, statistics_gen, after) -> list:
+  """Components that compare this run's statistics with the previous run's and stop (or warn
+  on) a drift past the thresholds; none with --drift-action off. The last one runs after
+  `after`, and what follows may wait on it."""
+  if config.drift_action == 'off':
+    return []
+  # The latest statistics before this run's (none on the first run): the resolver runs before
+  # StatisticsGen. An unchanged re-run compares its cached statistics with the same as before.
+  previous_statistics = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+      statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                 producer_component_id=statistics_gen.id,
+                                 output_key='statistics'),
+  ).with_id(PREVIOUS_STATISTICS_RESOLVER)
+  statistics_gen.add_upstream_node(previous_statistics)
+  distribution_validator = DistributionValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      baseline_statistics=previous_statistics.outputs['statistics'],
+      config=drift_config({
+          f.USER_RATING: ('jensen_shannon_divergence', config.max_rating_drift),
+          f.MOVIE_ID: ('infinity_norm', config.max_id_drift),
+          f.USER_ID: ('infinity_norm', config.max_id_drift)}))
+  drift_gate = DriftGate(anomalies=distribution_validator.outputs['anomalies'],
+                         action=config.drift_action)
+  drift_gate.add_upstream_node(after)
+  return [previous_statistics, distribution_validator, drift_gate]
 
 
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
@@ -40,12 +69,16 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
   # Stops the run on anomalies, naming each feature and why.
   anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+  # Compares the data with the previous run's: a drift past the thresholds stops the run (or
+  # warns), naming the feature and the distance.
+  drift_check = _drift_check(config, statistics_gen, after=anomalies_gate)
 
   # The model kind's examples and their Transform (components/model/kinds.py model_data): the
   # ratings, or for sequential TimelineGen's (recent movies -> next movie) examples and their
   # schema. Transform builds vocabularies, timestamp buckets and z-scores; transforms both splits.
   kind = config.model.model_kind
-  model_data = kind.model_data(examples, schema_gen.outputs['schema'], after=anomalies_gate,
+  model_data = kind.model_data(examples, schema_gen.outputs['schema'],
+                               after=drift_check[-1] if drift_check else anomalies_gate,
                                settings=config)
   transform = model_data.transform
 
@@ -105,7 +138,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
-                  anomalies_gate, *model_data.components, trainer, model_resolver,
+                  anomalies_gate, *drift_check, *model_data.components, trainer, model_resolver,
                   evaluator, *([refit] if refit else []), pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=(

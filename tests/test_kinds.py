@@ -67,13 +67,14 @@ def test_sequential_alone_builds_timelines_before_transform(built):
   assert kind.timelines == (kind.name == 'sequential')
   if kind.timelines:
     assert {'TimelineGen', 'timeline_schema_gen'} <= upstream
-    assert 'AnomaliesGate' in {node.id for node in components['TimelineGen'].upstream_nodes}
+    # After both data gates (AnomaliesGate, then DriftGate).
+    assert 'DriftGate' in {node.id for node in components['TimelineGen'].upstream_nodes}
     assert transform.inputs['schema'].producer_component_id == 'timeline_schema_gen'
     assert (transform.exec_properties['preprocessing_fn']
             == 'components.transform.timeline_preprocessing_fn')
   else:
     assert not {'TimelineGen', 'timeline_schema_gen'} & set(components)
-    assert 'AnomaliesGate' in upstream
+    assert 'DriftGate' in upstream
     assert transform.exec_properties['preprocessing_fn'] == 'components.transform.preprocessing_fn'
     assert json.loads(transform.exec_properties['custom_config']) == {'timestamp_buckets': 1000}
 

@@ -35,9 +35,14 @@ def test_components_depend_on_each_other_in_data_flow_order(spec):
   """The default: the sequential model, gated on the time split, refitted and pushed."""
   tasks = spec.root.dag.tasks
   flow = ['FileBasedExampleGen', 'StatisticsGen', 'ExampleValidator', 'AnomaliesGate',
-          'TimelineGen', 'Transform', 'Trainer', 'Evaluator', 'Pusher']
+          'DriftGate', 'TimelineGen', 'Transform', 'Trainer', 'Evaluator', 'Pusher']
   for upstream, downstream in zip(flow, flow[1:]):
     assert upstream in tasks[downstream].dependent_tasks, (upstream, downstream)
+  # The drift check: the previous run's statistics, resolved before this run's, against them.
+  assert 'previous_statistics_resolver' in tasks['StatisticsGen'].dependent_tasks
+  assert {'StatisticsGen', 'previous_statistics_resolver'} <= \
+      set(tasks['DistributionValidator'].dependent_tasks)
+  assert 'DistributionValidator' in tasks['DriftGate'].dependent_tasks
   assert {'Transform', 'Refit'} <= {*tasks['Refit'].dependent_tasks, 'Refit'}
   assert 'Refit' in tasks['Pusher'].dependent_tasks
   assert 'ImportSchemaGen' in tasks['ExampleValidator'].dependent_tasks
@@ -58,8 +63,9 @@ def test_every_step_runs_the_pipeline_image_with_beam_args(spec):
   containers = {name: executor.struct_value.fields['container'].struct_value.fields
                 for name, executor in executors.items()
                 if 'container' in executor.struct_value.fields}
-  # Every component runs in a container; only the resolver's two MLMD queries do not.
-  assert len(containers) == len(spec.root.dag.tasks) - 2
+  # Every component runs in a container; only the resolvers' MLMD queries do not (the latest
+  # blessed model's two, the previous statistics' one).
+  assert len(containers) == len(spec.root.dag.tasks) - 3
   for name, container in containers.items():
     assert container['image'].string_value == IMAGE, name
   trainer_args = [value.string_value for value in
@@ -119,7 +125,7 @@ def test_retrieval_spec_transforms_and_evaluates_the_ratings(tmp_path):
                                pipeline_spec_pb2.PipelineSpec())
   tasks = spec.root.dag.tasks
   assert 'TimelineGen' not in tasks
-  assert 'AnomaliesGate' in tasks['Transform'].dependent_tasks
+  assert 'DriftGate' in tasks['Transform'].dependent_tasks  # after AnomaliesGate
   assert (tasks['Evaluator'].inputs.artifacts['examples'].task_output_artifact.producer_task
           == 'FileBasedExampleGen')
   assert _parameter(spec, 'Transform', 'preprocessing_fn') == 'components.transform.preprocessing_fn'

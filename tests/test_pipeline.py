@@ -136,17 +136,19 @@ def test_unchanged_rerun_pushes_no_new_version(first_run, small_dataset, capsys)
   assert _labels(workdir) == {'stable': int(versions_before[-1].name)}
 
 
+FOUR_MOVIES = (*RETRIEVAL, '--epochs', '1', '--ensemble-size', '1', '--min-accuracy', '0')
+
+
 @pytest.fixture(scope='module')
 def four_movie_runs(tmp_path_factory):
   """Two blessed runs into one workdir on a catalogue of four movies (smaller than ScaNN's
   quantizer needs), the second with another seed, so a second model is pushed: (workdir,
-  the results of each run)."""
+  the results of each run). The drift tests below run there after the others."""
   tmp_path = tmp_path_factory.mktemp('four_movies')
   data_dir = synthetic.generate(tmp_path / 'data', num_users=40, num_movies=4, num_ratings=160)
   results = []
   for seed in ('42', '7'):
-    assert _run(data_dir, tmp_path / 'workdir', *RETRIEVAL, '--epochs', '1', '--seed', seed,
-                '--ensemble-size', '1', '--min-accuracy', '0') == 0
+    assert _run(data_dir, tmp_path / 'workdir', *FOUR_MOVIES, '--seed', seed) == 0
     results.append(latest_run_results(str(tmp_path / 'workdir' / 'metadata.sqlite')))
   return tmp_path / 'workdir', results
 
@@ -172,6 +174,39 @@ def test_the_first_push_is_labelled_stable_and_the_next_canary(four_movie_runs):
   assert first.rollout == f'version {versions[0]} is stable (the first one)'
   assert second.rollout == f'version {versions[1]} is the canary beside stable version ' \
       f'{versions[0]}'
+
+
+def _with_every_rating(data_dir, tmp_path, rating: int):
+  """A copy of a data folder where every rating is `rating` stars."""
+  copy = tmp_path / f'rated_{rating}'
+  shutil.copytree(data_dir, copy)
+  lines = [line.split('\t') for line in (copy / 'u.data').read_text().splitlines()]
+  (copy / 'u.data').write_text(''.join(f'{user}\t{movie}\t{rating}\t{time}\n'
+                                       for user, movie, _, time in lines))
+  return copy
+
+
+def test_drifted_ratings_warn_or_stop_the_run_naming_the_feature_and_distance(
+    four_movie_runs, tmp_path, capsys, caplog):
+  """Every rating 1 star against the previous run's 1-5: with --drift-action warn the run goes
+  on; the next run, back on the usual ratings, drifted as far from it and is stopped before
+  training, leaving the rollout's labels as they were."""
+  workdir, _ = four_movie_runs
+  data_dir = workdir.parent / 'data'
+  labels_before = _labels(workdir)
+  assert _run(_with_every_rating(data_dir, tmp_path, 1), workdir, *FOUR_MOVIES,
+              '--drift-action', 'warn') == 0
+  assert "feature 'user_rating'" in caplog.text and 'Jensen-Shannon' in caplog.text
+  trainers = set((workdir / 'pipeline_root' / 'Trainer' / 'model').iterdir())
+  capsys.readouterr()
+
+  assert _run(data_dir, workdir, *FOUR_MOVIES) == 1
+  error = capsys.readouterr().err
+  assert "drifted from the previous run's" in error
+  assert "train_train: feature 'user_rating'" in error and 'above the threshold 0.1' in error
+  assert '--drift-action warn' in error
+  assert set((workdir / 'pipeline_root' / 'Trainer' / 'model').iterdir()) == trainers
+  assert _labels(workdir) == labels_before
 
 
 def _copy_with_line(dataset, tmp_path, line_no, new_line):
