@@ -104,5 +104,6 @@ def DriftGate(anomalies: tfx.dsl.components.InputArtifact[
   message = ("the data drifted from the previous run's (--max-rating-drift, --max-id-drift):"
              '\n  ' + '\n  '.join(problems) + f'\nFull report: {anomalies.uri}')
   if action == 'stop':
-    raise DataDriftError(message + '\n(--drift-action warn lets such a run go on)')
+    raise DataDriftError(message + '\n(--drift-action warn lets such a run go on; for another '
+                         'dataset, use another --workdir)')
   logging.warning('%s', message)
