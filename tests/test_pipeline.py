@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components import features
 from components.ingest import movielens, synthetic
+from components.model import warm_start
 from pipeline import cli
 from pipeline.baselines import baseline_accuracy, ratings_of_split, split_files
 from pipeline.results import latest_run_results
@@ -141,14 +143,21 @@ FOUR_MOVIES = (*RETRIEVAL, '--epochs', '1', '--ensemble-size', '1', '--min-accur
 
 @pytest.fixture(scope='module')
 def four_movie_runs(tmp_path_factory):
-  """Two blessed runs into one workdir on a catalogue of four movies (smaller than ScaNN's
-  quantizer needs), the second with another seed, so a second model is pushed: (workdir,
-  the results of each run). The drift tests below run there after the others."""
+  """Two blessed runs into one workdir: on a catalogue of four movies (smaller than ScaNN's
+  quantizer needs), then, warm-started from that model, on data grown to six movies and more
+  users (with a learning rate of 0, so the second model's weights are the first's, by id): a
+  second model is pushed. (workdir, the results of each run). The drift tests below run there
+  after the others."""
   tmp_path = tmp_path_factory.mktemp('four_movies')
-  data_dir = synthetic.generate(tmp_path / 'data', num_users=40, num_movies=4, num_ratings=160)
+  first_data = synthetic.generate(tmp_path / 'data', num_users=40, num_movies=4,
+                                  num_ratings=160)
+  grown = synthetic.generate(tmp_path / 'grown', num_users=60, num_movies=6, num_ratings=320)
   results = []
-  for seed in ('42', '7'):
-    assert _run(data_dir, tmp_path / 'workdir', *FOUR_MOVIES, '--seed', seed) == 0
+  for data_dir, extra in ((first_data, ()),
+                          (grown, ('--warm-start', '--warm-start-epochs', '1',
+                                   '--learning-rate', '0', '--seed', '7',
+                                   '--drift-action', 'warn'))):
+    assert _run(data_dir, tmp_path / 'workdir', *FOUR_MOVIES, *extra) == 0
     results.append(latest_run_results(str(tmp_path / 'workdir' / 'metadata.sqlite')))
   return tmp_path / 'workdir', results
 
@@ -174,6 +183,37 @@ def test_the_first_push_is_labelled_stable_and_the_next_canary(four_movie_runs):
   assert first.rollout == f'version {versions[0]} is stable (the first one)'
   assert second.rollout == f'version {versions[1]} is the canary beside stable version ' \
       f'{versions[0]}'
+
+
+def _warm_start_state(model_uri, vocabulary):
+  """A Trainer's saved weights of the id table over `vocabulary`, and its ids."""
+  state = pathlib.Path(model_uri) / warm_start.STATE_DIR
+  entries = json.loads((state / 'member-0.json').read_text())
+  (position,) = [i for i, entry in enumerate(entries) if entry['vocabulary'] == vocabulary]
+  ids = (state / 'vocabularies' / vocabulary).read_bytes().split(b'\n')
+  return np.load(state / 'member-0.npz')[f'w{position}'], ids
+
+
+def test_a_warm_run_starts_from_the_blessed_model_by_id_and_serves_the_new_ids(
+    four_movie_runs):
+  """Each user and movie the first model knew has its row in the second (at a learning rate
+  of 0, unchanged), whatever its new place in the vocabulary; new ones have new rows."""
+  workdir, (first, warm) = four_movie_runs
+  state = pathlib.Path(warm.model_uri) / warm_start.STATE_DIR
+  (summary,) = json.loads((state / warm_start.SUMMARY_FILE).read_text())
+  assert pathlib.Path(summary['from']) == pathlib.Path(first.model_uri)
+  assert summary['new_ids'][features.MOVIE_ID_VOCAB] == 2
+  for vocabulary in (features.USER_ID_VOCAB, features.MOVIE_ID_VOCAB):
+    base_table, base_ids = _warm_start_state(first.model_uri, vocabulary)
+    warm_table, warm_ids = _warm_start_state(warm.model_uri, vocabulary)
+    assert summary['carried_ids'][vocabulary] == len(set(base_ids) & set(warm_ids)) > 0
+    for known in set(base_ids) & set(warm_ids):
+      np.testing.assert_allclose(warm_table[warm_ids.index(known)],
+                                 base_table[base_ids.index(known)])
+  served = saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')[-1]
+  answers = saved_model.recommend(saved_model.load(served), make_request(['user_id'], ['55']))
+  assert sorted(movie['movie_id'] for movie in answers[0].movies) == ['1', '2', '3', '4', '5',
+                                                                      '6']
 
 
 def _with_every_rating(data_dir, tmp_path, rating: int):

@@ -1,20 +1,14 @@
 """Warm start (components/model/warm_start.py): a new model starts from a previous one's
-weights, each id table row by row by id while the vocabularies grow and reorder; through the
-real towers, and through the pipeline's Trainer with --warm-start."""
-import json
-import pathlib
+weights, each id table row by row by id while the vocabularies grow and reorder, on the real
+towers. (Through the pipeline's Trainer with --warm-start: tests/test_pipeline.py.)"""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from components import features as f
-from components.ingest import synthetic
 from components.model import warm_start
 from components.model.config import ModelConfig
 from components.model.towers import ContextTower
-from pipeline.results import latest_run_results
-from tests.conftest import RETRIEVAL, SMALL, run_pipeline
 
 
 def test_carry_rows_moves_each_ids_row_and_keeps_padding_and_unknown_rows():
@@ -67,37 +61,3 @@ def test_weights_whose_shape_changed_start_fresh_and_are_named(tmp_path):
   summary = warm_start.restore(wider, 0, str(tmp_path), {f.MOVIE_ID_VOCAB: ids})
   assert summary['fresh'] and all('dense' in key for key in summary['fresh'])
   assert summary['carried_ids'] == {f.MOVIE_ID_VOCAB: 2}
-
-
-def _state(model_uri):
-  state = pathlib.Path(model_uri) / warm_start.STATE_DIR
-  entries = json.loads((state / 'member-0.json').read_text())
-  weights = np.load(state / 'member-0.npz')
-  vocabulary = (state / 'vocabularies' / f.USER_ID_VOCAB).read_bytes().split(b'\n')
-  (position,) = [i for i, entry in enumerate(entries) if entry['vocabulary'] == f.USER_ID_VOCAB]
-  return state, weights[f'w{position}'], vocabulary
-
-
-def test_a_warm_run_starts_from_the_blessed_model_by_id(first_run, tmp_path):
-  """The first run's blessed model is the base; the new data has more users and movies. With
-  a learning rate of 0 the warm model's weights are the base's, moved to each id's new row."""
-  _, workdir, first = first_run
-  grown = synthetic.generate(tmp_path / 'grown', **{**SMALL, 'num_users': 170,
-                                                    'num_movies': 220, 'seed': 4})
-  # Not blessed (an unreachable floor), so the first run's pushed versions stay as they are.
-  run_pipeline(grown, workdir, *RETRIEVAL, '--warm-start', '--learning-rate', '0',
-               '--min-accuracy', '1.01')
-  warm = latest_run_results(str(workdir / 'metadata.sqlite'))
-  assert warm.model_uri != first.model_uri
-
-  _, base_table, base_users = _state(first.model_uri)
-  state, warm_table, warm_users = _state(warm.model_uri)
-  summaries = json.loads((state / warm_start.SUMMARY_FILE).read_text())  # one per member
-  assert {pathlib.Path(summary['from']) for summary in summaries} == {pathlib.Path(first.model_uri)}
-  summary = summaries[0]
-  shared = set(base_users) & set(warm_users)
-  assert summary['carried_ids'][f.USER_ID_VOCAB] == len(shared) > 100
-  assert summary['new_ids'][f.USER_ID_VOCAB] == len(set(warm_users) - set(base_users)) > 0
-  for user in sorted(shared)[:20]:
-    np.testing.assert_allclose(warm_table[warm_users.index(user)],
-                               base_table[base_users.index(user)])
