@@ -11,7 +11,7 @@ turned into arrays: a TensorProto may hold one value and claim a billion element
 fills in the rest), so a few bytes on the wire could otherwise allocate gigabytes.
 """
 from concurrent import futures
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
@@ -120,16 +120,36 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
       _abort(context, error)
 
 
+def parse_channel_arguments(text: str) -> List[Tuple[str, Union[int, str]]]:
+  """TF Serving's --grpc_channel_arguments: 'key=value,key=value'; a value that reads as an
+  int is passed as one, as TF Serving does (grpc.max_connection_age_ms=2000)."""
+  arguments = []
+  for item in filter(None, (part.strip() for part in text.split(','))):
+    key, equals, value = item.partition('=')
+    if not equals or not key:
+      raise ValueError(f'--grpc_channel_arguments: expected key=value, got {item!r}')
+    try:
+      arguments.append((key, int(value)))
+    except ValueError:
+      arguments.append((key, value))
+  return arguments
+
+
 def make_grpc_server(api: ServingApi, address: str, max_workers: int = 16,
-                     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.Server:
-  """A gRPC server with both services on address ('host:port'); not started yet.
+                     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                     channel_arguments: Sequence[Tuple[str, Union[int, str]]] = (),
+                     socket_path: str = '') -> grpc.Server:
+  """A gRPC server with both services on address ('host:port') and, with socket_path, on that
+  Unix socket too; not started yet.
 
   Requests over max_message_bytes are refused by gRPC itself with RESOURCE_EXHAUSTED. Sending
   is left unbounded (gRPC's default): Predict answers within the api's max_response_bytes,
-  with an error that names it, and status and metadata are small.
+  with an error that names it, and status and metadata are small. channel_arguments
+  (--grpc_channel_arguments) come first, so they win over these defaults.
   """
   server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                       options=[('grpc.max_receive_message_length', max_message_bytes),
+                       options=[*channel_arguments,
+                                ('grpc.max_receive_message_length', max_message_bytes),
                                 ('grpc.so_reuseport', 0)])
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
       PredictionService(api, max_message_bytes), server)
@@ -140,4 +160,12 @@ def make_grpc_server(api: ServingApi, address: str, max_workers: int = 16,
     port = 0
   if port == 0:
     raise OSError(f'cannot listen on {address} for gRPC (is the port in use?)')
+  if socket_path:
+    try:
+      bound = server.add_insecure_port(f'unix:{socket_path}')
+    except RuntimeError:
+      bound = 0
+    if bound == 0:
+      raise OSError(f'cannot listen on the Unix socket {socket_path} for gRPC (is its folder '
+                    'there and writable?)')
   return server

@@ -71,10 +71,16 @@ class ServerOptions:
       'the listen backlog')
   grpc_max_message_bytes: int = _option(grpc_service.DEFAULT_MAX_MESSAGE_BYTES,
                                         'largest gRPC request (larger: RESOURCE_EXHAUSTED)')
+  grpc_channel_arguments: str = _option(
+      '', 'gRPC server arguments, comma-separated key=value (e.g. '
+      'grpc.max_connection_age_ms=2000); they win over this server\'s own')
+  grpc_socket_path: str = _option(
+      '', 'also serve gRPC on this Unix socket (clients: unix:<path>)')
   verbose: bool = _option(False, 'log every REST request')
 
   def __post_init__(self):
     """Ports may be 0 (any free port); every other number is a size or a time, so over 0."""
+    grpc_service.parse_channel_arguments(self.grpc_channel_arguments)  # ValueError if malformed
     for field in dataclasses.fields(self):
       if field.type not in (int, float):
         continue
@@ -132,8 +138,11 @@ class ModelServer:
     self.api = ServingApi(self.manager, options.max_request_rows, options.max_response_bytes,
                           options.max_values_per_row)
     self._log = log
-    self._grpc = make_grpc_server(self.api, f'{options.host}:{options.port}',
-                                  max_message_bytes=options.grpc_max_message_bytes)
+    self._grpc = make_grpc_server(
+        self.api, f'{options.host}:{options.port}',
+        max_message_bytes=options.grpc_max_message_bytes,
+        channel_arguments=grpc_service.parse_channel_arguments(options.grpc_channel_arguments),
+        socket_path=options.grpc_socket_path)
     try:
       self._rest = RestServer((options.host, options.rest_api_port), self.api,
                               options.rest_api_max_body_bytes,
@@ -205,7 +214,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     text = action.help or ''
     if action.default is False:
       return text + ' (default: off)'
-    if action.default is None or action.default is argparse.SUPPRESS or '%(default)' in text:
+    if (action.default in (None, '') or action.default is argparse.SUPPRESS
+        or '%(default)' in text):
       return text
     return text + ' (default: %(default)s)'
 

@@ -382,3 +382,41 @@ def test_starting_without_a_pushed_model_says_what_is_missing_and_how_to_push_on
   startup = '\n'.join(lines)
   assert f'{base_path} {says}' in startup and 'make demo' in startup, startup
   assert 'python -m pipeline run' in startup
+
+
+# --- TF Serving's gRPC flags -------------------------------------------------------------------
+
+def test_grpc_channel_arguments_reach_the_grpc_server(tiny_base_path):
+  """A receive limit of 300 bytes set through --grpc_channel_arguments (ints as ints, as TF
+  Serving passes them) wins over the server's own: a bigger request is refused by gRPC."""
+  server = ModelServer([ModelSource('tiny', str(tiny_base_path))], _options(
+      grpc_channel_arguments='grpc.max_receive_message_length=300,grpc.primary_user_agent=t'),
+                       log=lambda message: None).start()
+  try:
+    client = _grpc(server)
+    assert client.predict({'user_id': ['1']})['movie_ids'].shape == (1, K)
+    with pytest.raises(ServingClientError) as raised:
+      client.predict({'user_id': _users(100)})
+    assert raised.value.code == 'RESOURCE_EXHAUSTED'
+  finally:
+    server.stop()
+
+
+def test_grpc_is_served_on_a_unix_socket_too(tiny_base_path, tmp_path):
+  socket_path = tmp_path / 'grpc.sock'
+  server = ModelServer([ModelSource('tiny', str(tiny_base_path))],
+                       _options(grpc_socket_path=str(socket_path)),
+                       log=lambda message: None).start()
+  try:
+    client = GrpcClient(f'unix:{socket_path}', 'tiny')
+    assert client.predict({'user_id': ['1']})['movie_ids'].shape == (1, K)
+    assert _grpc(server).predict({'user_id': ['1']})['movie_ids'].shape == (1, K)
+  finally:
+    server.stop()
+
+
+def test_malformed_grpc_channel_arguments_are_refused_naming_the_item(tiny_base_path, capsys):
+  with pytest.raises(SystemExit):
+    parse_args(['--model_base_path', str(tiny_base_path),
+                '--grpc_channel_arguments', 'grpc.keepalive_time_ms=10,grpc.oops'])
+  assert "expected key=value, got 'grpc.oops'" in capsys.readouterr().err
