@@ -84,6 +84,12 @@ def parse_models_config(text: str, path='models.config') -> List[ModelSource]:
     # TF Serving's words, so a search for the message finds both servers' answers.
     raise ValueError(f'{path}: Error parsing text-format tensorflow.serving.ModelServerConfig: '
                      f'{error}') from None
+  return sources_of(config, path)
+
+
+def sources_of(config: model_server_config_pb2.ModelServerConfig,
+               path='models.config') -> List[ModelSource]:
+  """The models of a ModelServerConfig (from path, or a request: errors name it)."""
   if config.WhichOneof('config') != 'model_config_list':
     raise ValueError(f'{path}: needs a model_config_list (custom_model_config is not supported)')
   models = []

@@ -2,9 +2,9 @@
 
 tensorflow.serving.PredictionService: Predict and GetModelMetadata (Classify, Regress and
 MultiInference answer UNIMPLEMENTED: these models have predict signatures only).
-tensorflow.serving.ModelService: GetModelStatus (HandleReloadConfigRequest: UNIMPLEMENTED;
-the server reloads by watching the model base paths, and the models.config with
---model_config_file_poll_wait_seconds). A ModelSpec may name a version or a version label.
+tensorflow.serving.ModelService: GetModelStatus, and HandleReloadConfigRequest (a new
+ModelServerConfig, applied as a re-read models.config is: TF Serving's label rules, nothing
+changed on an error). A ModelSpec may name a version or a version label.
 
 A Predict request's size is checked from the shapes its TensorProtos claim, before they are
 turned into arrays: a TensorProto may hold one value and claim a billion elements (TensorFlow
@@ -16,12 +16,12 @@ from typing import Dict, List, Sequence, Tuple, Union
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (model_service_pb2_grpc, predict_pb2,
+from tensorflow_serving.apis import (model_management_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from serving import errors
+from serving import config_files, errors
 from serving.api import ServingApi
-from serving.models import VersionChoice, dtype_name
+from serving.models import LabelError, VersionChoice, dtype_name
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 2**20
 
@@ -118,6 +118,20 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
       return self.api.model_status(request.model_spec.name, _version(request.model_spec))
     except Exception as error:  # noqa: BLE001
       _abort(context, error)
+
+  def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+    """Serves exactly the request's models from now on (as TF Serving: the response's status
+    and the call's both carry an error, and an error changes nothing)."""
+    try:
+      sources = config_files.sources_of(request.config, 'ReloadConfigRequest.config')
+      self.api.manager.configure(sources)
+    except LabelError as error:
+      _abort(context, errors.ServingError(grpc.StatusCode.FAILED_PRECONDITION, str(error)))
+    except ValueError as error:
+      _abort(context, errors.invalid_argument(str(error)))
+    except Exception as error:  # noqa: BLE001
+      _abort(context, error)
+    return model_management_pb2.ReloadConfigResponse()
 
 
 def parse_channel_arguments(text: str) -> List[Tuple[str, Union[int, str]]]:

@@ -304,6 +304,10 @@ class _Watcher:
       self._thread.join()
 
 
+class LabelError(ValueError):
+  """A version label names a version it may not (TF Serving: FAILED_PRECONDITION)."""
+
+
 # What a request names: None (the latest loaded version), a version number, or a version label.
 VersionChoice = Union[None, int, str]
 
@@ -364,7 +368,7 @@ class ModelManager(_Watcher):
       hint = ('' if self.allow_unavailable_labels else
               ' (--allow_version_labels_for_unavailable_models lets a new label name a version '
               'before it loads)')
-      raise ValueError(f'Request to assign label to version {version} of model {source.name}, '
+      raise LabelError(f'Request to assign label to version {version} of model {source.name}, '
                        f'which is not currently available for inference{hint}')
     return dict(source.version_labels)
 

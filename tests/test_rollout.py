@@ -200,6 +200,31 @@ def test_a_reload_adds_and_removes_models(server, config_path, base_path, tmp_pa
   assert _answer(other_client) == 3
 
 
+def test_handle_reload_config_request_applies_a_config_over_grpc_with_the_same_rules(server,
+                                                                                   base_path):
+  import grpc
+  from google.protobuf import text_format
+  from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+  from tensorflow_serving.config import model_server_config_pb2
+
+  def reload(**labels):
+    config = text_format.Parse(models_config_text([ModelSource(
+        'ab', str(base_path), 'specific', versions=(1, 2), version_labels=labels)]),
+                               model_server_config_pb2.ModelServerConfig())
+    with grpc.insecure_channel(f'127.0.0.1:{server.grpc_port}') as channel:
+      return model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+          model_management_pb2.ReloadConfigRequest(config=config), timeout=10)
+
+  rest, _ = _clients(server)
+  reload(stable=1, canary=2)
+  _eventually(lambda: _serves(rest, 'canary', 2))
+  with pytest.raises(grpc.RpcError) as raised:
+    reload(stable=1, canary=3)  # an existing label moved onto a version that is not loaded
+  assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+  assert 'version 3 of model ab' in raised.value.details()
+  assert server.manager.labels('ab') == {'stable': 1, 'canary': 2}
+
+
 def test_a_bad_config_on_reload_keeps_the_last_good_one_and_says_why(config_path, base_path):
   messages = []
   server = ModelServer(options=ServerOptions(host='127.0.0.1', port=free_port(), rest_api_port=0,
