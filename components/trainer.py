@@ -24,6 +24,7 @@ from components.model import export, warm_start
 from components.model.catalogue import Catalogue
 from components.model.config import ModelConfig
 from components.model.ensemble import Ensemble
+from components.model.epoch_metrics import CatalogueTopK
 from components.model.recommender import CatalogueNegatives, RecommenderModel
 from components.model.towers import CandidateTower
 from components.transform import NUM_OOV_BUCKETS
@@ -89,12 +90,29 @@ def _optimizer(config: ModelConfig, model: RecommenderModel) -> tf.keras.optimiz
   ])
 
 
+def _epoch_callbacks(log_dir: Optional[str], member: int, eval_dataset: Optional[tf.data.Dataset],
+                     catalogue: Catalogue, movie_table_size: int) -> list:
+  """The eval split's catalogue top-k accuracy, then TensorBoard's writer (it writes what the
+  callbacks before it added to the epoch's logs); none without a log_dir."""
+  if not log_dir:
+    return []
+  callbacks = []
+  if eval_dataset is not None:
+    callbacks.append(CatalogueTopK(eval_dataset, catalogue.candidate_features(),
+                                   catalogue.positions(movie_table_size)))
+  callbacks.append(tf.keras.callbacks.TensorBoard(
+      log_dir=os.path.join(log_dir, f'member-{member}'), write_graph=False,
+      update_freq='epoch', profile_batch=0))
+  return callbacks
+
+
 def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
                      train_dataset: Callable[[int], tf.data.Dataset],
                      catalogue_dataset: tf.data.Dataset,
                      eval_dataset: Optional[tf.data.Dataset], serving_model_dir: str,
                      eval_model_dir: Optional[str] = None,
-                     base_model_dir: Optional[str] = None) -> Union[RecommenderModel, Ensemble]:
+                     base_model_dir: Optional[str] = None,
+                     log_dir: Optional[str] = None) -> Union[RecommenderModel, Ensemble]:
   """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one, and
   the weights a later model may start from (warm_start.py), all beside serving_model_dir.
 
@@ -102,7 +120,9 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   config.ensemble_size > 1 the model is trained that many times, on seeds config.seed,
   config.seed + 1, ..., and exported as one (ensemble.py). base_model_dir: a previous model's
   folder to start from, for config.warm_start_epochs (None, or one without warm-start weights:
-  from scratch, for config.epochs).
+  from scratch, for config.epochs). log_dir: where TensorBoard's event files go (a folder per
+  ensemble member, member-<i>): each epoch's losses and the eval split's catalogue top-k
+  accuracy (epoch_metrics.py).
   """
   catalogue = Catalogue.from_dataset(catalogue_dataset)
   absl.logging.info('Catalogue: %d movies', len(catalogue))
@@ -126,7 +146,10 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
       summaries.append(warm_start.restore(model, member, base_model_dir, vocabularies))
       absl.logging.info('Warm start of member %d: %s', member, summaries[-1])
     model.fit(train_dataset(seed), epochs=config.warm_start_epochs if warm else config.epochs,
-              validation_data=eval_dataset, verbose=2)
+              validation_data=eval_dataset, verbose=2,
+              callbacks=_epoch_callbacks(
+                  log_dir, member, eval_dataset, catalogue,
+                  tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS))
     members.append(model)
   model = members[0] if len(members) == 1 else Ensemble.of(members)
   model_dir = os.path.dirname(serving_model_dir.rstrip('/'))
@@ -165,4 +188,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       eval_model_dir=fn_args.eval_model_dir,
       # TFX gives the base model's Format-Serving folder; its weights are beside it.
       base_model_dir=os.path.dirname(fn_args.base_model.rstrip('/')) if fn_args.base_model
-      else None)
+      else None,
+      # TFX's ModelRun artifact, where Kubeflow's and Vertex AI's TensorBoard look.
+      log_dir=fn_args.model_run_dir)

@@ -221,6 +221,10 @@ def print_results(config: PipelineConfig) -> int:
     baseline_value = f' {baseline[name]:>17.4f}' if name in baseline else ''
     print(f'  {name:<22} {value:>10.4f}{baseline_value}')
   print(f'Model:      {results.model_uri}')
+  model_run = results.outputs.get(('Trainer', 'ModelRun'))
+  if model_run:
+    print(f'Training curves (losses, eval top-k accuracy per epoch): tensorboard --logdir '
+          f'{model_run}')
   print(f'Evaluation: {results.evaluation_uri}')
   if results.blessed:
     also = config.model.model_kind.describe_gate(config)  # multitask: ' and rating_rmse <= x'

@@ -37,6 +37,34 @@ def _labels(workdir):
   return source.version_labels
 
 
+def _scalars(folder):
+  """{tag: [value per step]} from the TensorBoard event files in a folder."""
+  values = {}
+  for path in sorted(pathlib.Path(folder).glob('events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        values.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
+  return values
+
+
+def test_the_trainer_writes_each_epochs_losses_and_top_k_accuracy_for_tensorboard(first_run):
+  """In TFX's ModelRun artifact, a folder per ensemble member: the training loss and, on the
+  eval split, the loss and the catalogue top-k accuracy, one value per epoch (5)."""
+  _, _, results = first_run
+  model_run = pathlib.Path(results.outputs[('Trainer', 'ModelRun')])
+  assert sorted(path.name for path in model_run.iterdir()) == ['member-0', 'member-1',
+                                                               'member-2']
+  train = _scalars(model_run / 'member-0' / 'train')
+  validation = _scalars(model_run / 'member-0' / 'validation')
+  assert len(train['epoch_loss']) == 5 and len(validation['epoch_loss']) == 5
+  top_10, top_100 = validation['epoch_top_10_accuracy'], validation['epoch_top_100_accuracy']
+  assert len(top_100) == 5 and all(0 <= low <= high <= 1 for low, high in zip(top_10, top_100))
+  assert top_100[-1] > top_100[0]  # it learns
+  # The last epoch's figure is the Evaluator's, on the same eval split (the first 10,000
+  # examples of it, by brute force; the Evaluator scores the ensemble, this one member).
+  assert top_100[-1] == pytest.approx(results.metrics['top_100_accuracy'], abs=0.1)
+
+
 def test_evaluator_reports_top_k_accuracy_above_chance_and_popularity(first_run):
   _, _, results = first_run
   accuracy = [results.metrics[f'top_{k}_accuracy'] for k in (10, 50, 100)]
@@ -226,25 +254,39 @@ def _with_every_rating(data_dir, tmp_path, rating: int):
   return copy
 
 
-def test_drifted_ratings_warn_or_stop_the_run_naming_the_feature_and_distance(
-    four_movie_runs, tmp_path, capsys, caplog):
-  """Every rating 1 star against the previous run's 1-5: with --drift-action warn the run goes
-  on; the next run, back on the usual ratings, drifted as far from it and is stopped before
-  training, leaving the rollout's labels as they were."""
-  workdir, _ = four_movie_runs
-  data_dir = workdir.parent / 'data'
-  labels_before = _labels(workdir)
-  assert _run(_with_every_rating(data_dir, tmp_path, 1), workdir, *FOUR_MOVIES,
-              '--drift-action', 'warn') == 0
-  assert "feature 'user_rating'" in caplog.text and 'Jensen-Shannon' in caplog.text
-  trainers = set((workdir / 'pipeline_root' / 'Trainer' / 'model').iterdir())
-  capsys.readouterr()
+def _drifted_features(anomalies_uri):
+  """{split pair: features} DistributionValidator found drifted, from its anomalies files."""
+  from tensorflow_metadata.proto.v0 import anomalies_pb2
+  drifted = {}
+  for path in sorted(pathlib.Path(anomalies_uri).glob('SplitPair-*/SchemaDiff.pb')):
+    anomalies = anomalies_pb2.Anomalies.FromString(path.read_bytes())
+    drifted[path.parent.name[len('SplitPair-'):]] = sorted(anomalies.anomaly_info)
+  return drifted
 
-  assert _run(data_dir, workdir, *FOUR_MOVIES) == 1
+
+def test_drift_past_a_threshold_warns_and_the_run_goes_on_with_drift_action_warn(
+    four_movie_runs):
+  """The second run's data has six movies where the first's had four: every movie's share
+  moved, past --max-id-drift; with --drift-action warn it trained and pushed all the same."""
+  _, (_, second) = four_movie_runs
+  drifted = _drifted_features(second.outputs[('DistributionValidator', 'ExampleAnomalies')])
+  assert 'movie_id' in drifted['train_train']
+  assert second.pushed
+
+
+def test_drifted_ratings_stop_the_run_naming_the_feature_and_distance(four_movie_runs,
+                                                                      tmp_path, capsys):
+  """Every rating 1 star against the previous run's 1-5: stopped before training, and the
+  rollout's labels stay as they were."""
+  workdir, _ = four_movie_runs
+  labels_before = _labels(workdir)
+  trainers = set((workdir / 'pipeline_root' / 'Trainer' / 'model').iterdir())
+  assert _run(_with_every_rating(workdir.parent / 'data', tmp_path, 1), workdir,
+              *FOUR_MOVIES) == 1
   error = capsys.readouterr().err
   assert "drifted from the previous run's" in error
-  assert "train_train: feature 'user_rating'" in error and 'above the threshold 0.1' in error
-  assert '--drift-action warn' in error
+  assert "train_train: feature 'user_rating'" in error and 'Jensen-Shannon' in error
+  assert 'above the threshold 0.1' in error and '--drift-action warn' in error
   assert set((workdir / 'pipeline_root' / 'Trainer' / 'model').iterdir()) == trainers
   assert _labels(workdir) == labels_before
 
