@@ -513,7 +513,8 @@ def train(run: ModelRun, past_dir: pathlib.Path, fmt: str, workdir: pathlib.Path
   pushed version folder."""
   argv = ['run', '--dataset', fmt, '--data-dir', str(past_dir), '--workdir', str(workdir),
           '--top-k', str(top_k), '--min-accuracy', '0', '--max-regression', '1',
-          '--max-rmse', '100', *run.args, *(['--no-cache'] if no_cache else [])]
+          '--max-rmse', '100', '--drift-action', 'off', *run.args,
+          *(['--no-cache'] if no_cache else [])]
   print(f'\n== Training {run.name}: python -m pipeline {" ".join(argv)}', flush=True)
   started = time.time()
   exit_code = cli.main(argv)
