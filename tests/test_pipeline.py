@@ -468,9 +468,10 @@ def test_the_fallback_honours_exclude_movie_ids(pushed_model):
 
 
 def test_exclude_seen_export_never_returns_training_movies(first_run, small_dataset):
-  """Re-trained with --exclude-seen (floor unreachable: nothing is pushed)."""
+  """Re-trained with --exclude-seen, for 2 epochs (floor unreachable: nothing is pushed)."""
   _, workdir, _ = first_run
-  _run(small_dataset, workdir, *RETRIEVAL, '--exclude-seen', '--min-accuracy', '1.01')
+  _run(small_dataset, workdir, *RETRIEVAL, '--exclude-seen', '--min-accuracy', '1.01',
+       '--epochs', '2')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   train = ratings_of_split(results.outputs[('FileBasedExampleGen', 'Examples')], 'train')
   seen = {}
