@@ -40,6 +40,11 @@ def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
       tft_output.transformed_metadata.schema)
 
 
+def _movie_table_size(tft_output: tft.TFTransformOutput) -> int:
+  """Rows of a movie id table: the vocabulary and its out-of-vocabulary bucket."""
+  return tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS
+
+
 def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
                 catalogue: Catalogue) -> RecommenderModel:
   """Towers sized from the transform's vocabularies, and the tasks of the config's kind
@@ -50,7 +55,7 @@ def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
   candidate_tower = CandidateTower(
       vocab_size(f.MOVIE_ID_VOCAB), vocab_size(f.MOVIE_TITLE_TOKEN_VOCAB),
       vocab_size(f.MOVIE_GENRE_VOCAB), config, name='candidate_tower')
-  movie_table_size = vocab_size(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS
+  movie_table_size = _movie_table_size(tft_output)
   sampling_probability, catalogue_negatives = None, None
   if config.negatives == 'catalogue':
     catalogue_negatives = CatalogueNegatives(catalogue.candidate_features(),
@@ -91,7 +96,7 @@ def _optimizer(config: ModelConfig, model: RecommenderModel) -> tf.keras.optimiz
 
 
 def _epoch_callbacks(log_dir: Optional[str], member: int, eval_dataset: Optional[tf.data.Dataset],
-                     catalogue: Catalogue, movie_table_size: int) -> list:
+                     catalogue: Catalogue, tft_output: tft.TFTransformOutput) -> list:
   """The eval split's catalogue top-k accuracy, then TensorBoard's writer (it writes what the
   callbacks before it added to the epoch's logs); none without a log_dir."""
   if not log_dir:
@@ -99,7 +104,7 @@ def _epoch_callbacks(log_dir: Optional[str], member: int, eval_dataset: Optional
   callbacks = []
   if eval_dataset is not None:
     callbacks.append(CatalogueTopK(eval_dataset, catalogue.candidate_features(),
-                                   catalogue.positions(movie_table_size)))
+                                   catalogue.positions(_movie_table_size(tft_output))))
   callbacks.append(tf.keras.callbacks.TensorBoard(
       log_dir=os.path.join(log_dir, f'member-{member}'), write_graph=False,
       update_freq='epoch', profile_batch=0))
@@ -147,9 +152,7 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
       absl.logging.info('Warm start of member %d: %s', member, summaries[-1])
     model.fit(train_dataset(seed), epochs=config.warm_start_epochs if warm else config.epochs,
               validation_data=eval_dataset, verbose=2,
-              callbacks=_epoch_callbacks(
-                  log_dir, member, eval_dataset, catalogue,
-                  tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS))
+              callbacks=_epoch_callbacks(log_dir, member, eval_dataset, catalogue, tft_output))
     members.append(model)
   model = members[0] if len(members) == 1 else Ensemble.of(members)
   model_dir = os.path.dirname(serving_model_dir.rstrip('/'))

@@ -154,12 +154,16 @@ def _labels(entry):
 
 def _move(path: str, model_name: str, change, base_path: Optional[str] = None) -> Rollout:
   """Reads path, lets change(entry, stable, canary) -> message edit the model's entry, and
-  writes the result atomically (nothing, if change raises)."""
+  writes the result atomically if it differs (nothing, if change raises: an unchanged re-run's
+  push leaves the file, and its modification time, as they were)."""
   with _locked(path):
     config = _read(path)
+    before = text_format.MessageToString(config)
     entry = _entry(config, model_name, path, base_path)
     message = change(entry, *_labels(entry))
-    write_atomically(path, text_format.MessageToString(config))
+    after = text_format.MessageToString(config)
+    if after != before:
+      write_atomically(path, after)
   return Rollout(model_name, *_labels(entry), message)
 
 

@@ -99,6 +99,10 @@ def test_the_first_push_is_stable_the_next_a_canary_and_a_third_waits_for_it(con
   held = rollout.push(config_path, 'ab', str(base_path), 3)
   assert (held.stable, held.canary) == (1, 2)
   assert 'held' in held.message and 'canary --version 3' in held.message
+  # A push that changes nothing (an unchanged re-run's) leaves the file as it was, mtime too.
+  before = os.stat(config_path).st_mtime_ns
+  assert 'canary already' in rollout.push(config_path, 'ab', str(base_path), 2).message
+  assert os.stat(config_path).st_mtime_ns == before
 
 
 def test_the_file_is_a_tf_serving_config_serving_exactly_the_labelled_versions(config_path,
