@@ -25,7 +25,7 @@ IMAGE         ?= movielens-recommender-pipeline:latest
 MODEL_NAME ?= sequential
 MODEL_BASE_PATH ?= $(WORKDIR)/serving_models/$(MODEL_NAME)
 
-.PHONY: install demo test serve serving-config bench-quality bench-replay bench-pipeline bench-serving lock clean help \
+.PHONY: install demo test serve serving-config bench-quality bench-replay bench-continuous bench-pipeline bench-serving lock clean help \
 	kubeflow-compile kubeflow-image
 
 help:
@@ -36,6 +36,7 @@ help:
 	@echo "make bench-serving   # gRPC/REST latency and throughput; ScaNN vs brute force at 1M"
 	@echo "make bench-quality   # top-k accuracy, NDCG@10 vs baselines (sequential: leave-last-out) [DATA_DIR=ml-100k or ml-1m folder] [ARGS=--model sequential]"
 	@echo "make bench-replay    # the future replayed in time order: models vs baselines per segment [DATA_DIR=...] [ARGS=--cut-date 1998-03-01]"
+	@echo "make bench-continuous # week-by-week retraining: warm vs cold vs frozen vs EASE vs popular [DATA_DIR=...]"
 	@echo "make bench-pipeline  # wall time and peak memory per component [DATA_DIR=...] [ARGS=--skip-large]"
 	@echo "make kubeflow-compile DATA_ROOT=gs://... PIPELINE_ROOT=gs://... IMAGE=...  # KFP V2 spec"
 	@echo "make kubeflow-image IMAGE=...   # build the pipeline image (needs Docker)"
@@ -76,6 +77,9 @@ bench-quality: $(STAMP)
 
 bench-replay: $(STAMP)
 	$(PY) -m benchmarks.replay $(DATA_DIR_ARG) $(ARGS)
+
+bench-continuous: $(STAMP)
+	$(PY) -m benchmarks.continuous $(DATA_DIR_ARG) $(ARGS)
 
 kubeflow-compile: $(STAMP)
 	$(PY) -m kubeflow.runner --data-root $(DATA_ROOT) --pipeline-root $(PIPELINE_ROOT) \

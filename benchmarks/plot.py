@@ -81,6 +81,39 @@ def plot_replay(result_file: str, output: str) -> plt.Figure:
   return figure
 
 
+def plot_continuous(result_file: str, output: str) -> plt.Figure:
+  """Writes the PNG of a bench-continuous result file (HR@10 per week of each model and
+  baseline; each week's run time, warm and cold) and returns the figure."""
+  with open(result_file) as results:
+    run = json.load(results)
+  weeks = run['weeks']
+  x = list(range(len(weeks)))
+  figure, (hits, seconds) = plt.subplots(
+      2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={'height_ratios': [3, 1]})
+  for index, name in enumerate(weeks[0]['figures'] if weeks else []):
+    hits.plot(x, [week['figures'][name]['hr_10'] for week in weeks], marker='o', markersize=3,
+              color=f'C{index}', label=name)
+  hits.set_title(f'{run["dataset"]}: retrained week by week, HR@10 on the next week '
+                 '(history excluded)')
+  hits.set_ylabel('HR@10')
+  hits.set_ylim(bottom=0)
+  hits.grid(alpha=0.3)
+  hits.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
+  width = 0.4
+  for offset, variant in ((-width / 2, 'warm'), (width / 2, 'cold')):
+    seconds.bar([i + offset for i in x], [week['seconds'][variant] for week in weeks], width,
+                label=f'{variant} run')
+  seconds.set_ylabel('run seconds')
+  seconds.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
+  seconds.set_xticks(x)
+  seconds.set_xticklabels([week['from'] for week in weeks], rotation=30, fontsize=7)
+  seconds.set_xlabel('week from')
+  figure.tight_layout()
+  figure.savefig(output, dpi=110, bbox_inches='tight')
+  print(f'Wrote {output}')
+  return figure
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m benchmarks.plot', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)

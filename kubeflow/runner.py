@@ -25,15 +25,23 @@ DEFAULT_OUTPUT = os.path.join('kubeflow', 'build', 'movielens_pipeline.json')
 def kubeflow_config(data_root: str, pipeline_root: str, serving_model_dir: Optional[str] = None,
                     model_kind: str = kinds.DEFAULT, beam_args: Sequence[str] = (),
                     epochs: Optional[int] = None, min_accuracy: Optional[float] = None,
-                    pipeline_name: str = 'movielens-recommender') -> PipelineConfig:
-  """The pipeline's config for a cluster: remote paths, the schema inside the image."""
+                    pipeline_name: str = 'movielens-recommender',
+                    spans: bool = False) -> PipelineConfig:
+  """The pipeline's config for a cluster: remote paths, the schema inside the image.
+
+  spans: the data root holds span folders (span-<N>/, components/ingest/spans.py); each run
+    ingests the newest and trains on it alone. A window of several spans needs TFX's
+    SpanRangeStrategy resolver, and TFX 1.16's Kubeflow V2 compiler compiles only the
+    latest-artifact and latest-blessed-model resolvers.
+  """
   model = ModelConfig.tuned(model_kind, **({'epochs': epochs} if epochs else {}))
   extra = {} if min_accuracy is None else {'min_accuracy': min_accuracy}
   return PipelineConfig(
       data_dir=data_root, workdir=pipeline_root, pipeline_name=pipeline_name, model=model,
       schema_file=IMAGE_SCHEMA_FILE, timeline_schema_file=IMAGE_TIMELINE_SCHEMA_FILE,
       serving_models_root=serving_model_dir,
-      beam_args=tuple(beam_args), local_metadata=False, **extra)
+      beam_args=tuple(beam_args), local_metadata=False, spans=spans,
+      train_spans=1 if spans else None, **extra)
 
 
 def compile_pipeline(config: PipelineConfig, image: str, output_path: str) -> str:
@@ -68,12 +76,17 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                       help='a Beam pipeline option for the data stages, e.g. '
                       '--beam-arg=--runner=DataflowRunner (repeatable)')
+  parser.add_argument('--spans', action='store_true',
+                      help='the data root holds span folders (span-1/, span-2/, ...): each run '
+                      'ingests the newest and trains on it (a window of spans is local only: '
+                      "TFX 1.16's Kubeflow V2 compiler has no span-range resolver)")
   parser.add_argument('--image', default=DEFAULT_IMAGE,
                       help='the pipeline image built from kubeflow/Dockerfile')
   parser.add_argument('--output', default=DEFAULT_OUTPUT, help='where the spec is written')
   args = parser.parse_args(argv)
   config = kubeflow_config(args.data_root, args.pipeline_root, args.serving_model_dir,
-                           args.model, args.beam_arg, args.epochs, args.min_accuracy)
+                           args.model, args.beam_arg, args.epochs, args.min_accuracy,
+                           spans=args.spans)
   path = compile_pipeline(config, args.image, args.output)
   print(f'Wrote the Kubeflow V2 pipeline spec to {path}\n'
         f'  image: {args.image}\n  data: {config.data_dir}\n  artifacts: {config.pipeline_root}'

@@ -12,6 +12,7 @@ import typing
 from typing import Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import components
+from components.ingest import spans
 from components.model.config import TUNED, TUNED_FIELDS, ModelConfig
 from pipeline import beam_presets
 from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, PipelineConfig
@@ -96,7 +97,8 @@ def add_config_arguments(group, config_class, names: Iterable[str],
 
 
 # PipelineConfig's fields that are flags, by help group.
-_DATA_FIELDS = ('split', 'eval_percent', 'drift_action', 'max_rating_drift', 'max_id_drift')
+_DATA_FIELDS = ('split', 'eval_percent', 'train_spans', 'drift_action', 'max_rating_drift',
+                'max_id_drift')
 _TIMELINE_FIELDS = ('min_rating', 'min_timeline_length', 'timeline_eval_percent')
 _GATE_FIELDS = ('gate_k', 'min_accuracy', 'max_regression', 'max_rmse', 'warm_start', 'refit',
                 'model_name')
@@ -110,7 +112,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                     help='synthetic (offline), ml-100k or ml-1m (downloaded from GroupLens with '
                     'checksum, or read from --data-dir) (default: synthetic)')
   data.add_argument('--data-dir', help='an extracted MovieLens folder (u.data... or '
-                    'ratings.dat...); skips the download')
+                    'ratings.dat...), or a folder of such folders named span-1, span-2, ... '
+                    '(each run ingests the newest); skips the download')
   data.add_argument('--cache-dir', help='where downloads go (default: $MOVIELENS_CACHE_DIR or '
                     '~/.cache/movielens-recommender)')
   add_config_arguments(data, PipelineConfig, _DATA_FIELDS)
@@ -153,9 +156,15 @@ def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
   pipeline_values['workdir'] = os.path.abspath(args.workdir)
   return PipelineConfig(
       data_dir=str(data_dir), model=model, **pipeline_values,
+      spans=bool(spans.span_numbers(data_dir)),
       schema_file=None if args.infer_schema else PipelineConfig.schema_file,
       beam_args=beam_presets.beam_args(args.beam_preset, args.beam_arg),
       enable_cache=not args.no_cache)
+
+
+def _date(text: str) -> int:
+  from pipeline.replay import parse_date
+  return parse_date(text)
 
 
 class _ProgressFilter(logging.Filter):
@@ -304,14 +313,27 @@ def run(args: argparse.Namespace) -> int:
     return 2
 
 
+def synthetic_size(args: argparse.Namespace) -> SyntheticSize:
+  return SyntheticSize(args.synthetic_num_users, args.synthetic_num_movies,
+                       args.synthetic_num_ratings, args.synthetic_seed)
+
+
+def replay(args: argparse.Namespace) -> int:
+  from pipeline import replay as span_replay
+  try:
+    with workdir_lock(os.path.abspath(args.workdir)):
+      return span_replay.replay(args, run_span=_run_locked)
+  except WorkdirError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 2
+
+
 def _run_locked(args: argparse.Namespace) -> int:
   from pipeline import datasets  # light: resolve the data before TFX's slow imports
 
-  size = SyntheticSize(args.synthetic_num_users, args.synthetic_num_movies,
-                       args.synthetic_num_ratings, args.synthetic_seed)
   try:
     data_dir = datasets.resolve_data_dir(args.dataset, args.workdir, args.data_dir,
-                                         args.cache_dir, size)
+                                         args.cache_dir, synthetic_size(args))
     config = config_from_args(args, data_dir)
   except Exception as error:  # pylint: disable=broad-except
     message = user_error_message(error) or (str(error) if isinstance(error, ValueError) else None)
@@ -325,6 +347,12 @@ def _run_locked(args: argparse.Namespace) -> int:
 
   _configure_logging(args.verbose)
   print(f'Data:     {config.data_dir}')
+  if config.spans:
+    numbers = spans.span_numbers(config.data_dir)
+    window = (f'the newest {config.train_spans} spans' if config.train_spans else
+              'every span') + ' ingested so far (--train-spans)'
+    print(f'Spans:    {spans.describe(numbers)} in the folder; this run ingests span '
+          f'{numbers[-1]} and trains on {window}')
   print(f'Workdir:  {config.workdir} (artifacts in pipeline_root/, MLMD in metadata.sqlite)')
   abandoned = fail_abandoned_executions(config.metadata_path)  # we hold the workdir: theirs died
   if abandoned:
@@ -405,6 +433,24 @@ def build_parser() -> argparse.ArgumentParser:
                                    help='run the pipeline locally (Beam DirectRunner)')
   add_run_arguments(run_parser)
   run_parser.set_defaults(handler=run)
+  replay_parser = commands.add_parser(
+      'replay', allow_abbrev=False,
+      help='cut a dataset into spans by time and run the pipeline once per span, as a '
+      'scheduler would (pipeline/replay.py)')
+  add_run_arguments(replay_parser)
+  spans_group = replay_parser.add_argument_group('replay: the spans')
+  spans_group.add_argument('--span-days', type=float, default=7, metavar='DAYS',
+                           help='days of ratings per span after the first (default: 7)')
+  spans_group.add_argument('--from', dest='start', type=_date, metavar='YYYY-MM-DD',
+                           help='span 1 holds the ratings before this day (default: the day '
+                           'by which 100 - eval_percent %% of the ratings were made)')
+  spans_group.add_argument('--until', type=_date, metavar='YYYY-MM-DD',
+                           help='ratings from this day on are left out (default: none)')
+  spans_group.add_argument('--canary', choices=('promote', 'hold'), default='promote',
+                           help='before each span\'s run, promote the canary the previous run '
+                           'pushed (it served its span), or hold it (later pushes wait on '
+                           'disk) (default: promote)')
+  replay_parser.set_defaults(handler=replay)
   recommend_parser = commands.add_parser('recommend',
                                          help='top-k movies for users from a pushed model')
   recommend_parser.add_argument('--user', action='append', help='a user id (repeatable)')

@@ -19,6 +19,8 @@ DRIFT_ACTIONS = ('stop', 'warn', 'off')
 # resolution error, which the CLI leaves out, and the DistributionValidator runs without a
 # baseline (components/validation.py).
 PREVIOUS_STATISTICS_RESOLVER = 'previous_statistics_resolver'
+# With span folders, the resolver of the spans a run trains on (pipeline.py _span_window).
+SPAN_WINDOW_RESOLVER = 'span_window_resolver'
 EVAL_TOP_KS = (10, 50, 100)
 
 
@@ -58,6 +60,13 @@ class PipelineConfig:
   max_id_drift: float = documented(
       0.1, "L-infinity distance of the movie id and user id frequencies from the previous "
       "run's data")
+  # The data dir holds span folders (<data dir>/span-<N>/, components/ingest/spans.py); the CLI
+  # sets it from the folder. Each run ingests the newest span; the model trains on a window of
+  # the spans ingested so far and is gated on the newest span's eval split.
+  spans: bool = False
+  train_spans: Optional[int] = documented(
+      None, 'with span folders (<data dir>/span-<N>/): train on the newest N spans ingested '
+      '(default: all of them)', metavar='N')
   schema_file: Optional[str] = CURATED_SCHEMA  # None: infer the schema with SchemaGen
   timeline_schema_file: str = TIMELINE_SCHEMA  # sequential: the timeline examples' schema
   eval_top_ks: Tuple[int, ...] = EVAL_TOP_KS
@@ -108,6 +117,8 @@ class PipelineConfig:
       raise ValueError(f"split 'last' (leave-last-out) holds out each user's last movie of "
                        f'a timeline: a next-movie protocol, which model {self.model.kind!r} '
                        'does not train on; use --split time or random')
+    if self.train_spans is not None and self.train_spans < 1:
+      raise ValueError(f'train_spans must be at least 1, got {self.train_spans}')
     if self.drift_action not in DRIFT_ACTIONS:
       raise ValueError(f'drift_action {self.drift_action!r} is not one of {DRIFT_ACTIONS}')
     if not (0 < self.max_rating_drift <= 1 and 0 < self.max_id_drift <= 1):

@@ -3,7 +3,7 @@ import dataclasses
 import pathlib
 from typing import Optional
 
-from components.ingest import download, movielens, synthetic
+from components.ingest import download, movielens, spans, synthetic
 
 DATASETS = ('synthetic', 'ml-100k', 'ml-1m')
 
@@ -20,7 +20,8 @@ class SyntheticSize:
 def resolve_data_dir(dataset: str, workdir: str, data_dir: Optional[str] = None,
                      cache_dir: Optional[str] = None,
                      synthetic_size: SyntheticSize = SyntheticSize()) -> pathlib.Path:
-  """The raw folder to ingest: --data-dir as given, a downloaded archive, or synthetic data.
+  """The raw folder to ingest: --data-dir as given (a MovieLens folder, or a folder of span
+  folders), a downloaded archive, or synthetic data.
 
   Synthetic data is written once per size and seed under <workdir>/data/ and reused, so an
   unchanged re-run hits the pipeline cache.
@@ -29,7 +30,9 @@ def resolve_data_dir(dataset: str, workdir: str, data_dir: Optional[str] = None,
     raise ValueError(f'dataset {dataset!r} is not one of {DATASETS}')
   if data_dir:
     path = pathlib.Path(data_dir)
-    fmt = movielens.detect_format(path)  # fails early, naming the folder and expected files
+    numbers = spans.span_numbers(path)  # span folders: the newest is the one a run ingests
+    # fails early, naming the folder and expected files
+    fmt = movielens.detect_format(spans.span_folder(path, numbers[-1]) if numbers else path)
     if dataset != 'synthetic' and fmt != dataset:
       print(f'note: --dataset {dataset} but {path} holds {fmt} files; reading it as {fmt}')
     return path.resolve()

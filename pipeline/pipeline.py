@@ -6,23 +6,47 @@ from tfx.proto import example_gen_pb2
 
 from components import pusher as pusher_executor
 from components.eval_config import make_eval_config
-from components.ingest import example_gen
+from components.refit_blessing import RefitBlessing
+from components.ingest import example_gen, spans
+from components.ingest.span_window import SpanWindow
 from components import features as f
 from components.validation import AnomaliesGate, DistributionValidator, DriftGate, drift_config
-from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, PipelineConfig
+from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, SPAN_WINDOW_RESOLVER, PipelineConfig
+
+# A rolling range that holds every span (RollingRange.num_spans is an int32).
+ALL_SPANS = 2**31 - 1
 
 
 def _example_gen(config: PipelineConfig) -> FileBasedExampleGen:
   executor = example_gen.TimeSplitExecutor if config.split == 'time' else example_gen.Executor
   return FileBasedExampleGen(
       input_base=config.data_dir,
-      # One input split over the whole folder; its files' fingerprint drives caching.
-      input_config=example_gen_pb2.Input(splits=[
-          example_gen_pb2.Input.Split(name='raw', pattern='*')]),
+      # One input split over the whole folder, or with span folders over the newest span's
+      # (TFX's {SPAN} spec); its files' fingerprint drives caching.
+      input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
+          name='raw', pattern=spans.SPAN_PATTERN if config.spans else '*')]),
       output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
           example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=100 - config.eval_percent),
           example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=config.eval_percent)])),
       custom_executor_spec=executor_spec.BeamExecutorSpec(executor))
+
+
+def _span_window(config: PipelineConfig, example_gen_component) -> list:
+  """With span folders: the resolver of the newest --train-spans spans ExampleGen has
+  ingested (this run's among them) and the SpanWindow that joins them; none when the run
+  trains on the newest span alone (ExampleGen's output is then the window)."""
+  if not config.spans or config.train_spans == 1:
+    return []
+  window_resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+      config={'range_config': tfx.proto.RangeConfig(rolling_range=tfx.proto.RollingRange(
+          num_spans=config.train_spans or ALL_SPANS))},
+      examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                               producer_component_id=example_gen_component.id,
+                               output_key='examples'),
+  ).with_id(SPAN_WINDOW_RESOLVER)
+  window_resolver.add_upstream_node(example_gen_component)  # this run's span too
+  return [window_resolver, SpanWindow(spans=window_resolver.outputs['examples'])]
 
 
 def _drift_check(config: PipelineConfig, statistics_gen, after) -> list:
@@ -58,6 +82,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   # Reads the raw files into tf.Examples, one per rating, split into train and eval.
   example_gen_component = _example_gen(config)
   examples = example_gen_component.outputs['examples']
+  # With span folders: the spans this run trains on, joined (eval: the newest span's).
+  span_window = _span_window(config, example_gen_component)
+  window = span_window[-1].outputs['examples'] if span_window else examples
 
   # Computes feature statistics, the schema (curated or inferred), and checks one against the other.
   statistics_gen = tfx.components.StatisticsGen(examples=examples)
@@ -77,13 +104,15 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   # ratings, or for sequential TimelineGen's (recent movies -> next movie) examples and their
   # schema. Transform builds vocabularies, timestamp buckets and z-scores; transforms both splits.
   kind = config.model.model_kind
-  model_data = kind.model_data(examples, schema_gen.outputs['schema'],
+  model_data = kind.model_data(window, schema_gen.outputs['schema'],
                                after=drift_check[-1] if drift_check else anomalies_gate,
                                settings=config)
   transform = model_data.transform
 
   # Finds the latest blessed model: the baseline a new model must not fall below, and with
-  # --warm-start the model the Trainer starts from.
+  # --warm-start the model the Trainer starts from. With span folders it is the live model
+  # (the refit one, RefitBlessing below); otherwise the gated one, trained without the eval
+  # split that both are judged on.
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -121,6 +150,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   # an input, new on every run, so an unchanged re-run would train it again instead of reusing
   # the cached one (and push a new version).
   refit = trainer_of(['train', 'eval']).with_id('Refit') if config.refit else None
+  if refit:
+    # After the gated model: with span folders the latest blessed model is found by id, and
+    # the refit one must be the later (RefitBlessing).
+    refit.add_upstream_node(trainer)
 
   # Past the gate only with a blessing: nothing is pushed otherwise.
   blessed = evaluator.outputs['blessing'].future()[0].custom_property('blessed') == 1
@@ -133,13 +166,19 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)))
+    # With span folders the live (refit) model is the next run's baseline and warm start:
+    # blessed under its gated twin's blessing once pushed (components/refit_blessing.py).
+    refit_blessing = RefitBlessing(
+        model=refit.outputs['model'], blessing=evaluator.outputs['blessing'],
+        pushed_model=pusher.outputs['pushed_model']) if refit and config.spans else None
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
-                  anomalies_gate, *drift_check, *model_data.components, trainer, model_resolver,
-                  evaluator, *([refit] if refit else []), pusher],
+                  anomalies_gate, *drift_check, *span_window, *model_data.components, trainer, model_resolver,
+                  evaluator, *([refit] if refit else []), pusher,
+                  *([refit_blessing] if refit_blessing else [])],
       enable_cache=config.enable_cache,
       metadata_connection_config=(
           tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)

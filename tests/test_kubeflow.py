@@ -129,3 +129,20 @@ def test_retrieval_spec_transforms_and_evaluates_the_ratings(tmp_path):
   assert (tasks['Evaluator'].inputs.artifacts['examples'].task_output_artifact.producer_task
           == 'FileBasedExampleGen')
   assert _parameter(spec, 'Transform', 'preprocessing_fn') == 'components.transform.preprocessing_fn'
+
+
+def test_a_span_spec_ingests_the_newest_span_and_blesses_the_pushed_refit_model(tmp_path):
+  """With span folders: ExampleGen's {SPAN} pattern; the refit model, once pushed, is blessed
+  for the next run's resolver (components/refit_blessing.py)."""
+  config = runner.kubeflow_config(data_root='gs://bucket/movielens/spans',
+                                  pipeline_root='gs://bucket/root', spans=True)
+  output = tmp_path / 'pipeline.json'
+  runner.compile_pipeline(config, IMAGE, str(output))
+  spec = json_format.ParseDict(json.loads(output.read_text())['pipelineSpec'],
+                               pipeline_spec_pb2.PipelineSpec())
+  tasks = spec.root.dag.tasks
+  assert 'span-{SPAN}/*' in _parameter(spec, 'FileBasedExampleGen', 'input_config')
+  blessing = tasks['RefitBlessing']
+  assert {'Pusher', 'Refit', 'Evaluator'} <= set(blessing.dependent_tasks)
+  assert "metadata['blessed'] == 1.0" in blessing.trigger_policy.condition
+  assert 'SpanWindow' not in tasks  # the newest span alone: no span-range resolver on KFP

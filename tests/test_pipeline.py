@@ -9,11 +9,13 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+from tfx.orchestration import metadata
 
 from components import features
-from components.ingest import movielens, synthetic
+from components.ingest import movielens, spans, synthetic
 from components.model import warm_start
-from pipeline import cli
+from pipeline import cli, replay
 from pipeline.baselines import baseline_accuracy, ratings_of_split, split_files
 from pipeline.results import latest_run_results
 from serving import saved_model
@@ -166,28 +168,98 @@ def test_unchanged_rerun_pushes_no_new_version(first_run, small_dataset, capsys)
   assert _labels(workdir) == {'stable': int(versions_before[-1].name)}
 
 
-FOUR_MOVIES = (*RETRIEVAL, '--epochs', '1', '--ensemble-size', '1', '--min-accuracy', '0')
+# The default split (time) and refit: what span runs use.
+FOUR_MOVIES = ('--model', 'retrieval', '--epochs', '1', '--ensemble-size', '1',
+               '--min-accuracy', '0')
+
+
+def _arriving_dataset(folder):
+  """A ratings file where 40 users rate a catalogue of four movies and, a year later, 20 new
+  users and two new movies join (60 users rate six movies); (folder, the day between)."""
+  first = synthetic.generate(folder / 'first', num_users=40, num_movies=4, num_ratings=160,
+                             seed=1)
+  later = synthetic.generate(folder / 'source', num_users=60, num_movies=6, num_ratings=320,
+                             seed=2)  # its movies and users files hold all of them
+  year = 365 * 24 * 3600
+  rows = [line.split('\t') for line in (later / 'u.data').read_text().splitlines()]
+  (later / 'u.data').write_text((first / 'u.data').read_text() + ''.join(
+      f'{user}\t{movie}\t{rating}\t{int(timestamp) + year}\n'
+      for user, movie, rating, timestamp in rows))
+  last_of_first = max(int(line.split('\t')[3])
+                      for line in (first / 'u.data').read_text().splitlines())
+  return later, replay.date_of(last_of_first + 24 * 3600)
 
 
 @pytest.fixture(scope='module')
 def four_movie_runs(tmp_path_factory):
-  """Two blessed runs into one workdir: on a catalogue of four movies (smaller than ScaNN's
-  quantizer needs), then, warm-started from that model, on data grown to six movies and more
-  users (with a learning rate of 0, so the second model's weights are the first's, by id): a
-  second model is pushed. (workdir, the results of each run). The drift tests below run there
-  after the others."""
+  """`pipeline replay` of that dataset, a span per run into one workdir: span 1 has the
+  catalogue of four movies (smaller than ScaNN's quantizer needs); span 2 adds two movies and
+  20 users, and its run trains on both spans, warm-started from the first model (with a
+  learning rate of 0, so the second model's weights are the first's, by id): a second model is
+  pushed. (workdir, the results of each run). The drift tests below run there after the
+  others."""
   tmp_path = tmp_path_factory.mktemp('four_movies')
-  first_data = synthetic.generate(tmp_path / 'data', num_users=40, num_movies=4,
-                                  num_ratings=160)
-  grown = synthetic.generate(tmp_path / 'grown', num_users=60, num_movies=6, num_ratings=320)
+  source, second_span_from = _arriving_dataset(tmp_path)
+  args = cli.build_parser().parse_args([
+      'replay', '--data-dir', str(source), '--workdir', str(tmp_path / 'workdir'),
+      '--from', second_span_from, '--span-days', '3650', *FOUR_MOVIES, '--warm-start',
+      '--warm-start-epochs', '1', '--learning-rate', '0', '--seed', '7', '--drift-action',
+      'warn'])
   results = []
-  for data_dir, extra in ((first_data, ()),
-                          (grown, ('--warm-start', '--warm-start-epochs', '1',
-                                   '--learning-rate', '0', '--seed', '7',
-                                   '--drift-action', 'warn'))):
-    assert _run(data_dir, tmp_path / 'workdir', *FOUR_MOVIES, *extra) == 0
+
+  def run_and_keep_results(span_args):
+    exit_code = cli._run_locked(span_args)  # pylint: disable=protected-access
     results.append(latest_run_results(str(tmp_path / 'workdir' / 'metadata.sqlite')))
+    return exit_code
+
+  assert replay.replay(args, run_span=run_and_keep_results) == 0
   return tmp_path / 'workdir', results
+
+
+def test_replay_runs_the_pipeline_once_per_span_and_records_each_run(four_movie_runs):
+  workdir, (first, second) = four_movie_runs
+  runs = json.loads((workdir / 'replay' / 'runs.json').read_text())['runs']
+  assert [(run['span'], run['ratings'], run['exit_code'], run['blessed']) for run in runs] == [
+      (1, 160, 0, True), (2, 320, 0, True)]
+  assert [run['pushed_version'] for run in runs] == [
+      pathlib.Path(first.pushed_path).name, pathlib.Path(second.pushed_path).name]
+  assert runs[1]['baseline_metrics'] == second.baseline_metrics != {}
+  assert spans.span_numbers(workdir / 'replay' / 'data') == [1, 2]
+
+
+def _examples_per_split(examples_uri):
+  """{split: number of examples} of an Examples artifact."""
+  return {folder.name[len('Split-'):]: sum(1 for path in folder.iterdir()
+                                            for _ in tf.data.TFRecordDataset(
+                                                str(path), compression_type='GZIP'))
+          for folder in pathlib.Path(examples_uri).glob('Split-*')}
+
+
+def test_a_span_run_trains_on_every_span_and_is_gated_on_the_newest_spans_eval(
+    four_movie_runs):
+  """Span 2's run ingested span 2 alone (span 1's Examples came from the first run), and its
+  window holds both: eval is span 2's eval split (its last ratings in time), train the rest."""
+  workdir, (first, second) = four_movie_runs
+  span_1 = _examples_per_split(first.outputs[('FileBasedExampleGen', 'Examples')])
+  span_2 = _examples_per_split(second.outputs[('FileBasedExampleGen', 'Examples')])
+  assert sum(span_1.values()) == 160 and sum(span_2.values()) == 320
+  window = second.outputs[('SpanWindow', 'Examples')]
+  assert _examples_per_split(window) == {
+      'train': sum(span_1.values()) + span_2['train'], 'eval': span_2['eval']}
+  assert all(path.name.startswith('span-2-eval-')
+             for path in (pathlib.Path(window) / 'Split-eval').iterdir())
+  # The gate compared the new model with the live one: the first run's refit model, which the
+  # first run blessed once pushed (the gated model's blessing names the gated model).
+  store = metadata_store.MetadataStore(
+      metadata.sqlite_metadata_connection_config(str(workdir / 'metadata.sqlite')))
+  refit_blessing = store.get_artifacts_by_uri(first.outputs[('RefitBlessing', 'ModelBlessing')])
+  (live,) = store.get_artifacts_by_uri(first.outputs[('Refit', 'Model')])
+  assert refit_blessing[0].custom_properties['current_model_id'].int_value == live.id
+  assert refit_blessing[0].custom_properties['blessed'].int_value == 1
+  assert second.baseline_metrics  # the first run's refit model, on span 2's eval split
+  # The model's examples (retrieval: the Transform's) are the window's.
+  assert _examples_per_split(second.outputs[('Transform', 'Examples')]) == \
+      _examples_per_split(window)
 
 
 def test_a_catalogue_of_four_movies_is_pushed_and_served(four_movie_runs):
@@ -229,10 +301,12 @@ def test_a_warm_run_starts_from_the_blessed_model_by_id_and_serves_the_new_ids(
   workdir, (first, warm) = four_movie_runs
   state = pathlib.Path(warm.model_uri) / warm_start.STATE_DIR
   (summary,) = json.loads((state / warm_start.SUMMARY_FILE).read_text())
-  assert pathlib.Path(summary['from']) == pathlib.Path(first.model_uri)
+  # With span folders the base is the live model: the first run's refit one, which it pushed.
+  live = first.outputs[('Refit', 'Model')]
+  assert pathlib.Path(summary['from']) == pathlib.Path(live)
   assert summary['new_ids'][features.MOVIE_ID_VOCAB] == 2
   for vocabulary in (features.USER_ID_VOCAB, features.MOVIE_ID_VOCAB):
-    base_table, base_ids = _warm_start_state(first.model_uri, vocabulary)
+    base_table, base_ids = _warm_start_state(live, vocabulary)
     warm_table, warm_ids = _warm_start_state(warm.model_uri, vocabulary)
     assert summary['carried_ids'][vocabulary] == len(set(base_ids) & set(warm_ids)) > 0
     for known in set(base_ids) & set(warm_ids):
@@ -281,8 +355,10 @@ def test_drifted_ratings_stop_the_run_naming_the_feature_and_distance(four_movie
   workdir, _ = four_movie_runs
   labels_before = _labels(workdir)
   trainers = set((workdir / 'pipeline_root' / 'Trainer' / 'model').iterdir())
-  assert _run(_with_every_rating(workdir.parent / 'data', tmp_path, 1), workdir,
-              *FOUR_MOVIES) == 1
+  data_dir = workdir / 'replay' / 'data'
+  shutil.copytree(_with_every_rating(spans.span_folder(data_dir, 2), tmp_path, 1),
+                  spans.span_folder(data_dir, 3))
+  assert _run(data_dir, workdir, *FOUR_MOVIES) == 1
   error = capsys.readouterr().err
   assert "drifted from the previous run's" in error
   assert "train_train: feature 'user_rating'" in error and 'Jensen-Shannon' in error

@@ -1,7 +1,8 @@
 """ExampleGen executors over a raw MovieLens folder (ml-100k or ml-1m format).
 
-Used through TFX's FileBasedExampleGen with `input_base` = the raw folder. Each rating becomes
-one tf.Example joining the rating, the movie (id, title, genres) and the user.
+Used through TFX's FileBasedExampleGen with `input_base` = the raw folder (or a folder of span
+folders, components/ingest/spans.py: then the newest span's). Each rating becomes one
+tf.Example joining the rating, the movie (id, title, genres) and the user.
 - Executor: splits by a stable hash of each example (output_config hash buckets, 8:2 by
   default), the TFRS tutorials' protocol.
 - TimeSplitExecutor: the same examples; the eval split is the latest ratings in time, the
@@ -11,6 +12,7 @@ Both stop here, naming the folder, if a split comes out with no examples: every 
 component would run on nothing, and the Trainer would fail without saying why. (An empty or
 blank ratings file is refused earlier still, by the reader, naming the file.)
 """
+import os
 from typing import Any, Dict, List
 
 import apache_beam as beam
@@ -46,13 +48,16 @@ def to_tf_example(row: Dict[str, Any]) -> tf.train.Example:
 @beam.typehints.with_output_types(tf.train.Example)
 def MovieLensToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                        split_pattern: str) -> beam.pvalue.PCollection:
-  """Reads the whole raw folder (split_pattern only fingerprints it) into tf.Examples.
+  """Reads the whole raw folder into tf.Examples: the input base, or with span folders the
+  span ExampleGen's driver picked (split_pattern 'span-3/*': the folder of the pattern).
 
   The files are parsed in one worker so that a bad line stops the run with its file and line
   number (movielens.MovieLensFormatError); the examples are then spread out for what follows.
   """
-  del split_pattern
   data_dir = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+  folder = os.path.dirname(split_pattern)
+  if folder:
+    data_dir = data_dir.rstrip('/') + '/' + folder  # keeps gs://'s double slash
   return (pipeline
           | 'RawFolder' >> beam.Create([data_dir])
           | 'ParseAndJoin' >> beam.FlatMap(movielens.iter_examples)

@@ -52,7 +52,7 @@ FILE_NAMES: Mapping[str, Mapping[str, str]] = {
 }
 
 # Field separators, per format and file kind.
-_SEPARATORS: Mapping[str, Mapping[str, str]] = {
+SEPARATORS: Mapping[str, Mapping[str, str]] = {
     'ml-100k': {'ratings': '\t', 'movies': '|', 'users': '|', 'genres': '|'},
     'ml-1m': {'ratings': '::', 'movies': '::', 'users': '::'},
 }
@@ -327,7 +327,7 @@ def _split_records(path: str, separator: str, num_fields: int, kind: str) -> Ite
 def _records(data_dir: PathLike, fmt: str, kind: str, num_fields: int) -> Iterator[_Record]:
   path = _data_file(data_dir, fmt, kind)
   _require_file(path, fmt, kind)  # checked eagerly by callers that are not generators
-  return _split_records(path, _SEPARATORS[fmt][kind], num_fields, kind)
+  return _split_records(path, SEPARATORS[fmt][kind], num_fields, kind)
 
 
 _Item = TypeVar('_Item')
@@ -372,7 +372,7 @@ def _read_ml100k_genre_names(data_dir: PathLike) -> tuple[str, ...]:
   if not is_file(path):
     return ML100K_GENRES
   names = []
-  for record in _split_records(path, _SEPARATORS['ml-100k']['genres'], 2, 'genres'):
+  for record in _split_records(path, SEPARATORS['ml-100k']['genres'], 2, 'genres'):
     index = record.integer(1, 'genre index')
     if index != len(names):
       raise record.error(f'expected genre index {len(names)}, found {index}')
@@ -431,16 +431,29 @@ def _parse_ml1m_user(record: _Record) -> User:
 
 def iter_ratings(data_dir: PathLike, fmt: str | None = None) -> Iterator[Rating]:
   """Ratings in file order, only the latest of each (user, movie) pair (module docstring)."""
-  return (rating for _, rating in _iter_numbered_ratings(data_dir, fmt))
+  return (rating for _, rating in iter_numbered_ratings(data_dir, fmt))
 
 
-def _iter_numbered_ratings(data_dir: PathLike,
+def iter_numbered_ratings(data_dir: PathLike,
                            fmt: str | None) -> Iterator[tuple[int, Rating]]:
   """(line number, rating) pairs, so a join failure can name the line a rating came from."""
   fmt = _resolve_format(data_dir, fmt)
   path = _data_file(data_dir, fmt, 'ratings')
   _require_file(path, fmt, 'ratings')  # eagerly: the file is read when a rating is asked for
-  return _latest_ratings(path, _SEPARATORS[fmt]['ratings'])
+  return _latest_ratings(path, SEPARATORS[fmt]['ratings'])
+
+
+def iter_every_rating(data_dir: PathLike,
+                      fmt: str | None = None) -> Iterator[tuple[int, Rating]]:
+  """(line number, rating) of every ratings line in file order, a pair rated twice included:
+  for cutting a file into spans by time, where a re-rating belongs to the span it was made
+  in (each span's reader then keeps the latest of a pair within it)."""
+  fmt = _resolve_format(data_dir, fmt)
+  path = _data_file(data_dir, fmt, 'ratings')
+  _require_file(path, fmt, 'ratings')
+  latest_allowed = int(time.time()) + FUTURE_SLACK_SECONDS
+  return ((record.line_no, _parse_rating(record, latest_allowed))
+          for record in _split_records(path, SEPARATORS[fmt]['ratings'], 4, 'ratings'))
 
 
 _LOW_32_BITS = (1 << 32) - 1
@@ -541,7 +554,7 @@ def iter_examples(data_dir: PathLike, fmt: str | None = None) -> Iterator[dict]:
   movies = read_movies(data_dir, fmt)
   users = read_users(data_dir, fmt)
   path = _data_file(data_dir, fmt, 'ratings')
-  numbered_ratings = _iter_numbered_ratings(data_dir, fmt)
+  numbered_ratings = iter_numbered_ratings(data_dir, fmt)
   return (_join(path, line_no, rating, movies, users) for line_no, rating in numbered_ratings)
 
 
