@@ -150,7 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   print(f'\n== Continuous retraining: {fmt}, {len(runs["cold"])} spans, week by week; each '
         'week answered by the models of the week before; HR@10 / HR@100, history excluded ==')
   print(f'{"week from":<11}{"requests":>9}' + ''.join(f'{name:>26}' for name in names)
-        + f'{"run s warm/cold":>17}{"train s warm/cold":>19}')
+        + f'{"its run s, warm/cold":>22}{"training s":>14}')
   for week in weeks:
     print(f'{week["from"]:<11}{week["requests"]:>9,}' + ''.join(
         f'{week["figures"][name]["hr_10"]:>17.4f} / {week["figures"][name]["hr_100"]:.4f}'

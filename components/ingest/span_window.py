@@ -91,7 +91,7 @@ def SpanWindow(
   artifact: eval is the newest span's eval split, train all the rest (module docstring)."""
   numbers = join_spans(spans, examples)
   missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
-  logging.info('SpanWindow: trains on spans %s, evaluates on span %d\'s eval split%s',
-               describe(numbers), numbers[-1],
+  logging.info('SpanWindow: trains on span%s %s, evaluates on span %d\'s eval split%s',
+               's' if len(numbers) > 1 else '', describe(numbers), numbers[-1],
                f'; spans {describe(missing)} were never ingested (ExampleGen reads the newest '
                'span folder on each run: run once per span)' if missing else '')
