@@ -150,13 +150,13 @@ def main(argv: Optional[List[str]] = None) -> int:
   print(f'\n== Continuous retraining: {fmt}, {len(runs["cold"])} spans, week by week; each '
         'week answered by the models of the week before; HR@10 / HR@100, history excluded ==')
   print(f'{"week from":<11}{"requests":>9}' + ''.join(f'{name:>26}' for name in names)
-        + f'{"its run s, warm/cold":>22}{"training s":>14}')
+        + f'{"its run s, warm / cold":>24}{"training s":>18}')
   for week in weeks:
     print(f'{week["from"]:<11}{week["requests"]:>9,}' + ''.join(
         f'{week["figures"][name]["hr_10"]:>17.4f} / {week["figures"][name]["hr_100"]:.4f}'
         for name in names)
-          + f'{week["seconds"]["warm"]:>10.0f} / {week["seconds"]["cold"]:<5.0f}'
-          + f'{week["trainer_seconds"]["warm"]:>12.0f} / {week["trainer_seconds"]["cold"]:<5.0f}')
+          + f'{week["seconds"]["warm"]:>16.0f} / {week["seconds"]["cold"]:<5.0f}'
+          + f'{week["trainer_seconds"]["warm"]:>10.0f} / {week["trainer_seconds"]["cold"]:<5.0f}')
   means = {name: {metric: float(np.mean([week['figures'][name][metric] for week in weeks]))
                   for metric in ('hr_10', 'hr_100')} for name in names}
   later = {variant: [run['seconds'] for run in runs[variant][1:]] for variant in VARIANTS}

@@ -1,4 +1,4 @@
-"""Entry point: python -m pipeline {run,recommend} --help."""
+"""Entry point: python -m pipeline {run,replay,recommend} --help."""
 import sys
 
 from pipeline.cli import main

@@ -425,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
       epilog='Exit codes of run: 0 blessed and pushed; 1 the run failed (bad input data, '
       'anomalies, a failed component); 2 bad arguments or dataset, or a workdir that cannot '
       'be written or that another run is using; 3 the model was not blessed, so nothing was '
-      'pushed. Of recommend: 1 no model to load; 2 a bad request.')
+      'pushed. Of replay: 0 every span ran (blessed or not); 1 a span\'s run failed; 2 bad '
+      'arguments or data. Of recommend: 1 no model to load; 2 a bad request.')
   commands = parser.add_subparsers(dest='command', required=True)
   # Each flag's help states its default itself, once (ArgumentDefaultsHelpFormatter would add
   # it again, and print a switch's bool as its default).

@@ -10,8 +10,9 @@ A Predict request's size is checked from the shapes its TensorProtos claim, befo
 turned into arrays: a TensorProto may hold one value and claim a billion elements (TensorFlow
 fills in the rest), so a few bytes on the wire could otherwise allocate gigabytes.
 """
+import time
 from concurrent import futures
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
@@ -19,7 +20,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (model_management_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from serving import config_files, errors
+from serving import config_files, errors, monitoring
 from serving.api import ServingApi
 from serving.models import LabelError, VersionChoice, dtype_name
 
@@ -64,38 +65,51 @@ def _abort(context: grpc.ServicerContext, error: Exception):
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
-  def __init__(self, api: ServingApi, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+  def __init__(self, api: ServingApi, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+               metrics: Optional[monitoring.Metrics] = None):
     self.api = api
     self.max_message_bytes = max_message_bytes
+    self.metrics = metrics or monitoring.Metrics()
 
   def Predict(self, request, context):  # noqa: N802  (gRPC method names)
+    """Counted in the metrics as TF Serving does: API Predict, entrypoint GRPC."""
+    started = time.monotonic()
     try:
-      shapes = _claimed_shapes(request)
-      self.api.check_rows(shapes)
-      _check_elements(shapes, self.max_message_bytes)
-      loaded = self.api.resolve(request.model_spec.name, _version(request.model_spec))
-      _, signature_def = loaded.signature(request.model_spec.signature_name)
-      inputs = {}
-      for name, tensor in request.inputs.items():
-        expected = signature_def.inputs.get(name)
-        if expected is not None and tensor.dtype != expected.dtype:
-          raise errors.invalid_argument(
-              f'input {name}: expects {dtype_name(expected.dtype)} but '
-              f'{dtype_name(tensor.dtype)} is provided')
-        try:
-          inputs[name] = tf.make_ndarray(tensor)
-        except (TypeError, ValueError) as error:
-          raise errors.invalid_argument(f'input {name}: malformed TensorProto: {error}') from None
-      spec, outputs = self.api.predict(loaded, request.model_spec.signature_name, inputs,
-                                       list(request.output_filter))
-      response = predict_pb2.PredictResponse(model_spec=spec)
-      for name, array in outputs.items():
-        response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
-      rows = max((array.shape[0] for array in inputs.values() if array.ndim), default=0)
-      self.api.check_response_bytes(response.ByteSize(), rows)
-      return response
+      response = self._predict(request)
     except Exception as error:  # noqa: BLE001  (every failure becomes a status, never a crash)
+      code = error.code if isinstance(error, errors.ServingError) else grpc.StatusCode.INTERNAL
+      self.metrics.record_request(request.model_spec.name, 'Predict', 'GRPC', code.name,
+                                  time.monotonic() - started)
       _abort(context, error)
+    self.metrics.record_request(request.model_spec.name, 'Predict', 'GRPC', 'OK',
+                                time.monotonic() - started)
+    return response
+
+  def _predict(self, request) -> predict_pb2.PredictResponse:
+    shapes = _claimed_shapes(request)
+    self.api.check_rows(shapes)
+    _check_elements(shapes, self.max_message_bytes)
+    loaded = self.api.resolve(request.model_spec.name, _version(request.model_spec))
+    _, signature_def = loaded.signature(request.model_spec.signature_name)
+    inputs = {}
+    for name, tensor in request.inputs.items():
+      expected = signature_def.inputs.get(name)
+      if expected is not None and tensor.dtype != expected.dtype:
+        raise errors.invalid_argument(
+            f'input {name}: expects {dtype_name(expected.dtype)} but '
+            f'{dtype_name(tensor.dtype)} is provided')
+      try:
+        inputs[name] = tf.make_ndarray(tensor)
+      except (TypeError, ValueError) as error:
+        raise errors.invalid_argument(f'input {name}: malformed TensorProto: {error}') from None
+    spec, outputs = self.api.predict(loaded, request.model_spec.signature_name, inputs,
+                                     list(request.output_filter))
+    response = predict_pb2.PredictResponse(model_spec=spec)
+    for name, array in outputs.items():
+      response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
+    rows = max((array.shape[0] for array in inputs.values() if array.ndim), default=0)
+    self.api.check_response_bytes(response.ByteSize(), rows)
+    return response
 
   def GetModelMetadata(self, request, context):  # noqa: N802
     try:
@@ -152,7 +166,8 @@ def parse_channel_arguments(text: str) -> List[Tuple[str, Union[int, str]]]:
 def make_grpc_server(api: ServingApi, address: str, max_workers: int = 16,
                      max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                      channel_arguments: Sequence[Tuple[str, Union[int, str]]] = (),
-                     socket_path: str = '') -> grpc.Server:
+                     socket_path: str = '',
+                     metrics: Optional[monitoring.Metrics] = None) -> grpc.Server:
   """A gRPC server with both services on address ('host:port') and, with socket_path, on that
   Unix socket too; not started yet.
 
@@ -166,7 +181,7 @@ def make_grpc_server(api: ServingApi, address: str, max_workers: int = 16,
                                 ('grpc.max_receive_message_length', max_message_bytes),
                                 ('grpc.so_reuseport', 0)])
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionService(api, max_message_bytes), server)
+      PredictionService(api, max_message_bytes, metrics), server)
   model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(api), server)
   try:
     port = server.add_insecure_port(address)

@@ -26,7 +26,7 @@ import scann  # noqa: F401  (registers the ScaNN ops that serving signatures use
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from serving import errors, saved_model
+from serving import errors, monitoring, saved_model
 from serving.batching import Batcher
 from serving.config_files import BatchingParameters, ModelSource
 
@@ -166,10 +166,12 @@ class ServedModel:
   """The versions of one model: what is on disk, what is loaded, and each version's status."""
 
   def __init__(self, source: ModelSource, batching: Optional[BatchingParameters] = None,
-               log: Callable[[str], None] = print):
+               log: Callable[[str], None] = print,
+               metrics: Optional[monitoring.Metrics] = None):
     self.source = source
     self._batching = batching
     self._log = log
+    self._metrics = metrics or monitoring.Metrics()  # counts each version load
     self._loaded: Dict[int, LoadedVersion] = {}
     self._status: Dict[int, VersionStatus] = {}
     self._previous_fingerprints: Dict[int, Tuple] = {}
@@ -226,12 +228,14 @@ class ServedModel:
     try:
       loaded = LoadedVersion(self.name, version, path, self._batching)
     except Exception as error:  # noqa: BLE001  (any failure: report it, keep the old version)
+      self._metrics.record_load(path, False, time.monotonic() - started)
       self._failed_fingerprints[version] = self._previous_fingerprints.get(version, ())
       message = f'Failed to load {self.name} version {version} from {path}: ' + \
           str(error).strip().splitlines()[0][:500]
       self._status[version] = VersionStatus(version, END, grpc.StatusCode.UNKNOWN, message)
       self._log(message)
       return
+    self._metrics.record_load(path, True, time.monotonic() - started)
     with self._lock:
       self._loaded[version] = loaded
     self._status[version] = VersionStatus(version, AVAILABLE)
@@ -325,8 +329,10 @@ class ModelManager(_Watcher):
 
   def __init__(self, sources: Sequence[ModelSource], batching: Optional[BatchingParameters] = None,
                poll_seconds: float = 1.0, log: Callable[[str], None] = print,
-               allow_unavailable_labels: bool = False):
+               allow_unavailable_labels: bool = False,
+               metrics: Optional[monitoring.Metrics] = None):
     self.models: Dict[str, ServedModel] = {}
+    self.metrics = metrics or monitoring.Metrics()
     self._labels: Dict[str, Dict[str, int]] = {}
     self._batching, self._log = batching, log
     self.allow_unavailable_labels = allow_unavailable_labels
@@ -347,7 +353,7 @@ class ModelManager(_Watcher):
           current.source = source  # the next poll applies a new version policy
           models[source.name] = current
         else:
-          models[source.name] = ServedModel(source, self._batching, self._log)
+          models[source.name] = ServedModel(source, self._batching, self._log, self.metrics)
       # Two reference swaps: a request sees the old or the new mapping, never a mix.
       removed = [model for name, model in self.models.items() if models.get(name) is not model]
       self.models, self._labels = models, labels

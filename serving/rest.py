@@ -19,13 +19,14 @@ import re
 import socketserver
 import sys
 import threading
+import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving import errors
+from serving import errors, monitoring
 from serving.api import ServingApi
 from serving.models import Arrays, VersionChoice
 from serving.protos_json import metadata_json, proto_json
@@ -225,10 +226,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   def _send(self, status: int, payload: dict) -> None:
     self._send_body(status, json.dumps(payload).encode())
 
-  def _send_body(self, status: int, body: bytes) -> None:
+  def _send_body(self, status: int, body: bytes, content_type: str = 'application/json') -> None:
     try:
       self.send_response(status)
-      self.send_header('Content-Type', 'application/json')
+      self.send_header('Content-Type', content_type)
       self.send_header('Content-Length', str(len(body)))
       if self.close_connection:
         self.send_header('Connection', 'close')
@@ -306,15 +307,38 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
   def _answer(self, route: Callable[[bytes], None]) -> None:
     """Reads the body, then lets route(body) send the answer; every failure is a JSON error
-    (or, for a client that left, a quiet close), never a traceback."""
+    (or, for a client that left, a quiet close), never a traceback. Requests under /v1/ are
+    counted in the server's metrics (serving/monitoring.py), the metrics page itself is not."""
+    path = self.path.split('?')[0]
+    metrics_page = bool(self.server.metrics_path) and path == self.server.metrics_path
+    if metrics_page:
+      route = self._metrics
+    started, status = time.monotonic(), 'OK'
     try:
       route(self._read_body())
     except (_ClientGone, ConnectionError, TimeoutError):  # (TimeoutError: while draining)
       self.close_connection = True
+      status = 'CANCELLED'
     except errors.ServingError as error:
+      status = error.code.name
       self._send_error(error)
     except Exception as error:  # noqa: BLE001  (never let one request take the server down)
+      status = 'INTERNAL'
       self._send(500, {'error': f'internal error: {error}'})
+    if not metrics_page and path.lower().startswith('/v1/'):
+      self._count(path, status, time.monotonic() - started)
+
+  def _count(self, path: str, status: str, seconds: float) -> None:
+    """As TF Serving's REST handler: the model named in the path ('' if none), the API the path
+    names in lower case ('' for status and metadata), entrypoint REST."""
+    match = _PREDICT.fullmatch(path) or _METADATA.fullmatch(path) or _STATUS.fullmatch(path)
+    model = match[1] if match else ''
+    api = match[4].lower() if match and match.re is _PREDICT else ''
+    self.server.metrics.record_request(model, api, 'REST', status, seconds)
+
+  def _metrics(self, body: bytes) -> None:
+    del body
+    self._send_body(200, self.server.metrics.exposition().encode(), monitoring.CONTENT_TYPE)
 
   def _get(self, body: bytes) -> None:
     del body  # read so that it cannot pass for the next request; GET takes none
@@ -376,7 +400,8 @@ class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
   def __init__(self, address, api: ServingApi, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                timeout_seconds: float = DEFAULT_TIMEOUT_MS / 1000,
                listen_backlog: int = DEFAULT_LISTEN_BACKLOG, verbose: bool = False,
-               num_threads: int = DEFAULT_NUM_THREADS):
+               num_threads: int = DEFAULT_NUM_THREADS,
+               metrics: Optional[monitoring.Metrics] = None, metrics_path: Optional[str] = None):
     self.request_queue_size = listen_backlog  # socketserver's listen() argument
     self._free_threads = threading.BoundedSemaphore(num_threads)
     super().__init__(address, _Handler)
@@ -384,6 +409,8 @@ class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     self.max_body_bytes = max_body_bytes
     self.timeout_seconds = timeout_seconds
     self.verbose = verbose
+    self.metrics = metrics or monitoring.Metrics()
+    self.metrics_path = metrics_path  # None: no metrics page (--monitoring_config_file)
 
   def process_request(self, request, client_address):
     """Waits for a free thread before serving the accepted connection (the accept loop waits

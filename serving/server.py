@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from serving import api, config_files, grpc_service, rest, saved_model
+from serving import api, config_files, grpc_service, monitoring, rest, saved_model
 from serving.api import ServingApi
 from serving.recommendations import DEFAULT_MODEL_NAME
 from serving.config_files import BatchingParameters, ModelSource
@@ -116,10 +116,13 @@ class ModelServer:
   def __init__(self, sources: Sequence[ModelSource] = (), options: ServerOptions = ServerOptions(),
                batching: Optional[BatchingParameters] = None, log=print,
                config_file: Optional[str] = None, config_poll_seconds: float = 0,
-               allow_unavailable_labels: bool = False):
+               allow_unavailable_labels: bool = False, metrics_path: Optional[str] = None):
     """Serves sources, or the models of config_file (a models.config), read again every
-    config_poll_seconds if that is over 0. ValueError for a config it cannot serve."""
+    config_poll_seconds if that is over 0; with metrics_path, Prometheus metrics on the REST
+    port there (serving/monitoring.py). ValueError for a config it cannot serve."""
     self.options = options
+    self.metrics = monitoring.Metrics()
+    self.metrics_path = metrics_path
     config_text = None
     if config_file:
       try:
@@ -129,7 +132,7 @@ class ModelServer:
         raise OSError(f'cannot read --model_config_file {config_file}: {error.message}') from None
       sources = config_files.parse_models_config(config_text, config_file)
     self.manager = ModelManager(sources, batching, options.file_system_poll_wait_seconds, log,
-                                allow_unavailable_labels)
+                                allow_unavailable_labels, self.metrics)
     self._config_watcher = None
     if config_file and config_poll_seconds > 0:
       self._config_watcher = ConfigFileWatcher(config_file, self.manager, config_poll_seconds,
@@ -142,13 +145,13 @@ class ModelServer:
         self.api, f'{options.host}:{options.port}',
         max_message_bytes=options.grpc_max_message_bytes,
         channel_arguments=grpc_service.parse_channel_arguments(options.grpc_channel_arguments),
-        socket_path=options.grpc_socket_path)
+        socket_path=options.grpc_socket_path, metrics=self.metrics)
     try:
       self._rest = RestServer((options.host, options.rest_api_port), self.api,
                               options.rest_api_max_body_bytes,
                               options.rest_api_timeout_in_ms / 1000,
                               options.rest_api_listen_backlog, options.verbose,
-                              options.rest_api_num_threads)
+                              options.rest_api_num_threads, self.metrics, metrics_path)
     except OSError as error:
       raise OSError(f'cannot listen on {options.host}:{options.rest_api_port} for REST: '
                     f'{error}') from None
@@ -179,6 +182,8 @@ class ModelServer:
     self._log(f'gRPC on {host}:{self.grpc_port}, REST on {host}:{self.rest_port}{everywhere} '
               f'(e.g. GET http://localhost:{self.rest_port}/v1/models/'
               f'{next(iter(self.manager.models))})')
+    if self.metrics_path:
+      self._log(f'Prometheus metrics: GET http://localhost:{self.rest_port}{self.metrics_path}')
     return self
 
   def stop(self) -> None:
@@ -251,6 +256,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=False, type=_boolean,
         help='a new version label may name a version that is not loaded yet (as TF Serving: '
         'needed for labels at start-up, and for a canary label on a version just pushed)')
+  _flag(parser, 'monitoring_config_file', help='a MonitoringConfig (text proto): with '
+        'prometheus_config { enable: true } Prometheus metrics are served on the REST port at '
+        f'its path (default {monitoring.DEFAULT_PATH})')
   _option_flags(parser)
   args = parser.parse_args(argv)
   if bool(args.model_base_path) == bool(args.model_config_file):
@@ -283,10 +291,14 @@ def server_from_args(args: argparse.Namespace, log=print) -> ModelServer:
     batching = (config_files.read_batching_parameters(args.batching_parameters_file)
                 if args.batching_parameters_file else BatchingParameters())
     log(f'Batching: {batching}')
+  metrics_path = None
+  if args.monitoring_config_file:
+    metrics_path = monitoring.read_monitoring_config(args.monitoring_config_file)
   return ModelServer(sources, options_from_args(args), batching, log,
                      config_file=args.model_config_file,
                      config_poll_seconds=args.model_config_file_poll_wait_seconds,
-                     allow_unavailable_labels=args.allow_version_labels_for_unavailable_models)
+                     allow_unavailable_labels=args.allow_version_labels_for_unavailable_models,
+                     metrics_path=metrics_path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

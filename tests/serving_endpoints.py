@@ -3,7 +3,9 @@
 A real TF Serving is tested when TFSERVING_REST_URL (http://host:8501) and
 TFSERVING_GRPC_TARGET (host:8500) are set; TFSERVING_MODEL_NAME names the model (default
 retrieval). Tests that change the model's versions also need TFSERVING_MODEL_BASE_PATH, the
-folder that server watches, writable from here. Stock TF Serving has no ScaNN ops: give it a
+folder that server watches, writable from here; the monitoring test needs
+TFSERVING_METRICS_PATH, the path its --monitoring_config_file serves Prometheus metrics at.
+Stock TF Serving has no ScaNN ops: give it a
 model pushed with `--index brute-force`, or use the TF Serving + ScaNN image (serving/docker/).
 """
 import dataclasses
@@ -25,6 +27,7 @@ class Endpoints:
   grpc_target: str
   model: str
   base_path: Optional[pathlib.Path]  # None: the tests cannot change the model's versions
+  metrics_path: Optional[str] = None  # the Prometheus page on the REST port; None: not served
 
   def rest(self) -> RestClient:
     return RestClient(self.rest_url, self.model)
@@ -40,7 +43,8 @@ def real_tf_serving() -> Optional[Endpoints]:
   return Endpoints('tfserving', os.environ['TFSERVING_REST_URL'],
                    os.environ['TFSERVING_GRPC_TARGET'],
                    os.environ.get('TFSERVING_MODEL_NAME', 'retrieval'),
-                   pathlib.Path(base_path) if base_path else None)
+                   pathlib.Path(base_path) if base_path else None,
+                   os.environ.get('TFSERVING_METRICS_PATH'))
 
 
 def free_port() -> int:

@@ -90,3 +90,20 @@ def test_the_canary_overlay_serves_the_pushers_labelled_models_config():
   assert args.allow_version_labels_for_unavailable_models is True
   base_args = _load('deployment.yaml')['spec']['template']['spec']['containers'][0]['args']
   assert {arg for arg in base_args if 'model_config' not in arg} <= set(operation['value'])
+
+
+def test_prometheus_scrapes_the_metrics_page_the_monitoring_config_turns_on():
+  """The pod annotations point at the REST port and the path monitoring.config serves, and
+  both the base and the canary overlay pass the file."""
+  from serving import monitoring
+  deployment = _load('deployment.yaml')['spec']['template']
+  annotations = deployment['metadata']['annotations']
+  container = deployment['spec']['containers'][0]
+  rest_port = {p['name']: p['containerPort'] for p in container['ports']}['rest']
+  args = parse_args(container['args'])
+  assert args.monitoring_config_file == '/config/monitoring.config'
+  path = monitoring.parse_monitoring_config((SERVING / 'monitoring.config').read_text())
+  assert annotations == {'prometheus.io/scrape': 'true', 'prometheus.io/port': str(rest_port),
+                         'prometheus.io/path': path}
+  canary = _load('canary/kustomization.yaml')['patches'][0]['patch']
+  assert '--monitoring_config_file=/config/monitoring.config' in canary

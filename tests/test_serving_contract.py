@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from serving import saved_model
+from serving import monitoring
 from serving.client import ServingClientError
 from serving.config_files import BatchingParameters, ModelSource
 from serving.server import ModelServer, ServerOptions
@@ -37,12 +38,14 @@ def start_local_server(base_path: pathlib.Path, batching=True) -> ModelServer:
                           file_system_poll_wait_seconds=0.2, rest_api_max_body_bytes=MAX_BODY_BYTES,
                           grpc_max_message_bytes=MAX_BODY_BYTES)
   return ModelServer([ModelSource('retrieval', str(base_path))], options,
-                     BatchingParameters() if batching else None, log=lambda message: None).start()
+                     BatchingParameters() if batching else None, log=lambda message: None,
+                     metrics_path=monitoring.DEFAULT_PATH).start()
 
 
 def local_endpoints(server: ModelServer, base_path) -> Endpoints:
   return Endpoints('local', f'http://127.0.0.1:{server.rest_port}',
-                   f'127.0.0.1:{server.grpc_port}', 'retrieval', base_path)
+                   f'127.0.0.1:{server.grpc_port}', 'retrieval', base_path,
+                   server.metrics_path)
 
 
 @pytest.fixture(scope='module', params=['local', 'tfserving'])
@@ -361,3 +364,56 @@ def test_garbage_and_abandoned_connections_do_not_wedge_the_server(endpoints):
       raw.sendall(payload)  # then hang up without finishing the request
   assert endpoints.rest().predict({'user_id': ['1']})['movie_ids'].shape == (1, TOP_K)
   assert endpoints.grpc().predict({'user_id': ['1']})['movie_ids'].shape == (1, TOP_K)
+
+
+def _metric_samples(endpoints):
+  """{(sample name, frozenset of labels): value} of the Prometheus page, and its text.
+
+  Read with prometheus_client's parser, which names a counter's samples <name>_total; TF
+  Serving writes them as <name>, so the family's name is used for counters."""
+  from prometheus_client.parser import text_string_to_metric_families
+  response = requests.get(endpoints.rest_url + endpoints.metrics_path, timeout=30)
+  assert response.status_code == 200
+  assert response.headers['Content-Type'].startswith('text/plain')
+  samples = {}
+  for family in text_string_to_metric_families(response.text):
+    for sample in family.samples:
+      name = family.name if family.type == 'counter' else sample.name
+      samples[(name, frozenset(sample.labels.items()))] = sample.value
+  return samples, response.text
+
+
+def test_prometheus_metrics_count_requests_and_latencies_as_tf_serving_names_them(endpoints):
+  """--monitoring_config_file: requests by model and outcome, successful ones' latency by API
+  and entrypoint (REST: the path's method in lower case; gRPC: Predict), version loads."""
+  if not endpoints.metrics_path:
+    pytest.skip('set TFSERVING_METRICS_PATH (its --monitoring_config_file path) to check a '
+                "real TF Serving's metrics")
+  before, _ = _metric_samples(endpoints)
+  rest, stub = endpoints.rest(), endpoints.grpc()
+  rest.predict({'user_id': ['1']})
+  stub.predict({'user_id': ['1']})
+  rest.status()
+  assert requests.post(f'{endpoints.rest_url}/v1/models/no_such_model:predict',
+                       json={'instances': [{'user_id': '1'}]}, timeout=30).status_code == 404
+  after, text = _metric_samples(endpoints)
+
+  def grew(name, **labels):
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0) - before.get(key, 0)
+
+  model = endpoints.model
+  assert '# TYPE :tensorflow:serving:request_count counter\n' in text
+  assert f'\n:tensorflow:serving:request_count{{model_name="{model}",status="OK"}} ' in text
+  assert grew(':tensorflow:serving:request_count', model_name=model, status='OK') == 3
+  assert grew(':tensorflow:serving:request_count', model_name='no_such_model',
+              status='NOT_FOUND') == 1
+  for api, entrypoint in (('predict', 'REST'), ('Predict', 'GRPC'), ('', 'REST')):
+    labels = dict(model_name=model, API=api, entrypoint=entrypoint)
+    assert grew(':tensorflow:serving:request_latency_count', **labels) == 1
+    assert grew(':tensorflow:serving:request_latency_bucket', **labels, le='+Inf') == 1
+    assert grew(':tensorflow:serving:request_latency_sum', **labels) > 0
+  loads = [value for (name, labels), value in after.items()
+           if name == ':tensorflow:cc:saved_model:load_attempt_count'
+           and ('status', 'success') in labels]
+  assert loads and min(loads) >= 1

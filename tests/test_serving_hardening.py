@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from serving.client import GrpcClient, ServingClientError
 from serving.config_files import ModelSource
-from serving.server import ModelServer, ServerOptions, parse_args
+from serving.server import ModelServer, ServerOptions, parse_args, server_from_args
+from serving.server import main as server_main
 from tests.serving_endpoints import free_port
 
 K = 10
@@ -420,3 +421,35 @@ def test_malformed_grpc_channel_arguments_are_refused_naming_the_item(tiny_base_
     parse_args(['--model_base_path', str(tiny_base_path),
                 '--grpc_channel_arguments', 'grpc.keepalive_time_ms=10,grpc.oops'])
   assert "expected key=value, got 'grpc.oops'" in capsys.readouterr().err
+
+
+# --- monitoring ---------------------------------------------------------------------------------
+
+def test_a_bad_monitoring_config_stops_start_up_naming_the_file_and_position(tmp_path, capsys):
+  """As TF Serving words a text proto it cannot parse; the counting itself is checked in the
+  contract suite (tests/test_serving_contract.py), against a real TF Serving too."""
+  config = tmp_path / 'monitoring.config'
+  config.write_text('prometheus_config {\n  enable: yes\n}\n')
+  assert server_main(['--model_base_path', str(tmp_path), '--rest_api_port', '0', '--port',
+                      '0', '--monitoring_config_file', str(config)]) == 2
+  error = capsys.readouterr().err
+  assert f'{config}: Error parsing text-format tensorflow.serving.MonitoringConfig: 2:11' in error
+
+
+def test_the_metrics_page_is_served_at_the_configured_path_only(tiny_base_path, tmp_path):
+  """Any method at that path (as TF Serving); without a config no page (TF Serving's REST
+  answers 404 outside /v1/)."""
+  config = tmp_path / 'monitoring.config'
+  config.write_text('prometheus_config { enable: true, path: "/metrics" }\n')
+  args = parse_args(['--model_base_path', str(tiny_base_path), '--model_name', 'tiny',
+                     '--host', '127.0.0.1', '--port', '0', '--rest_api_port', '0',
+                     '--monitoring_config_file', str(config)])
+  server = server_from_args(args, log=lambda message: None).start()
+  try:
+    base = f'http://127.0.0.1:{server.rest_port}'
+    for method in ('GET', 'POST'):
+      page = requests.request(method, f'{base}/metrics', timeout=30)
+      assert page.status_code == 200 and '# TYPE :tensorflow:serving:request_count' in page.text
+    assert requests.get(f'{base}/monitoring/prometheus/metrics', timeout=30).status_code == 404
+  finally:
+    server.stop()

@@ -159,3 +159,34 @@ def test_run_names_the_newest_span_folder_when_it_is_not_a_movielens_folder(data
   assert cli.main(['run', '--data-dir', str(tmp_path / 'spans'), '--workdir',
                    str(tmp_path / 'workdir'), '--train-spans', '0']) == 2
   assert 'train_spans must be at least 1, got 0' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('train_spans, joined', [(2, [2, 3]), (None, [1, 2, 3])])
+def test_train_spans_picks_the_newest_spans_for_the_window(tmp_path, train_spans, joined):
+  """The pipeline's resolver (TFX's SpanRangeStrategy with the pipeline's range config) over
+  three ingested spans, then the window it feeds."""
+  from pipeline.config import SPAN_WINDOW_RESOLVER, PipelineConfig
+  from pipeline.pipeline import create_pipeline
+  config = PipelineConfig(data_dir=str(tmp_path / 'data'), workdir=str(tmp_path / 'workdir'),
+                          spans=True, train_spans=train_spans)
+  (resolver,) = [node for node in create_pipeline(config).components
+                 if node.id == SPAN_WINDOW_RESOLVER]
+  strategy = resolver.exec_properties['resolver_class'](
+      **resolver.exec_properties['source_uri'])
+  ingested = [_examples_artifact(tmp_path / str(span), 20 + span, span,
+                                 {'train': [f'{span}t'], 'eval': [f'{span}e']})
+              for span in (1, 2, 3)]
+  picked = strategy._resolve({'examples': ingested})['examples']  # pylint: disable=protected-access
+  window = standard_artifacts.Examples()
+  window.uri = str(tmp_path / 'window')
+  assert join_spans(picked, window) == joined
+  assert _movie_ids(tmp_path / 'window' / 'Split-eval') == ['3e']
+
+
+def test_one_train_span_needs_no_window():
+  """ExampleGen's output is the window then (and the spec compiles for Kubeflow)."""
+  from pipeline.config import PipelineConfig
+  from pipeline.pipeline import create_pipeline
+  ids = {node.id for node in create_pipeline(PipelineConfig(
+      data_dir='data', workdir='workdir', spans=True, train_spans=1)).components}
+  assert 'SpanWindow' not in ids and 'RefitBlessing' in ids
