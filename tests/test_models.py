@@ -427,3 +427,68 @@ def test_ensemble_scores_a_movie_by_the_sum_of_its_members_scores():
                                  batch[f.MOVIE_ID_INDEX]).numpy()
   member_ratings = [np.diag(scores) / 4 for scores in member_scores]
   np.testing.assert_allclose(ratings, (member_ratings[0] + member_ratings[1]) / 2, rtol=1e-5)
+
+
+# --- TF Serving's execution path -----------------------------------------------------------------
+
+def _raw_examples(results, count=4) -> np.ndarray:
+  """Serialized raw examples of the eval split the model was evaluated on (the eval and
+  transform signatures' input)."""
+  from pipeline.baselines import split_files
+  uri = (results.outputs.get(('TimelineGen', 'Examples'))
+         or results.outputs[('FileBasedExampleGen', 'Examples')])
+  records = tf.data.TFRecordDataset(split_files(uri, 'eval'), compression_type='GZIP')
+  return np.array([record.numpy() for record in records.take(count)], dtype=object)
+
+
+def _signature_inputs(signature_def, examples) -> dict:
+  """A small request for every input a signature declares, by name."""
+  values = {'user_id': np.array([b'1', b'2', b'no-such-user'], dtype=object),
+            'movie_id': np.array([b'1', b'2', b'3'], dtype=object),
+            'timestamp': np.array([880000000, 880000000, 890000000], dtype=np.int64),
+            'context_movie_ids': np.array([[b'1', b'2', b'3'], [b'4', b'', b''],
+                                           [b'no-such-movie', b'', b'']], dtype=object),
+            'exclude_movie_ids': np.array([[b'1', b'5'], [b'', b''], [b'2', b'']], dtype=object),
+            'examples': examples}
+  if 'movie_id' in signature_def.inputs:  # predict_rating refuses an unknown user, by design
+    values['user_id'] = np.array([b'1', b'2', b'3'], dtype=object)
+  return {name: values[name] for name in signature_def.inputs}
+
+
+@pytest.mark.parametrize('run', ['first_run', 'multitask_run', 'sequential_run'])
+def test_every_signature_runs_as_tf_serving_runs_it_in_a_tf1_session(run, request):
+  """TF Serving loads a SavedModel with the C++ loader (tag serve, the init op run) and runs
+  signatures by their SignatureDef tensor names with Session::Run. The same through the TF1
+  loader and tf.compat.v1.Session (the ScaNN ops registered by importing scann, as a TF
+  Serving build links them) answers what our server answers (the TF2 loader)."""
+  from serving.models import LoadedVersion
+  _, workdir, results = request.getfixturevalue(run)
+  (name,) = [path.name for path in (pathlib.Path(workdir) / 'serving_models').iterdir()
+             if path.is_dir()]
+  version = saved_model.latest_version_dir(pathlib.Path(workdir) / 'serving_models' / name)
+  ours = LoadedVersion(name, 1, str(version))
+  examples = _raw_examples(results)
+  in_session = {}  # signature -> (inputs, outputs)
+  with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ['serve'], str(version))
+    for signature_name, signature_def in meta_graph.signature_def.items():
+      if signature_name.startswith('__'):  # __saved_model_init_op: run by the loader
+        continue
+      inputs = _signature_inputs(signature_def, examples)
+      in_session[signature_name] = inputs, session.run(
+          {alias: info.name for alias, info in signature_def.outputs.items()},
+          {signature_def.inputs[alias].name: value for alias, value in inputs.items()})
+  for signature_name, (inputs, fetched) in in_session.items():
+    _, answered = ours.predict(signature_name, inputs)
+    assert set(fetched) == set(answered), signature_name
+    for alias, value in fetched.items():
+      if value.dtype.kind in 'fc':
+        np.testing.assert_allclose(value, answered[alias], rtol=1e-5, atol=1e-5,
+                                   err_msg=f'{signature_name}/{alias}')
+      else:
+        np.testing.assert_array_equal(value, answered[alias], err_msg=f'{signature_name}/{alias}')
+  ours.close()
+  compared = set(in_session)
+  assert {'serving_default', 'serving_exclude', 'eval_examples', 'transform_features'} <= set(
+      compared)
+  assert ('predict_rating' in compared) == (run == 'multitask_run')
