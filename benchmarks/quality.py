@@ -102,7 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   (default_split)."""
   parser = argparse.ArgumentParser(prog='python -m benchmarks.quality', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  cli.add_run_arguments(parser)
+  cli.add_run_arguments(parser, per_kind_defaults={
+      kind: {'split': default_split(kind)} for kind in kinds.KINDS})
   parser.add_argument('--ease-l2', type=float, default=500.0,
                       help='L2 regularisation of the EASE baseline')
   parser.add_argument('--results-json', help='where to write every figure (default: '
@@ -111,11 +112,6 @@ def parse_args(argv=None) -> argparse.Namespace:
   # Drift check off: one workdir serves every dataset measured, which is no drift to stop on.
   parser.set_defaults(workdir=os.path.join('workdir', 'bench-quality'), min_accuracy=0.0,
                       max_rmse=10.0, no_cache=True, refit=False, drift_action='off')
-  split = next(action for action in parser._actions  # pylint: disable=protected-access
-               if action.dest == 'split')
-  split.default = None
-  split.help = (f'{split.help.split(" (default:")[0]} (default here: random for rating kinds, '
-                'last for timeline kinds)')
   args = parser.parse_args(argv)
   if args.split is None:
     args.split = default_split(args.model)

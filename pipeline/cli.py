@@ -106,7 +106,12 @@ _RUN_FIELDS = ('workdir',)
 PIPELINE_FLAG_FIELDS = _DATA_FIELDS + _TIMELINE_FIELDS + _GATE_FIELDS + _RUN_FIELDS
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser,
+                      per_kind_defaults: Optional[Mapping[str, Mapping[str, object]]] = None
+                      ) -> None:
+  """`run`'s flags on parser. per_kind_defaults: kind -> {data field: default} for a caller
+  whose defaults depend on the model kind (bench-quality's --split): those flags stay None
+  unless given, and their help lists each kind's default."""
   data = parser.add_argument_group('data')
   data.add_argument('--dataset', choices=DATASETS, default='synthetic',
                     help='synthetic (offline), ml-100k or ml-1m (downloaded from GroupLens with '
@@ -116,7 +121,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                     '(each run ingests the newest); skips the download')
   data.add_argument('--cache-dir', help='where downloads go (default: $MOVIELENS_CACHE_DIR or '
                     '~/.cache/movielens-recommender)')
-  add_config_arguments(data, PipelineConfig, _DATA_FIELDS)
+  add_config_arguments(data, PipelineConfig, _DATA_FIELDS, per_kind=per_kind_defaults)
   for name, default in dataclasses.asdict(SyntheticSize()).items():
     data.add_argument(f'--synthetic-{name.replace("_", "-")}', type=int, default=default,
                       metavar='N',
