@@ -30,12 +30,40 @@ def multitask_run(small_dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def sequential_run(small_dataset, tmp_path_factory):
+def portable_pipelines():
+  """The Beam pipelines Beam's portable runner ran during the module's default run."""
+  return []
+
+
+@pytest.fixture(scope='module')
+def sequential_run(small_dataset, tmp_path_factory, portable_pipelines):
   """The default run (the sequential model, gated on the time split, refitted), one model
-  instead of the tuned ensemble of 3 to save test time (ensembles: the exclusions test)."""
+  instead of the tuned ensemble of 3 to save test time (ensembles: the exclusions test); its
+  data stages through Beam's portable runner (--beam-preset portable-local), counted in
+  portable_pipelines."""
+  from apache_beam.runners.portability import portable_runner
+  run_on_portable_runner = portable_runner.PortableRunner.run_pipeline
+
+  def counting_run_pipeline(self, pipeline, options):
+    portable_pipelines.append(pipeline)
+    return run_on_portable_runner(self, pipeline, options)
+
   workdir = tmp_path_factory.mktemp('sequential')
-  exit_code = run_pipeline(small_dataset, workdir, '--ensemble-size', '1')
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(portable_runner.PortableRunner, 'run_pipeline', counting_run_pipeline)
+    exit_code = run_pipeline(small_dataset, workdir, '--ensemble-size', '1', '--beam-preset',
+                             'portable-local')
   return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
+
+
+def test_the_default_run_goes_through_beams_portable_runner(sequential_run, portable_pipelines):
+  """The Fn API path of Flink, Spark and Dataflow, with a local job service: DoFns must pickle
+  and hold no in-process state, or this fails here rather than on a cluster."""
+  exit_code, _, results = sequential_run
+  assert exit_code == 0 and results.pushed
+  # ExampleGen, StatisticsGen, TimelineGen, Transform and the Evaluator each ran a Beam
+  # pipeline through it.
+  assert len(portable_pipelines) >= 5
 
 
 def test_multitask_is_gated_on_accuracy_and_rmse_and_pushed(multitask_run):

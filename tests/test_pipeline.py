@@ -427,28 +427,6 @@ def test_model_with_timestamp_features_serves_with_a_timestamp(first_run, tmp_pa
   assert [m['score'] for m in early] != [m['score'] for m in late]  # time changes the query
 
 
-def test_pipeline_runs_through_beams_portable_runner(small_dataset, tmp_path, monkeypatch):
-  """The Fn API path of Flink, Spark and Dataflow, with a local job service: DoFns must pickle
-  and hold no in-process state, or this fails here rather than on a cluster."""
-  from apache_beam.runners.portability import portable_runner
-
-  portable_runs = []
-  run_pipeline = portable_runner.PortableRunner.run_pipeline
-
-  def counting_run_pipeline(self, pipeline, options):
-    portable_runs.append(pipeline)
-    return run_pipeline(self, pipeline, options)
-
-  monkeypatch.setattr(portable_runner.PortableRunner, 'run_pipeline', counting_run_pipeline)
-  exit_code = cli.main(['run', '--data-dir', str(small_dataset), '--workdir', str(tmp_path),
-                        '--epochs', '1', '--ensemble-size', '1', '--min-accuracy', '0',
-                        '--no-refit', '--beam-preset', 'portable-local'])
-  results = latest_run_results(str(tmp_path / 'metadata.sqlite'))
-  assert exit_code == 0 and results.pushed
-  # ExampleGen, StatisticsGen, Transform and Evaluator each ran a Beam pipeline through it.
-  assert len(portable_runs) >= 4
-
-
 def test_evaluator_loads_the_plain_tf_model_in_a_process_without_scann(first_run):
   """Beam workers of the Evaluator have no ScaNN ops: they must get Format-TFMA."""
   _, _, results = first_run
