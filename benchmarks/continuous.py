@@ -26,7 +26,7 @@ import os
 import pathlib
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import components  # noqa: F401  (process set-up before TensorFlow loads)
 import numpy as np

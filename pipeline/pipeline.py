@@ -6,10 +6,10 @@ from tfx.proto import example_gen_pb2
 
 from components import pusher as pusher_executor
 from components.eval_config import make_eval_config
-from components.refit_blessing import RefitBlessing
+from components import features as f
 from components.ingest import example_gen, spans
 from components.ingest.span_window import SpanWindow
-from components import features as f
+from components.refit_blessing import RefitBlessing
 from components.validation import AnomaliesGate, DistributionValidator, DriftGate, drift_config
 from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, SPAN_WINDOW_RESOLVER, PipelineConfig
 
@@ -176,8 +176,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
-                  anomalies_gate, *drift_check, *span_window, *model_data.components, trainer, model_resolver,
-                  evaluator, *([refit] if refit else []), pusher,
+                  anomalies_gate, *drift_check, *span_window, *model_data.components, trainer,
+                  model_resolver, evaluator, *([refit] if refit else []), pusher,
                   *([refit_blessing] if refit_blessing else [])],
       enable_cache=config.enable_cache,
       metadata_connection_config=(
