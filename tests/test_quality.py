@@ -19,7 +19,7 @@ def test_the_help_and_the_printout_name_the_protocol(capsys):
   with pytest.raises(SystemExit):
     quality.parse_args(['--help'])
   help_text = ' '.join(capsys.readouterr().out.split())
-  assert 'default here: random for rating kinds, last for timeline kinds' in help_text
+  assert '(default: per model kind: retrieval random, multitask random, sequential last)' in help_text
   assert 'leave-last-out' in quality.protocol(True, 'last')
   assert 'whole history' in quality.protocol(True, 'last')
   assert quality.protocol(False, 'random').startswith('random split')
