@@ -90,10 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument('--pipeline-arg', action='append', default=[], metavar='ARG',
                       help='an argument for every pipeline run, e.g. --pipeline-arg=--epochs=5 '
                       '(repeatable)')
-  parser.add_argument('--ease-l2', type=float, default=500.0,
-                      help='L2 regularisation of the EASE baseline (default: 500)')
-  parser.add_argument('--batch-size', type=int, default=256,
-                      help='requests per call to a model (default: 256)')
+  protocol.add_scoring_arguments(parser)
   parser.add_argument('--workdir', default=os.path.join('workdir', 'bench-continuous'),
                       help='the replays\' workdirs and the results (default: '
                       'workdir/bench-continuous)')

@@ -555,6 +555,14 @@ def print_report(results: Dict[str, Dict[str, object]], replay: Replay) -> None:
     print('\n'.join(_table(results, segment)))
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+  """How the replayed requests are scored (also bench-continuous's): EASE's L2, batch size."""
+  parser.add_argument('--ease-l2', type=float, default=500.0,
+                      help='L2 regularisation of the EASE baseline (default: 500)')
+  parser.add_argument('--batch-size', type=int, default=256,
+                      help='requests per call to a model (default: 256)')
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='python -m benchmarks.replay', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -577,12 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
                       'defaults)')
   parser.add_argument('--no-cache', action='store_true',
                       help='re-run every pipeline component (default: reuse unchanged outputs)')
-  parser.add_argument('--ease-l2', type=float, default=500.0,
-                      help='L2 regularisation of the EASE baseline (default: 500)')
+  add_scoring_arguments(parser)
   parser.add_argument('--recent-days', type=int, default=30,
                       help='the window of the recent most-popular baseline (default: 30)')
-  parser.add_argument('--batch-size', type=int, default=256,
-                      help='requests per call to a model (default: 256)')
   parser.add_argument('--workdir', default=os.path.join('workdir', 'bench-replay'),
                       help='the past folder, pipeline workdirs and results go here '
                       '(default: workdir/bench-replay)')
