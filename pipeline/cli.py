@@ -54,14 +54,16 @@ def _shown(value) -> str:
 
 
 def add_config_arguments(group, config_class, names: Iterable[str],
-                         per_kind: Optional[Mapping[str, Mapping[str, object]]] = None
-                         ) -> None:
+                         per_kind: Optional[Mapping[str, Mapping[str, object]]] = None,
+                         defaults: Optional[Mapping[str, object]] = None) -> None:
   """A flag for each named field of a config dataclass, from the field itself: its help
   (components/model/config.py `documented`), its type and its default, printed once.
 
   per_kind: kind -> {field: default} (TUNED); those fields stay None unless given, and their
   help lists each kind's default.
+  defaults: field -> this command's default, in place of the field's (shown in the help).
   """
+  defaults = defaults or {}
   fields = {field.name: field for field in dataclasses.fields(config_class)}
   per_kind = per_kind or {}
   tuned_names = {name for values in per_kind.values() for name in values}
@@ -89,7 +91,8 @@ def add_config_arguments(group, config_class, names: Iterable[str],
       shown = 'per model kind: ' + ', '.join(
           f'{kind} {_shown(values.get(name, field.default))}' for kind, values in per_kind.items())
     else:
-      default, shown = field.default, _shown(field.default)
+      default = defaults.get(name, field.default)
+      shown = _shown(default)
     group.add_argument(_flag(field), dest=_dest(field), type=value_type, default=default,
                        choices=choices, metavar=metavar,
                        help=help_text if field.default is None else
@@ -107,11 +110,12 @@ PIPELINE_FLAG_FIELDS = _DATA_FIELDS + _TIMELINE_FIELDS + _GATE_FIELDS + _RUN_FIE
 
 
 def add_run_arguments(parser: argparse.ArgumentParser,
-                      per_kind_defaults: Optional[Mapping[str, Mapping[str, object]]] = None
-                      ) -> None:
+                      per_kind_defaults: Optional[Mapping[str, Mapping[str, object]]] = None,
+                      data_defaults: Optional[Mapping[str, object]] = None) -> None:
   """`run`'s flags on parser. per_kind_defaults: kind -> {data field: default} for a caller
   whose defaults depend on the model kind (bench-quality's --split): those flags stay None
-  unless given, and their help lists each kind's default."""
+  unless given, and their help lists each kind's default. data_defaults: data field -> this
+  command's own default (replay's --drift-action)."""
   data = parser.add_argument_group('data')
   data.add_argument('--dataset', choices=DATASETS, default='synthetic',
                     help='synthetic (offline), ml-100k or ml-1m (downloaded from GroupLens with '
@@ -121,7 +125,8 @@ def add_run_arguments(parser: argparse.ArgumentParser,
                     '(each run ingests the newest); skips the download')
   data.add_argument('--cache-dir', help='where downloads go (default: $MOVIELENS_CACHE_DIR or '
                     '~/.cache/movielens-recommender)')
-  add_config_arguments(data, PipelineConfig, _DATA_FIELDS, per_kind=per_kind_defaults)
+  add_config_arguments(data, PipelineConfig, _DATA_FIELDS, per_kind=per_kind_defaults,
+                       defaults=data_defaults)
   for name, default in dataclasses.asdict(SyntheticSize()).items():
     data.add_argument(f'--synthetic-{name.replace("_", "-")}', type=int, default=default,
                       metavar='N',
@@ -443,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
       'replay', allow_abbrev=False,
       help='cut a dataset into spans by time and run the pipeline once per span, as a '
       'scheduler would (pipeline/replay.py)')
-  add_run_arguments(replay_parser)
+  # Consecutive spans differ in who rates (ml-100k's weeks: user id L-infinity 0.17-0.57, past
+  # --max-id-drift 0.1): a replay warns of drift rather than stop most weeks.
+  add_run_arguments(replay_parser, data_defaults={'drift_action': 'warn'})
   spans_group = replay_parser.add_argument_group('replay: the spans')
   spans_group.add_argument('--span-days', type=float, default=7, metavar='DAYS',
                            help='days of ratings per span after the first (default: 7)')

@@ -190,3 +190,13 @@ def test_one_train_span_needs_no_window():
   ids = {node.id for node in create_pipeline(PipelineConfig(
       data_dir='data', workdir='workdir', spans=True, train_spans=1)).components}
   assert 'SpanWindow' not in ids and 'RefitBlessing' in ids
+
+
+def test_replay_warns_of_drift_by_default_and_says_so(capsys):
+  """Consecutive spans differ in who rates; `run` keeps stopping on drift."""
+  assert cli.build_parser().parse_args(['replay']).drift_action == 'warn'
+  assert cli.build_parser().parse_args(['run']).drift_action == 'stop'
+  with pytest.raises(SystemExit):
+    cli.main(['replay', '--help'])
+  help_text = ' '.join(capsys.readouterr().out.split())
+  assert 'or off (no comparison) (default: warn)' in help_text
