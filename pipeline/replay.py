@@ -151,6 +151,7 @@ def replay(args: argparse.Namespace, run_span) -> int:
     shutil.rmtree(staging, ignore_errors=True)
     spans.write_spans(source, staging, boundaries)
     os.replace(staging, pending_dir)
+    _save_runs(runs_path, cut, runs)  # the cut, so a resumed replay must cut the same
   plan = _plan(boundaries, timestamps)
   print(f'Replay:   {source} cut into {len(plan)} spans (span 1: before '
         f'{date_of(boundaries[0])}, then {args.span_days:g} days each until '

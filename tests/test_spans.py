@@ -200,3 +200,20 @@ def test_replay_warns_of_drift_by_default_and_says_so(capsys):
     cli.main(['replay', '--help'])
   help_text = ' '.join(capsys.readouterr().out.split())
   assert 'or off (no comparison) (default: warn)' in help_text
+
+
+def test_a_replay_resumed_with_another_cut_is_refused(dataset, tmp_path, capsys):
+  """The cut is recorded before the first run: a replay that died in its first run and is
+  started again with another --from would otherwise mix two cuts' spans."""
+  def dies(span_args):
+    raise RuntimeError('the first run died')
+
+  argv = ['replay', '--data-dir', str(dataset), '--workdir', str(tmp_path / 'workdir'),
+          '--span-days', '30']
+  with pytest.raises(RuntimeError, match='the first run died'):
+    replay.replay(cli.build_parser().parse_args(argv), run_span=dies)
+  assert spans.span_numbers(tmp_path / 'workdir' / 'replay' / 'data') == [1]
+  moved = replay.replay(cli.build_parser().parse_args([*argv, '--from', '1998-01-01']),
+                        run_span=dies)
+  assert moved == 2
+  assert 'records a replay cut differently' in capsys.readouterr().err
