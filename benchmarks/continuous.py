@@ -25,14 +25,12 @@ import json
 import os
 import pathlib
 import sys
-import time
 from typing import List, Optional
 
 import components  # noqa: F401  (process set-up before TensorFlow loads)
 import numpy as np
-from components.ingest import movielens
 from benchmarks import replay as protocol
-from pipeline import cli
+from components.ingest import movielens
 from pipeline import replay as span_replay
 from serving import saved_model
 
@@ -48,13 +46,8 @@ def _replay_spans(variant: str, data_dir: str, workdir: pathlib.Path, top_k: int
           '--max-regression', '1', '--drift-action', 'warn', *VARIANTS[variant],
           *(['--from', args.start] if args.start else []),
           *(['--until', args.until] if args.until else []), *args.pipeline_arg]
-  print(f'\n== {variant}: python -m pipeline {" ".join(argv)}', flush=True)
-  started = time.time()
-  exit_code = cli.main(argv)
-  if exit_code != 0:
-    raise RuntimeError(f'the {variant} replay failed (exit code {exit_code}); its workdir is '
-                       f'{workdir}')
-  print(f'{variant}: replayed in {time.time() - started:.0f} s')
+  seconds = protocol.run_pipeline_command(argv, f'the {variant} replay', workdir)
+  print(f'{variant}: replayed in {seconds:.0f} s')
   with open(workdir / 'replay' / 'runs.json') as runs:
     return json.load(runs)
 
@@ -62,11 +55,7 @@ def _replay_spans(variant: str, data_dir: str, workdir: pathlib.Path, top_k: int
 def _served_versions(workdir: pathlib.Path, runs: List[dict]) -> List[pathlib.Path]:
   """The version serving after each run: the latest pushed by then (a run that pushed
   nothing leaves the one before)."""
-  names = sorted(os.listdir(workdir / 'serving_models'))
-  names = [name for name in names if (workdir / 'serving_models' / name).is_dir()]
-  if len(names) != 1:
-    raise RuntimeError(f'expected one model under {workdir / "serving_models"}, found {names}')
-  base, served, current = workdir / 'serving_models' / names[0], [], None
+  base, served, current = protocol.pushed_model_base(workdir), [], None
   for run in runs:
     current = base / run['pushed_version'] if run['pushed_version'] else current
     served.append(current)

@@ -515,19 +515,31 @@ def train(run: ModelRun, past_dir: pathlib.Path, fmt: str, workdir: pathlib.Path
           '--top-k', str(top_k), '--min-accuracy', '0', '--max-regression', '1',
           '--max-rmse', '100', '--drift-action', 'off', *run.args,
           *(['--no-cache'] if no_cache else [])]
-  print(f'\n== Training {run.name}: python -m pipeline {" ".join(argv)}', flush=True)
-  started = time.time()
-  exit_code = cli.main(argv)
-  if exit_code != 0:
-    raise RuntimeError(f'the pipeline run for {run.name} failed (exit code {exit_code}); '
-                       f'its workdir is {workdir}')
-  names = sorted(os.listdir(workdir / 'serving_models'))
-  if len(names) != 1:
-    raise RuntimeError(f'expected one pushed model under {workdir / "serving_models"}, '
-                       f'found {names}')
-  model_dir = saved_model.latest_version_dir(workdir / 'serving_models' / names[0])
-  print(f'{run.name}: pipeline run in {time.time() - started:.0f} s; replaying {model_dir}')
+  seconds = run_pipeline_command(argv, f'the pipeline run for {run.name}', workdir)
+  model_dir = saved_model.latest_version_dir(pushed_model_base(workdir))
+  print(f'{run.name}: pipeline run in {seconds:.0f} s; replaying {model_dir}')
   return model_dir
+
+
+def run_pipeline_command(argv: Sequence[str], what: str, workdir: pathlib.Path) -> float:
+  """`python -m pipeline <argv>` in this process (also bench-continuous's replays); its wall
+  seconds. RuntimeError naming `what` and the workdir if it does not exit 0."""
+  print(f'\n== python -m pipeline {" ".join(argv)}', flush=True)
+  started = time.time()
+  exit_code = cli.main(list(argv))
+  if exit_code != 0:
+    raise RuntimeError(f'{what} failed (exit code {exit_code}); its workdir is {workdir}')
+  return time.time() - started
+
+
+def pushed_model_base(workdir: pathlib.Path) -> pathlib.Path:
+  """The one model folder under <workdir>/serving_models (beside the rollout's
+  models.config)."""
+  root = workdir / 'serving_models'
+  names = sorted(name for name in os.listdir(root) if (root / name).is_dir())
+  if len(names) != 1:
+    raise RuntimeError(f'expected one pushed model under {root}, found {names}')
+  return root / names[0]
 
 
 # ---------------------------------------------------------------------------------------------
