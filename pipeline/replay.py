@@ -88,22 +88,32 @@ class ReplayError(Exception):
   """The replay cannot start or go on (a changed cut, a data dir that is not its own)."""
 
 
-def _load_runs(path: str, cut: dict) -> List[dict]:
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding='utf-8') as file:
-    recorded = json.load(file)
-  if recorded['cut'] != cut:
-    raise ReplayError(f'{path} records a replay cut differently ({recorded["cut"]}, now '
-                      f'{cut}): pass the same --from/--until/--span-days, or another --workdir')
-  return recorded['runs']
+@dataclasses.dataclass
+class Record:
+  """runs.json: the cut (source and boundaries), the spans it made ((start, end, ratings)
+  each, as write_spans wrote them) and the runs so far (SpanRun's fields)."""
+  cut: dict
+  spans: List[list]
+  runs: List[dict]
 
+  @classmethod
+  def load(cls, path: str, cut: dict) -> Optional['Record']:
+    """The record of the replay in progress, or None for a new one; ReplayError if it was
+    cut differently."""
+    if not os.path.exists(path):
+      return None
+    with open(path, encoding='utf-8') as file:
+      record = cls(**json.load(file))
+    if record.cut != cut:
+      raise ReplayError(f'{path} records a replay cut differently ({record.cut}, now {cut}): '
+                        'pass the same --from/--until/--span-days, or another --workdir')
+    return record
 
-def _save_runs(path: str, cut: dict, runs: List[dict]) -> None:
-  temporary = path + '.tmp'
-  with open(temporary, 'w', encoding='utf-8') as file:
-    json.dump({'cut': cut, 'runs': runs}, file, indent=1)
-  os.replace(temporary, path)
+  def save(self, path: str) -> None:
+    temporary = path + '.tmp'
+    with open(temporary, 'w', encoding='utf-8') as file:
+      json.dump(dataclasses.asdict(self), file, indent=1)
+    os.replace(temporary, path)
 
 
 def _promote_canary(config) -> Optional[str]:
@@ -141,23 +151,26 @@ def replay(args: argparse.Namespace, run_span) -> int:
     boundaries = span_boundaries(timestamps, args.span_days, args.start, args.until,
                                  first_share=1 - args.eval_percent / 100)
     cut = {'source': str(source), 'boundaries': boundaries}
-    runs = _load_runs(runs_path, cut)
+    record = Record.load(runs_path, cut)
   except (ReplayError, ValueError, movielens.MovieLensFormatError) as error:
     print(f'error: {cli.user_error_message(error) or error}', file=sys.stderr)
     return 2
 
-  if not os.path.isdir(pending_dir) and not os.path.isdir(data_dir):  # a new replay
+  if record is None:  # a new replay: every span written ahead, to arrive one by one
     staging = pending_dir + '.tmp'
     shutil.rmtree(staging, ignore_errors=True)
-    spans.write_spans(source, staging, boundaries)
+    written = spans.write_spans(source, staging, boundaries)
+    record = Record(cut, [[span.start, span.end, span.num_ratings] for span in written], [])
+    for leftover in (pending_dir, data_dir):
+      shutil.rmtree(leftover, ignore_errors=True)
     os.replace(staging, pending_dir)
-    _save_runs(runs_path, cut, runs)  # the cut, so a resumed replay must cut the same
-  plan = _plan(boundaries, timestamps)
-  print(f'Replay:   {source} cut into {len(plan)} spans (span 1: before '
+    record.save(runs_path)  # the cut, so a resumed replay must cut the same
+  runs = record.runs
+  print(f'Replay:   {source} cut into {len(record.spans)} spans (span 1: before '
         f'{date_of(boundaries[0])}, then {args.span_days:g} days each until '
         f'{date_of(boundaries[-1])}); {len(runs)} ran before')
   failed = False
-  for number, (start, end, count) in enumerate(plan, start=1):
+  for number, (start, end, count) in enumerate(record.spans, start=1):
     if number <= len(runs):
       continue
     pending, arrived = spans.span_folder(pending_dir, number), spans.span_folder(data_dir, number)
@@ -165,8 +178,8 @@ def replay(args: argparse.Namespace, run_span) -> int:
       os.makedirs(data_dir, exist_ok=True)
       shutil.rmtree(arrived, ignore_errors=True)
       os.replace(pending, arrived)
-    print(f'\n=== Span {number}/{len(plan)}: {date_of(start)} .. {date_of(end)}, {count:,} '
-          'ratings ===')
+    print(f'\n=== Span {number}/{len(record.spans)}: {date_of(start)} .. {date_of(end)}, '
+          f'{count:,} ratings ===')
     # The span folders as --data-dir (the dataset named is read from them now).
     span_args = argparse.Namespace(**{**vars(args), 'data_dir': data_dir})
     config = cli.config_from_args(span_args, data_dir)
@@ -182,18 +195,10 @@ def replay(args: argparse.Namespace, run_span) -> int:
         os.path.basename(results.pushed_path) if results.pushed else None, results.rollout,
         canary, results.metrics, results.baseline_metrics, round(seconds, 1),
         {component: round(took, 1) for component, took in results.component_seconds})))
-    _save_runs(runs_path, cut, runs)
+    record.save(runs_path)
     failed |= exit_code == 1
   print_summary(runs, runs_path, args.gate_k)
   return 1 if failed else 0
-
-
-def _plan(boundaries: Sequence[int], timestamps: Sequence[int]) -> List[tuple]:
-  """(start, end, ratings) of each non-empty span, as write_spans numbers them."""
-  edges = [None, *boundaries]
-  counts = np.bincount(np.searchsorted(boundaries, np.asarray(timestamps), side='right'),
-                       minlength=len(boundaries) + 1)[:len(boundaries)]
-  return [(edges[i], edges[i + 1], int(count)) for i, count in enumerate(counts) if count]
 
 
 def print_summary(runs: List[dict], runs_path: str, gate_k: int) -> None:

@@ -92,15 +92,15 @@ def write_spans(source_dir: os.PathLike, out_dir: os.PathLike, boundaries: Seque
     raise ValueError(f'span boundaries must be ascending and distinct, got {bounds}')
   # Each line's span, from the validated reader (a bad line fails here, named).
   ratings_lines = _lines(source / names['ratings'])
-  by_span: Dict[int, List[bytes]] = {}
-  users: Dict[int, set] = {}
-  movies: Dict[int, set] = {}
+  by_span: Dict[int, List[bytes]] = {}  # span index -> its ratings lines
+  rated: Dict[int, Dict[str, set]] = {}  # span index -> {'movies': ids, 'users': ids}
   for line_no, rating in movielens.iter_every_rating(source, fmt):
     index = int(np.searchsorted(bounds, rating.timestamp, side='right'))
     if index < len(bounds):
       by_span.setdefault(index, []).append(ratings_lines[line_no - 1])
-      users.setdefault(index, set()).add(rating.user_id)
-      movies.setdefault(index, set()).add(rating.movie_id)
+      ids = rated.setdefault(index, {'movies': set(), 'users': set()})
+      ids['movies'].add(rating.movie_id)
+      ids['users'].add(rating.user_id)
 
   catalogues = {kind: [(_first_field(line, movielens.SEPARATORS[fmt][kind]), line)
                        for line in _lines(source / names[kind]) if line.strip()]
@@ -108,8 +108,8 @@ def write_spans(source_dir: os.PathLike, out_dir: os.PathLike, boundaries: Seque
   out = pathlib.Path(out_dir)
   written, known = [], {'movies': set(), 'users': set()}
   for index in sorted(by_span):
-    known['movies'] |= movies[index]
-    known['users'] |= users[index]
+    for kind, ids in rated[index].items():
+      known[kind] |= ids
     folder = span_folder(out, len(written) + 1)
     staging = folder.with_name(f'.{folder.name}.tmp')
     shutil.rmtree(staging, ignore_errors=True)
