@@ -27,7 +27,7 @@ that (its counters end in `_total`), so it is written here; prometheus_client's 
 back in the tests.
 """
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, text_format
 from google.protobuf import symbol_database
@@ -37,6 +37,13 @@ CONTENT_TYPE = 'text/plain'
 # TF Serving's request latency buckets: Exponential(scale 10, growth 1.8, 33 buckets), in
 # microseconds (10 us to about 25 minutes), then +Inf.
 LATENCY_BUCKETS = tuple(10 * 1.8**index for index in range(33))
+
+# Requests name their model, and a request for an unknown model is counted under its name too
+# (as TF Serving does): these bound what clients can make the counters hold. Names past the
+# first MAX_MODEL_NAMES are counted together as OTHER_MODELS; a name is cut to MAX_NAME_CHARS.
+MAX_MODEL_NAMES = 1000
+MAX_NAME_CHARS = 256
+OTHER_MODELS = '__other__'
 
 REQUEST_COUNT = ':tensorflow:serving:request_count'
 REQUEST_LATENCY = ':tensorflow:serving:request_latency'
@@ -136,12 +143,20 @@ class Metrics:
     self._latency: Dict[Tuple[str, str, str], _Histogram] = {}
     self._loads: Dict[Tuple[str, str], int] = {}
     self._load_micros: Dict[Tuple[str], int] = {}
+    self._model_names: Set[str] = set()  # the model_name labels requests have used
 
   def record_request(self, model_name: str, api: str, entrypoint: str, status: str,
                      seconds: float) -> None:
     """One request's outcome (a status code name: OK, INVALID_ARGUMENT, ...); its latency is
-    kept only when it succeeded, as TF Serving does."""
+    kept only when it succeeded, as TF Serving does. Model names are bounded (MAX_MODEL_NAMES,
+    MAX_NAME_CHARS)."""
+    model_name = model_name[:MAX_NAME_CHARS]
     with self._lock:
+      if model_name not in self._model_names:
+        if len(self._model_names) < MAX_MODEL_NAMES:
+          self._model_names.add(model_name)
+        else:
+          model_name = OTHER_MODELS
       key = (model_name, status)
       self._requests[key] = self._requests.get(key, 0) + 1
       if status == 'OK':

@@ -453,3 +453,27 @@ def test_the_metrics_page_is_served_at_the_configured_path_only(tiny_base_path, 
     assert requests.get(f'{base}/monitoring/prometheus/metrics', timeout=30).status_code == 404
   finally:
     server.stop()
+
+
+def test_requests_for_ever_new_model_names_cannot_grow_the_metrics_without_bound(
+    tiny_base_path, tmp_path):
+  """Each request for an unknown model is counted under the name it asked for (as TF
+  Serving): past MAX_MODEL_NAMES names they share one counter, and names are cut."""
+  from serving import monitoring
+  server = ModelServer([ModelSource('tiny', str(tiny_base_path))], _options(),
+                       log=lambda message: None, metrics_path='/metrics').start()
+  try:
+    base = f'http://127.0.0.1:{server.rest_port}'
+    with requests.Session() as session:
+      for index in range(monitoring.MAX_MODEL_NAMES + 5):
+        name = f'{index:05d}' + 'x' * 400
+        assert session.get(f'{base}/v1/models/{name}', timeout=30).status_code == 404
+      page = session.get(f'{base}/metrics', timeout=30).text
+  finally:
+    server.stop()
+  counts = [line for line in page.splitlines()
+            if line.startswith(':tensorflow:serving:request_count{')]
+  assert len(counts) == monitoring.MAX_MODEL_NAMES + 1  # and the one for the rest
+  assert max(len(line) for line in counts) < monitoring.MAX_NAME_CHARS + 100
+  assert (f':tensorflow:serving:request_count{{model_name="{monitoring.OTHER_MODELS}",'
+          'status="NOT_FOUND"} 5') in counts
