@@ -150,9 +150,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   # an input, new on every run, so an unchanged re-run would train it again instead of reusing
   # the cached one (and push a new version).
   refit = trainer_of(['train', 'eval']).with_id('Refit') if config.refit else None
-  if refit:
-    # After the gated model: with span folders the latest blessed model is found by id, and
-    # the refit one must be the later (RefitBlessing).
+  if refit and config.spans:
+    # After the gated model: with span folders the latest blessed model, found by id, is to be
+    # the refit one (RefitBlessing). Otherwise the two may train at once (Kubeflow: two pods).
     refit.add_upstream_node(trainer)
 
   # Past the gate only with a blessing: nothing is pushed otherwise.

@@ -44,6 +44,7 @@ def test_components_depend_on_each_other_in_data_flow_order(spec):
       set(tasks['DistributionValidator'].dependent_tasks)
   assert 'DistributionValidator' in tasks['DriftGate'].dependent_tasks
   assert {'Transform', 'Refit'} <= {*tasks['Refit'].dependent_tasks, 'Refit'}
+  assert 'Trainer' not in tasks['Refit'].dependent_tasks  # the two train at once
   assert 'Refit' in tasks['Pusher'].dependent_tasks
   assert 'ImportSchemaGen' in tasks['ExampleValidator'].dependent_tasks
 
@@ -144,5 +145,7 @@ def test_a_span_spec_ingests_the_newest_span_and_blesses_the_pushed_refit_model(
   assert 'span-{SPAN}/*' in _parameter(spec, 'FileBasedExampleGen', 'input_config')
   blessing = tasks['RefitBlessing']
   assert {'Pusher', 'Refit', 'Evaluator'} <= set(blessing.dependent_tasks)
+  # The refit model comes after the gated one, so the resolver's latest (by id) is the refit.
+  assert 'Trainer' in tasks['Refit'].dependent_tasks
   assert "metadata['blessed'] == 1.0" in blessing.trigger_policy.condition
   assert 'SpanWindow' not in tasks  # the newest span alone: no span-range resolver on KFP
