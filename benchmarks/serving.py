@@ -4,7 +4,10 @@
    of ml-100k's shape; or --model-base-path to reuse a pushed one) exported with top-10, served
    by `python -m serving` with batching off and on. Single-user top-10 requests at concurrency
    1 and 16: gRPC through the tensorflow-serving-api stubs (one client thread per concurrent
-   request), REST through wrk (Debian package `wrk`). Prints p50/p99 latency and requests/s.
+   request), REST through wrk (Debian package `wrk`). Prints p50/p99 latency and requests/s,
+   and at concurrency 1 the server's overhead: its p50 over the in-process call's p50.
+   In process first, the same model's signature called two ways: the TF2 concrete function of
+   tf.saved_model.load, and the session callable (Session::MakeCallable) the server runs.
 2. Index: ScaNN against exact brute force over 1,000,000 synthetic candidate embeddings
    (clustered, as in the TFRS efficient-serving tutorial's padded catalogue): recall@10
    against the exact top 10, and single-query latency, for a few ScaNN settings.
@@ -130,10 +133,55 @@ def rest_load(url: str, user_ids: List[str], concurrency: int, seconds: float,
   return figures
 
 
-def bench_server(model_base_path: str, user_ids: List[str], seconds: float, scratch: str) -> None:
+def _timed(call, count: int) -> Dict[str, float]:
+  for _ in range(20):  # warm-up
+    call()
+  latencies = []
+  for _ in range(count):
+    started = time.perf_counter()
+    call()
+    latencies.append(time.perf_counter() - started)
+  return percentiles(latencies)
+
+
+def bench_in_process(model_base_path: str, user_ids: List[str], count: int = 2000
+                     ) -> Dict[str, float]:
+  """p50/p99 of one single-user call of serving_default, in this process, two ways; returns
+  the session callable's figures (the floor under the server's latency)."""
+  import tensorflow as tf
+  from serving import saved_model
+  from serving.models import LoadedVersion
+  version_dir = str(saved_model.latest_version_dir(model_base_path))
+  concrete = saved_model.load(version_dir)
+  loaded = LoadedVersion('retrieval', 1, version_dir)
+  inputs = [{'user_id': np.array([user], dtype=object)} for user in user_ids]
+  turn = iter(range(10**9))
+
+  def concrete_call():
+    request = inputs[next(turn) % len(inputs)]
+    outputs = concrete(**{name: tf.constant(value) for name, value in request.items()})
+    return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+  def session_call():
+    return loaded.run('serving_default', inputs[next(turn) % len(inputs)])
+
+  print(f'\n== In process: serving_default, one user per call, {count} calls ==')
+  print(f'{"execution":<40}{"p50 ms":>9}{"p99 ms":>9}')
+  figures = {}
+  for name, call in (('TF2 concrete function (saved_model.load)', concrete_call),
+                     ('session callable (our server, TF Serving)', session_call)):
+    figures = _timed(call, count)
+    print(f'{name:<40}{figures["p50_ms"]:>9.3f}{figures["p99_ms"]:>9.3f}', flush=True)
+  loaded.close()
+  return figures
+
+
+def bench_server(model_base_path: str, user_ids: List[str], seconds: float, scratch: str,
+                 floor_p50_ms: Optional[float] = None) -> None:
+  """floor_p50_ms: the in-process call's p50, for the overhead column."""
   print(f'\n== Serving: single-user top-10, {seconds:.0f} s per row ==')
   print(f'{"batching":<10}{"API":<6}{"concurrency":>12}{"p50 ms":>9}{"p99 ms":>9}'
-        f'{"req/s":>9}{"errors":>8}')
+        f'{"req/s":>9}{"errors":>8}{"overhead":>10}')
   for batching in (False, True):
     server = start_server(model_base_path, 'retrieval', 18500, 18501,
                           ['--enable_batching'] if batching else [],
@@ -148,9 +196,11 @@ def bench_server(model_base_path: str, user_ids: List[str], seconds: float, scra
             print(f'{"on" if batching else "off":<10}{api:<6}{concurrency:>12}   '
                   'skipped: wrk not found (Debian: apt-get install wrk)')
             continue
+          overhead = (f'{figures["p50_ms"] / floor_p50_ms:>9.1f}x'
+                      if floor_p50_ms and concurrency == 1 else '')
           print(f'{"on" if batching else "off":<10}{api:<6}{concurrency:>12}'
                 f'{figures["p50_ms"]:>9.2f}{figures["p99_ms"]:>9.2f}{figures["rps"]:>9.0f}'
-                f'{figures["errors"]:>8}', flush=True)
+                f'{figures["errors"]:>8}{overhead}', flush=True)
     finally:
       stop_server(server)
 
@@ -236,7 +286,8 @@ def main(argv=None) -> int:
   if not args.skip_server:
     base_path = args.model_base_path or train_model(args.data_dir, scratch)
     users = [str(user) for user in range(1, args.num_users + 1)]
-    bench_server(base_path, users, args.seconds, scratch)
+    floor = bench_in_process(base_path, users)
+    bench_server(base_path, users, args.seconds, scratch, floor['p50_ms'])
   if not args.skip_index:
     bench_index(args.candidates)
   return 0

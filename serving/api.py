@@ -1,4 +1,5 @@
-"""TF Serving's three calls (model status, model metadata, predict), independent of transport.
+"""TF Serving's calls (model status, model metadata, predict, and classify, regress and
+multi-inference over tf.Examples: serving/inference.py), independent of transport.
 
 The REST and gRPC front ends translate their requests into these calls and the returned protos
 (from the tensorflow-serving-api package) or numpy arrays back into their own formats, so both
@@ -8,9 +9,11 @@ predict request: its rows and values per row (checked before any work) and its e
 import math
 from typing import Mapping, Optional, Sequence, Tuple
 
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
+                                     get_model_status_pb2, inference_pb2, input_pb2, model_pb2,
+                                     regression_pb2)
 
-from serving import errors
+from serving import errors, inference
 from serving.models import Arrays, LoadedVersion, ModelManager, VersionChoice
 
 # ModelVersionStatus.State by name; error codes share numbering with tensorflow.error.Code.
@@ -23,6 +26,13 @@ DEFAULT_MAX_REQUEST_ROWS = 1000
 DEFAULT_MAX_VALUES_PER_ROW = 1000
 # As the request limits (16 MiB); 1,000 users' top 100 is about 5.4 MB of JSON.
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 2**20
+
+
+def requested_version(model_spec: model_pb2.ModelSpec) -> VersionChoice:
+  """What a ModelSpec names: a version number, a version label, or neither (the latest)."""
+  if model_spec.WhichOneof('version_choice') == 'version_label':
+    return model_spec.version_label
+  return model_spec.version.value if model_spec.HasField('version') else None
 
 
 class ServingApi:
@@ -113,3 +123,26 @@ class ServingApi:
     spec = model_pb2.ModelSpec(name=loaded.name, signature_name=used_signature)
     spec.version.value = loaded.version
     return spec, outputs
+
+  def _check_examples(self, request_input: input_pb2.Input) -> None:
+    """The row limit, on the examples of a classify, regress or multi-inference request."""
+    kind = request_input.WhichOneof('kind')
+    self.check_rows({'examples': [len(getattr(request_input, kind).examples) if kind else 0]})
+
+  def classify(self, loaded: LoadedVersion, request: classification_pb2.ClassificationRequest
+               ) -> classification_pb2.ClassificationResponse:
+    self._check_examples(request.input)
+    return inference.classify(loaded, request)
+
+  def regress(self, loaded: LoadedVersion, request: regression_pb2.RegressionRequest
+              ) -> regression_pb2.RegressionResponse:
+    self._check_examples(request.input)
+    return inference.regress(loaded, request)
+
+  def multi_inference(self, request: inference_pb2.MultiInferenceRequest
+                      ) -> inference_pb2.MultiInferenceResponse:
+    """Runs on the model and version the first task names (as TF Serving does)."""
+    inference.check_tasks(request.tasks)
+    self._check_examples(request.input)
+    spec = request.tasks[0].model_spec
+    return inference.multi_inference(self.resolve(spec.name, requested_version(spec)), request)

@@ -5,23 +5,26 @@
     python -m serving.client recommend --history 1,50,181 --label canary   (or --version 7)
 
 Both clients answer the same Python values: status and metadata as dicts (TF Serving's JSON),
-predict as {output name: numpy array}. gRPC goes through the tensorflow-serving-api stubs.
+predict as {output name: numpy array}, classify as [[(label, score), ...] per example] and
+regress as [value per example] (examples as dicts of feature values: serving/json_examples.py).
+gRPC goes through the tensorflow-serving-api stubs.
 Every call may name a version: None (the latest), a number, or a label (str, e.g. 'stable');
 the client's own `version` is the default.
 """
 import argparse
 import json
 import sys
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
 import requests
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
+                                     get_model_status_pb2, inference_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
 import tensorflow as tf
 
+from serving.json_examples import examples_input
 from serving.protos_json import metadata_json, proto_json
 from serving.recommendations import (DEFAULT_MODEL_NAME, Answer, Request, make_request,
                                      print_recommendations, top_k_rows)
@@ -29,6 +32,10 @@ from serving.recommendations import (DEFAULT_MODEL_NAME, Answer, Request, make_r
 
 # None: the latest version; an int: that version; a str: the version under that label.
 Version = Union[None, int, str]
+# A tf.Example as a dict of features: {'x': 1.5, 'genres': ['Comedy', 'Drama']}.
+Features = Dict[str, object]
+# Per example, its classes as (label, score), as TF Serving's REST :classify answers them.
+Classifications = List[List[Tuple[str, float]]]
 
 
 class ServingClientError(Exception):
@@ -82,6 +89,25 @@ class RestClient:
     if not isinstance(outputs, dict):  # one output: TF Serving leaves out its name
       outputs = {'output': outputs}
     return {name: np.asarray(value) for name, value in outputs.items()}
+
+  def _examples_call(self, method: str, examples: Sequence[Features],
+                     context: Optional[Features], signature_name: str, version: Version) -> list:
+    body = {'examples': list(examples)}
+    if context is not None:
+      body['context'] = context
+    if signature_name:
+      body['signature_name'] = signature_name
+    return self._answer(self._session.post(f'{self._model_url(version)}:{method}', json=body,
+                                           timeout=self.timeout))['results']
+
+  def classify(self, examples: Sequence[Features], context: Optional[Features] = None,
+               signature_name: str = '', version: Version = None) -> Classifications:
+    return [[(label, score) for label, score in classes] for classes in
+            self._examples_call('classify', examples, context, signature_name, version)]
+
+  def regress(self, examples: Sequence[Features], context: Optional[Features] = None,
+              signature_name: str = '', version: Version = None) -> List[float]:
+    return self._examples_call('regress', examples, context, signature_name, version)
 
   def close(self) -> None:
     self._session.close()
@@ -146,8 +172,48 @@ class GrpcClient:
     response = self.predict_response(self.predict_request(inputs, signature_name, version))
     return {name: tf.make_ndarray(tensor) for name, tensor in response.outputs.items()}
 
+  def _request(self, request_type, signature_name: str, version: Version, examples, context):
+    request = request_type()
+    self._spec(request.model_spec, version, signature_name)
+    request.input.CopyFrom(examples_input(examples, context))
+    return request
+
+  def classify(self, examples: Sequence[Features], context: Optional[Features] = None,
+               signature_name: str = '', version: Version = None) -> Classifications:
+    request = self._request(classification_pb2.ClassificationRequest, signature_name, version,
+                            examples, context)
+    return classifications(self._call(self._predictions.Classify, request).result)
+
+  def regress(self, examples: Sequence[Features], context: Optional[Features] = None,
+              signature_name: str = '', version: Version = None) -> List[float]:
+    request = self._request(regression_pb2.RegressionRequest, signature_name, version,
+                            examples, context)
+    return regressions(self._call(self._predictions.Regress, request).result)
+
+  def multi_inference(self, tasks: Sequence[Tuple[str, str]], examples: Sequence[Features],
+                      context: Optional[Features] = None, version: Version = None) -> list:
+    """tasks: (signature name, 'classify' or 'regress'); one result per task, as classify or
+    regress answers it."""
+    request = inference_pb2.MultiInferenceRequest(input=examples_input(examples, context))
+    for signature_name, method in tasks:
+      task = request.tasks.add(method_name=f'tensorflow/serving/{method}')
+      self._spec(task.model_spec, version, signature_name)
+    response = self._call(self._predictions.MultiInference, request)
+    return [classifications(result.classification_result)
+            if result.WhichOneof('result') == 'classification_result'
+            else regressions(result.regression_result) for result in response.results]
+
   def close(self) -> None:
     self._channel.close()
+
+
+def classifications(result: classification_pb2.ClassificationResult) -> Classifications:
+  return [[(entry.label, entry.score) for entry in classes.classes]
+          for classes in result.classifications]
+
+
+def regressions(result: regression_pb2.RegressionResult) -> List[float]:
+  return [regression.value for regression in result.regressions]
 
 
 def input_names(client, signature_name: str = 'serving_default') -> List[str]:

@@ -1,7 +1,7 @@
 """TF Serving's gRPC services over a ServingApi, on the tensorflow-serving-api package's stubs.
 
-tensorflow.serving.PredictionService: Predict and GetModelMetadata (Classify, Regress and
-MultiInference answer UNIMPLEMENTED: these models have predict signatures only).
+tensorflow.serving.PredictionService: Predict, Classify, Regress, MultiInference (the last
+three over tf.Examples: serving/inference.py) and GetModelMetadata.
 tensorflow.serving.ModelService: GetModelStatus, and HandleReloadConfigRequest (a new
 ModelServerConfig, applied as a re-read models.config is: TF Serving's label rules, nothing
 changed on an error). A ModelSpec may name a version or a version label.
@@ -21,17 +21,10 @@ from tensorflow_serving.apis import (model_management_pb2, model_service_pb2_grp
                                      prediction_service_pb2_grpc)
 
 from serving import config_files, errors, monitoring
-from serving.api import ServingApi
-from serving.models import LabelError, VersionChoice, dtype_name
+from serving.api import ServingApi, requested_version
+from serving.models import LabelError, dtype_name
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 2**20
-
-
-def _version(model_spec) -> VersionChoice:
-  """What a ModelSpec names: a version number, a version label, or neither (the latest)."""
-  if model_spec.WhichOneof('version_choice') == 'version_label':
-    return model_spec.version_label
-  return model_spec.version.value if model_spec.HasField('version') else None
 
 
 def _claimed_shapes(request: predict_pb2.PredictRequest) -> Dict[str, List[int]]:
@@ -71,25 +64,49 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     self.max_message_bytes = max_message_bytes
     self.metrics = metrics or monitoring.Metrics()
 
-  def Predict(self, request, context):  # noqa: N802  (gRPC method names)
-    """Counted in the metrics as TF Serving does: API Predict, entrypoint GRPC."""
+  def _counted(self, api: str, model_name: str, answer, context):
+    """answer(), counted in the metrics as TF Serving counts it (API as the method's name,
+    entrypoint GRPC); a failure becomes the call's status, never a crash."""
     started = time.monotonic()
     try:
-      response = self._predict(request)
-    except Exception as error:  # noqa: BLE001  (every failure becomes a status, never a crash)
+      response = answer()
+    except Exception as error:  # noqa: BLE001
       code = error.code if isinstance(error, errors.ServingError) else grpc.StatusCode.INTERNAL
-      self.metrics.record_request(request.model_spec.name, 'Predict', 'GRPC', code.name,
-                                  time.monotonic() - started)
+      self.metrics.record_request(model_name, api, 'GRPC', code.name, time.monotonic() - started)
       _abort(context, error)
-    self.metrics.record_request(request.model_spec.name, 'Predict', 'GRPC', 'OK',
-                                time.monotonic() - started)
+    self.metrics.record_request(model_name, api, 'GRPC', 'OK', time.monotonic() - started)
+    return response
+
+  def Predict(self, request, context):  # noqa: N802  (gRPC method names)
+    return self._counted('Predict', request.model_spec.name, lambda: self._predict(request),
+                         context)
+
+  def Classify(self, request, context):  # noqa: N802
+    return self._counted('Classify', request.model_spec.name, lambda: self._bounded(
+        self.api.classify(self._resolve(request.model_spec), request)), context)
+
+  def Regress(self, request, context):  # noqa: N802
+    return self._counted('Regress', request.model_spec.name, lambda: self._bounded(
+        self.api.regress(self._resolve(request.model_spec), request)), context)
+
+  def MultiInference(self, request, context):  # noqa: N802
+    name = request.tasks[0].model_spec.name if request.tasks else ''
+    return self._counted('MultiInference', name, lambda: self._bounded(
+        self.api.multi_inference(request)), context)
+
+  def _resolve(self, model_spec):
+    return self.api.resolve(model_spec.name, requested_version(model_spec))
+
+  def _bounded(self, response):
+    """The response, within the api's max_response_bytes."""
+    self.api.check_response_bytes(response.ByteSize(), 0)
     return response
 
   def _predict(self, request) -> predict_pb2.PredictResponse:
     shapes = _claimed_shapes(request)
     self.api.check_rows(shapes)
     _check_elements(shapes, self.max_message_bytes)
-    loaded = self.api.resolve(request.model_spec.name, _version(request.model_spec))
+    loaded = self._resolve(request.model_spec)
     _, signature_def = loaded.signature(request.model_spec.signature_name)
     inputs = {}
     for name, tensor in request.inputs.items():
@@ -116,7 +133,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
       if not request.metadata_field:
         raise errors.invalid_argument('GetModelMetadataRequest must specify at least one '
                                       'metadata_field')
-      return self.api.model_metadata(request.model_spec.name, _version(request.model_spec),
+      spec = request.model_spec
+      return self.api.model_metadata(spec.name, requested_version(spec),
                                      list(request.metadata_field))
     except Exception as error:  # noqa: BLE001
       _abort(context, error)
@@ -129,7 +147,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   def GetModelStatus(self, request, context):  # noqa: N802
     try:
-      return self.api.model_status(request.model_spec.name, _version(request.model_spec))
+      return self.api.model_status(request.model_spec.name, requested_version(request.model_spec))
     except Exception as error:  # noqa: BLE001
       _abort(context, error)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 import scann  # noqa: F401  (registers the ScaNN ops that serving signatures use)
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2
 
 from serving import errors, monitoring, saved_model
 from serving.batching import Batcher
@@ -50,53 +50,59 @@ def dtype_name(dtype_enum: int) -> str:
   return tf.dtypes.as_dtype(dtype_enum).name if dtype_enum else 'invalid'
 
 
-def _shape_text(dims: Sequence[int]) -> str:
-  return '[' + ','.join(str(dim) for dim in dims) + ']'
-
-
-def read_signature_defs(version_dir) -> meta_graph_pb2.MetaGraphDef:
-  """The serving MetaGraphDef (tag 'serve') of a SavedModel, for metadata and input checks."""
-  proto = saved_model_pb2.SavedModel()
-  with tf.io.gfile.GFile(os.path.join(str(version_dir), 'saved_model.pb'), 'rb') as file:
-    proto.ParseFromString(file.read())
-  for meta_graph in proto.meta_graphs:
-    if 'serve' in meta_graph.meta_info_def.tags:
-      return meta_graph
-  raise ValueError(f'{version_dir}: no MetaGraphDef tagged "serve"')
+# Callables kept per loaded version, one per (inputs, outputs) pair requests asked for: every
+# signature with all its outputs, plus the output_filter subsets clients send.
+MAX_CALLABLES = 256
 
 
 class LoadedVersion:
-  """One loaded version: runs its signatures on numpy inputs, checked against the SignatureDef."""
+  """One loaded version: runs its signatures on numpy inputs as TF Serving does.
+
+  TF Serving loads a SavedModel with the C++ loader (tag serve, its init op run) into a
+  Session, and runs a signature with Session::Run on the SignatureDef's tensor names. So does
+  this class, through the TF1 loader and Session::MakeCallable, so that a model behaves here as
+  it will there: inputs are checked for their names and dtypes only, and a shape the
+  SignatureDef does not declare (a [3] tensor for a [-1,1] input) is fed to the graph, which
+  answers or fails as it would in TF Serving. It is also faster than calling the TF2 concrete
+  functions of tf.saved_model.load (docs/benchmarks.md, "Serving").
+  """
 
   def __init__(self, name: str, version: int, path: str,
                batching: Optional[BatchingParameters] = None):
     self.name, self.version, self.path = name, version, path
-    self.meta_graph = read_signature_defs(path)
-    self._saved_model = tf.saved_model.load(path)
-    self._functions = dict(self._saved_model.signatures)
+    graph = tf.Graph()
+    self._session = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():
+      self.meta_graph = tf.compat.v1.saved_model.loader.load(self._session, ['serve'], path)
+    self._callables: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], Callable] = {}
+    self._callables_lock = threading.Lock()
     self._batchers: Dict[str, Batcher] = {}
     if batching:
-      for signature_name in self._functions:
+      for signature_name in self.signature_defs:
         self._batchers[signature_name] = Batcher(
-            lambda inputs, name=signature_name: self._call(name, inputs), batching)
+            lambda inputs, name=signature_name: self.run(name, inputs), batching)
 
   @property
   def signature_defs(self):
     return self.meta_graph.signature_def
 
   def close(self) -> None:
+    """Stops the batch threads. The session is left to the garbage collector: requests that
+    still hold this version (a swap mid-request) finish on it."""
     for batcher in self._batchers.values():
       batcher.close()
 
   def signature(self, signature_name: str):
+    """(name, SignatureDef); FAILED_PRECONDITION for an unknown name, as TF Serving's Predict."""
     name = signature_name or DEFAULT_SIGNATURE
-    if name not in self._functions:
-      raise errors.invalid_argument(
-          f'Serving signature name: "{name}" not found in signature def')
+    if name not in self.signature_defs:
+      raise errors.ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                f'Serving signature key "{name}" not found.')
     return name, self.signature_defs[name]
 
   def check_inputs(self, signature_name: str, inputs: Arrays) -> None:
-    """TF Serving's checks: the signature's input names, dtypes and shapes, nothing else."""
+    """TF Serving's checks: the signature's input names, then each input's dtype (which
+    Session::Run checks); shapes are the graph's business."""
     name, signature_def = self.signature(signature_name)
     expected, sent = set(signature_def.inputs), set(inputs)
     if expected != sent:
@@ -113,39 +119,64 @@ class LoadedVersion:
         raise errors.invalid_argument(
             f'Expects arg[{position}] ({input_name}) to be {want.name} but {got.name} is '
             'provided')
-      shape = tensor_info.tensor_shape
-      if not shape.unknown_rank:
-        dims = [dim.size for dim in shape.dim]
-        if len(dims) != array.ndim or any(want_dim not in (-1, got_dim)
-                                          for want_dim, got_dim in zip(dims, array.shape)):
-          raise errors.invalid_argument(
-              f'input {input_name}: shape {_shape_text(array.shape)} does not match the '
-              f'signature\'s {_shape_text(dims)} (-1: any size)')
 
   def predict(self, signature_name: str, inputs: Arrays,
               output_filter: Sequence[str] = ()) -> Tuple[str, Arrays]:
     """Runs a signature; returns (signature name, outputs as numpy arrays)."""
     name, signature_def = self.signature(signature_name)
     self.check_inputs(name, inputs)
-    unknown = set(output_filter) - set(signature_def.outputs)
-    if unknown:
-      raise errors.invalid_argument(
-          f'output tensor alias not found in signature: {", ".join(sorted(unknown))}')
-    run = self._batchers.get(name) or (lambda batch: self._call(name, batch))
-    outputs = run(inputs)
-    if output_filter:
-      outputs = {alias: outputs[alias] for alias in output_filter}
-    return name, outputs
+    seen = set()
+    for alias in output_filter:
+      if alias not in signature_def.outputs:
+        raise errors.invalid_argument(
+            f'output tensor alias not found in signature: {alias} Outputs expected to be in '
+            f'the set {{{",".join(sorted(signature_def.outputs))}}}.')
+      if alias in seen:
+        raise errors.invalid_argument(f'duplicate output tensor alias: {alias}')
+      seen.add(alias)
+    batcher = self._batchers.get(name)
+    if batcher is None:
+      return name, self.run(name, inputs, output_filter)
+    outputs = batcher(inputs)
+    return name, {alias: outputs[alias] for alias in output_filter} if output_filter else outputs
 
-  def _call(self, signature_name: str, inputs: Arrays) -> Arrays:
+  def run(self, signature_name: str, inputs: Arrays, outputs: Sequence[str] = ()) -> Arrays:
+    """Session::Run of a signature: feeds its input tensors, fetches the named outputs (all of
+    them by default); {alias: array}. Checks nothing itself: see check_inputs."""
+    signature_def = self.signature_defs[signature_name]
+    aliases = tuple(outputs) or tuple(sorted(signature_def.outputs))
+    fetched = self.run_tensors(
+        {signature_def.inputs[alias].name: array for alias, array in inputs.items()},
+        [signature_def.outputs[alias].name for alias in aliases])
+    return dict(zip(aliases, fetched))
+
+  def run_tensors(self, feeds: Dict[str, np.ndarray], fetches: Sequence[str]) -> List[np.ndarray]:
+    """Session::Run by tensor names: feeds {tensor name: array}, fetches [tensor name]."""
+    feed_names = tuple(sorted(feeds))
+    call = self._callable(feed_names, tuple(fetches))
     try:
-      outputs = self._functions[signature_name](
-          **{name: tf.constant(array) for name, array in inputs.items()})
+      return call(*[feeds[name] for name in feed_names])
     except tf.errors.OpError as error:
       raise errors.from_tensorflow(error) from None
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError) as error:  # an array TensorFlow cannot convert
       raise errors.invalid_argument(str(error)) from None
-    return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+  def _callable(self, feeds: Tuple[str, ...], fetches: Tuple[str, ...]) -> Callable:
+    """Session::MakeCallable, kept per (feeds, fetches). Session.make_callable would run each
+    feed through Session.run's Python checks (shapes among them), which TF Serving does not."""
+    key = feeds, fetches
+    with self._callables_lock:
+      call = self._callables.get(key)
+      if call is None:
+        options = config_pb2.CallableOptions(feed=feeds, fetch=fetches)
+        try:
+          call = self._session._make_callable_from_options(options)  # noqa: SLF001
+        except tf.errors.OpError as error:
+          raise errors.from_tensorflow(error) from None
+        if len(self._callables) >= MAX_CALLABLES:
+          self._callables.pop(next(iter(self._callables)))
+        self._callables[key] = call
+      return call
 
 
 def _fingerprint(version_dir: str) -> Tuple:

@@ -4,6 +4,8 @@
     GET  /v1/models/{name}[/versions/{version}]/metadata    signature defs
     POST /v1/models/{name}[/versions/{version}]:predict     row ("instances") or columnar
                                                             ("inputs") request
+    POST /v1/models/{name}[/versions/{version}]:classify    tf.Examples ("examples", "context":
+    POST /v1/models/{name}[/versions/{version}]:regress     serving/json_examples.py)
 (/labels/{label} in place of /versions/{version}: the version models.config labels so.)
 Errors answer `{"error": "..."}` with TF Serving's HTTP status for the error's code.
 
@@ -25,8 +27,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import classification_pb2, model_pb2, regression_pb2
 
-from serving import errors, monitoring
+from serving import errors, json_examples, monitoring
 from serving.api import ServingApi
 from serving.models import Arrays, VersionChoice
 from serving.protos_json import metadata_json, proto_json
@@ -358,17 +361,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     match = _PREDICT.fullmatch(self.path.split('?')[0])
     if not match:
       raise self._malformed()
-    if match[4].lower() != 'predict':
-      raise errors.ServingError(errors.grpc.StatusCode.UNIMPLEMENTED,
-                                f'{match[4]} is not supported: these models answer :predict')
     api: ServingApi = self.server.api
     loaded = api.resolve(match[1], _version(match[2], match[3]))
     request, signature_name = parse_predict_request(body)
+    method = match[4].lower()
+    if method != 'predict':
+      return self._classify_or_regress(method, loaded, request, signature_name)
     _, signature_def = loaded.signature(signature_name)
     layout, inputs = decode_predict_request(request, signature_def)
     _, outputs = api.predict(loaded, signature_name, inputs)
     answer = json.dumps(encode_predict_response(layout, outputs)).encode()
     api.check_response_bytes(len(answer), _rows(inputs))
+    self._send_body(200, answer)
+
+  def _classify_or_regress(self, method: str, loaded, request: dict, signature_name: str
+                           ) -> None:
+    api: ServingApi = self.server.api
+    request_input = json_examples.input_from_json(request)
+    spec = model_pb2.ModelSpec(signature_name=signature_name)
+    if method == 'classify':
+      result = api.classify(loaded, classification_pb2.ClassificationRequest(
+          model_spec=spec, input=request_input)).result
+      answer = json_examples.classification_json(result).encode()
+    else:
+      result = api.regress(loaded, regression_pb2.RegressionRequest(
+          model_spec=spec, input=request_input)).result
+      answer = json_examples.regression_json(result).encode()
+    api.check_response_bytes(len(answer), len(request['examples']))
     self._send_body(200, answer)
 
   def _unsupported(self, body: bytes) -> None:

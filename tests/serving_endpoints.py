@@ -4,7 +4,9 @@ A real TF Serving is tested when TFSERVING_REST_URL (http://host:8501) and
 TFSERVING_GRPC_TARGET (host:8500) are set; TFSERVING_MODEL_NAME names the model (default
 retrieval). Tests that change the model's versions also need TFSERVING_MODEL_BASE_PATH, the
 folder that server watches, writable from here; the monitoring test needs
-TFSERVING_METRICS_PATH, the path its --monitoring_config_file serves Prometheus metrics at.
+TFSERVING_METRICS_PATH, the path its --monitoring_config_file serves Prometheus metrics at; the
+tests of Classify, Regress, MultiInference and TF Serving's input rules need
+TFSERVING_TOY_MODEL_NAME, a model that server serves from `python -m tests.toy_models DIR`.
 Stock TF Serving has no ScaNN ops: give it a
 model pushed with `--index brute-force`, or use the TF Serving + ScaNN image (serving/docker/).
 """
@@ -45,6 +47,15 @@ def real_tf_serving() -> Optional[Endpoints]:
                    os.environ.get('TFSERVING_MODEL_NAME', 'retrieval'),
                    pathlib.Path(base_path) if base_path else None,
                    os.environ.get('TFSERVING_METRICS_PATH'))
+
+
+def real_tf_serving_toy_model() -> Optional[Endpoints]:
+  """The real TF Serving's half-plus-two model (tests/toy_models.py), if it serves one."""
+  real = real_tf_serving()
+  if real is None or not os.environ.get('TFSERVING_TOY_MODEL_NAME'):
+    return None
+  return dataclasses.replace(real, model=os.environ['TFSERVING_TOY_MODEL_NAME'],
+                             base_path=None)
 
 
 def free_port() -> int:

@@ -488,7 +488,8 @@ def test_every_signature_runs_as_tf_serving_runs_it_in_a_tf1_session(run, reques
   """TF Serving loads a SavedModel with the C++ loader (tag serve, the init op run) and runs
   signatures by their SignatureDef tensor names with Session::Run. The same through the TF1
   loader and tf.compat.v1.Session (the ScaNN ops registered by importing scann, as a TF
-  Serving build links them) answers what our server answers (the TF2 loader)."""
+  Serving build links them) answers what our server answers (Session::MakeCallable) and what
+  the TF2 loader's concrete functions answer (serving.saved_model.load, the benchmarks)."""
   from serving.models import LoadedVersion
   _, workdir, results = request.getfixturevalue(run)
   (name,) = [path.name for path in (pathlib.Path(workdir) / 'serving_models').iterdir()
@@ -506,15 +507,19 @@ def test_every_signature_runs_as_tf_serving_runs_it_in_a_tf1_session(run, reques
       in_session[signature_name] = inputs, session.run(
           {alias: info.name for alias, info in signature_def.outputs.items()},
           {signature_def.inputs[alias].name: value for alias, value in inputs.items()})
+  tf2_signatures = tf.saved_model.load(str(version)).signatures
   for signature_name, (inputs, fetched) in in_session.items():
     _, answered = ours.predict(signature_name, inputs)
-    assert set(fetched) == set(answered), signature_name
-    for alias, value in fetched.items():
-      if value.dtype.kind in 'fc':
-        np.testing.assert_allclose(value, answered[alias], rtol=1e-5, atol=1e-5,
-                                   err_msg=f'{signature_name}/{alias}')
-      else:
-        np.testing.assert_array_equal(value, answered[alias], err_msg=f'{signature_name}/{alias}')
+    tf2_answered = {alias: tensor.numpy() for alias, tensor in tf2_signatures[signature_name](
+        **{alias: tf.constant(value) for alias, value in inputs.items()}).items()}
+    for other in (answered, tf2_answered):
+      assert set(fetched) == set(other), signature_name
+      for alias, value in fetched.items():
+        if value.dtype.kind in 'fc':
+          np.testing.assert_allclose(value, other[alias], rtol=1e-5, atol=1e-5,
+                                     err_msg=f'{signature_name}/{alias}')
+        else:
+          np.testing.assert_array_equal(value, other[alias], err_msg=f'{signature_name}/{alias}')
   ours.close()
   compared = set(in_session)
   assert {'serving_default', 'serving_exclude', 'eval_examples', 'transform_features'} <= set(

@@ -2,7 +2,8 @@
 when TFSERVING_REST_URL / TFSERVING_GRPC_TARGET are set: see tests/serving_endpoints.py).
 
 REST goes through an HTTP client, gRPC through the tensorflow-serving-api stubs. The served
-model is the one the pipeline test run pushed.
+model is the one the pipeline test run pushed, and for Classify, Regress, MultiInference and TF
+Serving's input rules a half-plus-two model with every method kind (tests/toy_models.py).
 """
 import base64
 import json
@@ -16,13 +17,17 @@ import numpy as np
 import pytest
 import requests
 
-from serving import saved_model
-from serving import monitoring
+from tensorflow_serving.apis import classification_pb2, inference_pb2, model_pb2
+
+from serving import monitoring, saved_model
 from serving.client import ServingClientError
+from serving.json_examples import examples_input
 from serving.config_files import BatchingParameters, ModelSource
 from serving.server import ModelServer, ServerOptions
 from tests.conftest import TOP_K
-from tests.serving_endpoints import Endpoints, free_port, push_version, real_tf_serving
+from tests import toy_models
+from tests.serving_endpoints import (Endpoints, free_port, push_version, real_tf_serving,
+                                     real_tf_serving_toy_model)
 
 MAX_BODY_BYTES = 2**20
 
@@ -216,7 +221,8 @@ def test_bad_grpc_requests_get_tf_serving_codes(endpoints):
   assert _grpc_code(lambda: unknown_model.status()) == 'NOT_FOUND'
   assert _grpc_code(lambda: stub.predict({'user_id': ['1']}, version=123)) == 'NOT_FOUND'
   assert _grpc_code(lambda: stub.predict({'user_id': ['1']},
-                                         signature_name='no_such_signature')) == 'INVALID_ARGUMENT'
+                                         signature_name='no_such_signature')) == \
+      'FAILED_PRECONDITION'  # TF Serving 2.16's RunPredict: 'Serving signature key ... not found.'
   assert _grpc_code(lambda: stub.predict({'user_id': [1, 2]})) == 'INVALID_ARGUMENT'
   assert _grpc_code(lambda: stub.predict({'user_id': [['1']]})) == 'INVALID_ARGUMENT'
   assert _grpc_code(lambda: stub.predict({'movie_id': ['1']})) == 'INVALID_ARGUMENT'
@@ -417,3 +423,142 @@ def test_prometheus_metrics_count_requests_and_latencies_as_tf_serving_names_the
            if name == ':tensorflow:cc:saved_model:load_attempt_count'
            and ('status', 'success') in labels]
   assert loads and min(loads) >= 1
+
+
+# --- TF Serving's half-plus-two (tests/toy_models.py): its input rules, Classify, Regress and
+# --- MultiInference ------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module', params=['local', 'tfserving'])
+def toy(request, tmp_path_factory):
+  """Endpoints whose model is the half-plus-two of tests/toy_models.py."""
+  if request.param == 'tfserving':
+    real = real_tf_serving_toy_model()
+    if real is None:
+      pytest.skip('no real TF Serving serving tests/toy_models.py: set TFSERVING_REST_URL, '
+                  'TFSERVING_GRPC_TARGET and TFSERVING_TOY_MODEL_NAME')
+    yield real
+    return
+  base_path = tmp_path_factory.mktemp('toy') / toy_models.MODEL_NAME
+  toy_models.write_half_plus_two(base_path)
+  options = ServerOptions(host='127.0.0.1', port=free_port(), rest_api_port=free_port(),
+                          file_system_poll_wait_seconds=0.2)
+  server = ModelServer([ModelSource(toy_models.MODEL_NAME, str(base_path))], options,
+                       BatchingParameters(), log=lambda message: None,
+                       metrics_path=monitoring.DEFAULT_PATH).start()
+  yield Endpoints('local', f'http://127.0.0.1:{server.rest_port}', f'127.0.0.1:{server.grpc_port}',
+                  toy_models.MODEL_NAME, None, server.metrics_path)
+  server.stop()
+
+
+def _toy_post(toy, method: str, body) -> requests.Response:
+  return requests.post(f'{toy.rest_url}/v1/models/{toy.model}:{method}', json=body, timeout=30)
+
+
+def test_predict_feeds_a_shape_the_signature_does_not_declare_as_tf_serving_does(toy):
+  """TF Serving checks input names and dtypes, and leaves shapes to the graph: a [3] tensor for
+  the input declared [-1, 1] is fed and answered, in both REST formats and over gRPC."""
+  x = [1.0, 2.0, 5.0]
+  expected = [toy_models.half_plus_two(value) for value in x]
+  assert _toy_post(toy, 'predict', {'instances': x}).json() == {'predictions': expected}
+  assert _toy_post(toy, 'predict', {'inputs': x}).json() == {'outputs': expected}
+  assert _toy_post(toy, 'predict', {'inputs': {'x': [[1.0], [2.0]]}}).json() == {
+      'outputs': [[2.5], [3.0]]}
+  over_grpc = toy.grpc().predict({'x': np.array(x, np.float32)})['y']
+  assert over_grpc.shape == (3,) and over_grpc.tolist() == expected
+  # Names and dtypes are still checked, before the graph runs.
+  assert _toy_post(toy, 'predict', {'inputs': ['a', 'b']}).status_code == 400
+  assert _grpc_code(lambda: toy.grpc().predict({'x': np.array([1.0])})) == 'INVALID_ARGUMENT'
+  assert _grpc_code(lambda: toy.grpc().predict({'z': np.array([1.0], np.float32)})) == \
+      'INVALID_ARGUMENT'
+
+
+def test_classify_answers_labels_and_scores_over_rest_and_grpc(toy):
+  examples = [{'x': 1.0}, {'x': [3.0]}]
+  expected = [[('y', 2.5), ('y+1', 3.5)], [('y', 3.5), ('y+1', 4.5)]]
+  for client in (toy.rest(), toy.grpc()):
+    assert client.classify(examples, signature_name='classify_x_to_class') == expected
+    # Scores only: the labels are empty.
+    assert client.classify(examples, signature_name='classify_x_to_y') == [[('', 2.5)],
+                                                                          [('', 3.5)]]
+  response = toy.grpc()._predictions.Classify(classification_pb2.ClassificationRequest(
+      model_spec=model_pb2.ModelSpec(name=toy.model, signature_name='classify_x_to_y'),
+      input=examples_input(examples)))
+  assert response.model_spec.signature_name == 'classify_x_to_y'
+  assert response.model_spec.version.value == 1
+
+
+def test_regress_merges_the_context_into_every_example_over_rest_and_grpc(toy):
+  """With a context, each example is the context's features and its own, its own winning."""
+  for client in (toy.rest(), toy.grpc()):
+    assert client.regress([{'x': 2.0}, {'x': -4.0}], signature_name='regress_x_to_y') == \
+        [3.0, 0.0]
+    assert client.regress([{}, {'x': 2.0}], context={'x': 4.0},
+                          signature_name='regress_x_to_y2') == [5.0, 4.0]
+
+
+def test_multi_inference_runs_every_task_on_the_same_examples(toy):
+  results = toy.grpc().multi_inference(
+      [('classify_x_to_class', 'classify'), ('regress_x_to_y', 'regress'),
+       ('regress_x_to_y2', 'regress')], [{'x': 0.0}, {'x': 2.0}])
+  assert results == [[[('y', 2.0), ('y+1', 3.0)], [('y', 3.0), ('y+1', 4.0)]],
+                     [2.0, 3.0], [3.0, 4.0]]
+
+
+@pytest.mark.parametrize('method,body', [
+    ('regress', {'signature_name': 'classify_x_to_y', 'examples': [{'x': 1.0}]}),
+    ('classify', {'signature_name': 'regress_x_to_y', 'examples': [{'x': 1.0}]}),
+    ('classify', {'examples': [{'x': 1.0}]}),  # serving_default is a predict signature
+    ('regress', {'signature_name': 'no_such_signature', 'examples': [{'x': 1.0}]}),
+    ('regress', {'signature_name': 'regress_x_to_y', 'examples': [{'y': 1.0}]}),
+    ('regress', {'signature_name': 'regress_x_to_y', 'examples': []}),
+    ('regress', {'signature_name': 'regress_x_to_y', 'instances': [{'x': 1.0}]}),
+    ('regress', {'signature_name': 'regress_x_to_y', 'examples': [{'x': [1.0, 'a']}]}),
+    ('regress', {'signature_name': 'regress_x_to_y', 'examples': [{'x': [[1.0]]}]}),
+], ids=['classify signature', 'regress signature', 'predict signature', 'unknown signature',
+        'feature missing', 'no examples', 'instances', 'mixed kinds', 'nested list'])
+def test_bad_classify_and_regress_requests_are_400s(toy, method, body):
+  response = _toy_post(toy, method, body)
+  assert response.status_code == 400 and response.json()['error'], response.text
+  assert toy.rest().regress([{'x': 2.0}], signature_name='regress_x_to_y') == [3.0]
+
+
+def test_bad_classify_regress_and_multi_inference_calls_get_tf_serving_codes(toy):
+  stub = toy.grpc()
+  assert _grpc_code(lambda: stub.regress([{'x': 1.0}], signature_name='classify_x_to_y')) == \
+      'INVALID_ARGUMENT'
+  assert _grpc_code(lambda: stub.classify([], signature_name='classify_x_to_y')) == \
+      'INVALID_ARGUMENT'  # Input is empty.
+  assert _grpc_code(lambda: stub.multi_inference(
+      [('regress_x_to_y', 'regress'), ('regress_x_to_y', 'regress')], [{'x': 1.0}])) == \
+      'INVALID_ARGUMENT'  # the same signature twice
+  assert _grpc_code(lambda: stub.multi_inference([('serving_default', 'predict')],
+                                                 [{'x': 1.0}])) == 'UNIMPLEMENTED'
+  other_model = inference_pb2.MultiInferenceRequest(input=examples_input([{'x': 1.0}]))
+  for name, signature in ((toy.model, 'regress_x_to_y'), ('other', 'regress_x_to_y2')):
+    other_model.tasks.add(model_spec=model_pb2.ModelSpec(name=name, signature_name=signature),
+                          method_name='tensorflow/serving/regress')
+  with pytest.raises(grpc.RpcError) as raised:
+    stub._predictions.MultiInference(other_model, timeout=30)
+  assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  unknown = toy.grpc()
+  unknown.model = 'no_such_model'
+  assert _grpc_code(lambda: unknown.classify([{'x': 1.0}])) == 'NOT_FOUND'
+
+
+def test_classify_and_regress_keep_the_row_limit_and_are_counted_in_the_metrics(toy):
+  if toy.name != 'local':
+    pytest.skip("the row limit is our server's setting")
+  too_many = [{'x': 1.0}] * 1001  # over --max_request_rows (1000)
+  response = _toy_post(toy, 'regress', {'signature_name': 'regress_x_to_y',
+                                        'examples': too_many})
+  assert response.status_code == 400 and '--max_request_rows' in response.json()['error']
+  assert _grpc_code(lambda: toy.grpc().regress(too_many, signature_name='regress_x_to_y')) == \
+      'INVALID_ARGUMENT'
+  before, _ = _metric_samples(toy)
+  toy.grpc().classify([{'x': 1.0}], signature_name='classify_x_to_y')
+  toy.rest().regress([{'x': 1.0}], signature_name='regress_x_to_y')
+  after, _ = _metric_samples(toy)
+  for api, entrypoint in (('Classify', 'GRPC'), ('regress', 'REST')):
+    key = (':tensorflow:serving:request_latency_count',
+           frozenset(dict(model_name=toy.model, API=api, entrypoint=entrypoint).items()))
+    assert after[key] - before.get(key, 0) == 1
