@@ -34,13 +34,15 @@ from serving.demo import start_server, stop_server
 # --- the model and the server ---------------------------------------------------------------
 
 def train_model(data_dir: Optional[str], scratch: str) -> str:
-  """Runs the pipeline (top-10 export, 3 epochs: latency does not depend on quality)."""
+  """Runs the pipeline for a retrieval model (requests are user ids; top-10 export, 3 epochs:
+  latency does not depend on quality)."""
   if not data_dir:
     print('DATA_DIR not given: training on synthetic data of ml-100k\'s shape')
     data_dir = str(synthetic.generate(f'{scratch}/data', **ML100K_SHAPE))
   workdir = f'{scratch}/workdir'
   command = [sys.executable, '-m', 'pipeline', 'run', '--data-dir', data_dir, '--workdir',
-             workdir, '--epochs', '3', '--top-k', '10', '--min-accuracy', '0']
+             workdir, '--model', 'retrieval', '--epochs', '3', '--top-k', '10',
+             '--min-accuracy', '0']
   print('training:', ' '.join(command), flush=True)
   subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
   return f'{workdir}/serving_models/retrieval'

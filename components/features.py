@@ -58,8 +58,11 @@ STRATEGY_USER = 'user'  # retrieval, multitask: the user's embedding
 STRATEGY_HISTORY = 'history'  # sequential: the history's embedding
 STRATEGY_POPULAR = 'popular'  # the fallback: the training data's recently most rated movies
 
-# multitask: predict_rating(user_id, movie_id) -> rating, clipped to the rating scale.
+# multitask: predict_rating(user_id, movie_id) -> rating, clipped to the rating scale; and
+# regress_rating, the same in the shape of TF Serving's Regress API (serialized tf.Examples
+# with user_id and movie_id in, `inputs`; ratings out, `outputs`).
 RATING_SIGNATURE = 'predict_rating'
+REGRESS_RATING_SIGNATURE = 'regress_rating'
 OUTPUT_RATING = 'rating'
 MIN_RATING, MAX_RATING = 1.0, 5.0
 

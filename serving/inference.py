@@ -8,13 +8,14 @@ winning) and fed to the signature's `inputs` tensor; the graph parses them. The 
 rules and the results' checks follow classifier.cc, regressor.cc and multi_inference.cc at
 TF Serving 2.16.1, with their messages:
 
-- classify: method_name tensorflow/serving/classify, one input `inputs`, one or two outputs
-  among `classes` (string [batch, num_classes]) and `scores` (float [batch, num_classes]);
-  the result is, per example, a list of (label, score) classes.
-- regress: method_name tensorflow/serving/regress, one input `inputs`, one output `outputs`
-  (float [batch] or [batch, 1]); the result is one value per example.
+- classify: a signature with one input `inputs` and one or two outputs among `classes`
+  (string [batch, num_classes]) and `scores` (float [batch, num_classes]); the result is, per
+  example, a list of (label, score) classes.
+- regress: one input `inputs`, one output `outputs` (float [batch] or [batch, 1]); the result
+  is one value per example.
 - MultiInference: several classify/regress tasks on one model, one signature each, run on the
   same examples in one Session::Run.
+Method names (tensorflow/serving/classify, ...) are not checked, as in TF Serving by default.
 """
 from typing import Dict, List, Sequence, Tuple
 
@@ -27,7 +28,7 @@ from serving.models import DEFAULT_SIGNATURE, LoadedVersion
 
 CLASSIFY_METHOD = 'tensorflow/serving/classify'
 REGRESS_METHOD = 'tensorflow/serving/regress'
-_NAMES = {CLASSIFY_METHOD: 'classification', REGRESS_METHOD: 'regression'}
+_METHODS = (CLASSIFY_METHOD, REGRESS_METHOD)
 
 
 def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
@@ -48,17 +49,15 @@ def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
   return array
 
 
-def signature_for(loaded: LoadedVersion, signature_name: str, method: str,
+def signature_for(loaded: LoadedVersion, signature_name: str,
                   missing: str = 'No signature was found with the name: '):
-  """(name, SignatureDef) of a classify or regress signature; INVALID_ARGUMENT otherwise."""
+  """(name, SignatureDef); INVALID_ARGUMENT for a name the model does not have. The method
+  name is not checked, as TF Serving does not by default (--enable_signature_method_name_check
+  is off): a signature of any method serves Classify or Regress if it has their shape."""
   name = signature_name or DEFAULT_SIGNATURE
   if name not in loaded.signature_defs:
     raise errors.invalid_argument(missing + name)
-  signature_def = loaded.signature_defs[name]
-  if signature_def.method_name != method:
-    raise errors.invalid_argument(f'Expected {_NAMES[method]} signature method_name to be '
-                                  f'{method}. Was: {signature_def.method_name}')
-  return name, signature_def
+  return name, loaded.signature_defs[name]
 
 
 def output_aliases(signature_def, method: str) -> List[str]:
@@ -145,7 +144,7 @@ def _spec(loaded: LoadedVersion, signature_name: str) -> model_pb2.ModelSpec:
 
 def _infer(loaded: LoadedVersion, signature_name: str, method: str,
            request_input: input_pb2.Input) -> Tuple[str, Dict[str, np.ndarray], int]:
-  name, signature_def = signature_for(loaded, signature_name, method)
+  name, signature_def = signature_for(loaded, signature_name)
   aliases = output_aliases(signature_def, method)
   examples = serialized_examples(request_input)
   outputs = loaded.predict(name, {'inputs': examples})[1]
@@ -190,10 +189,10 @@ def multi_inference(loaded: LoadedVersion, request: inference_pb2.MultiInference
     if name in seen:
       raise errors.invalid_argument(f'Duplicate evaluation of signature: {name}')
     seen.add(name)
-    if task.method_name not in _NAMES:
+    if task.method_name not in _METHODS:
       raise errors.ServingError(errors.grpc.StatusCode.UNIMPLEMENTED,
                                 f'Unsupported signature method_name: {task.method_name}')
-    _, signature_def = signature_for(loaded, name, task.method_name,
+    _, signature_def = signature_for(loaded, name,
                                      'Requested signature not found in model graph: ')
     aliases = output_aliases(signature_def, task.method_name)
     plans.append((task, name, {alias: signature_def.outputs[alias].name for alias in aliases},

@@ -106,6 +106,39 @@ def test_multitask_recommends_the_popular_to_an_unknown_user_but_will_not_rate_f
                                        movie_id=tf.constant(['1']))
 
 
+def test_multitask_rates_through_tf_serving_regress_api_over_rest_and_grpc(multitask_run):
+  """regress_rating takes tf.Examples (user_id, movie_id), as TF Serving's Regress and
+  MultiInference send them, and answers what predict_rating answers."""
+  from serving.config_files import ModelSource
+  from serving.server import ModelServer, ServerOptions
+  from tests.serving_endpoints import free_port
+  _, workdir, _ = multitask_run
+  base_path = workdir / 'serving_models' / 'multitask'
+  expected = _pushed_model(workdir, 'multitask').signatures['predict_rating'](
+      user_id=tf.constant(['1', '2']), movie_id=tf.constant(['50', '1']))['rating'].numpy()
+  server = ModelServer([ModelSource('multitask', str(base_path))],
+                       ServerOptions(host='127.0.0.1', port=free_port(),
+                                     rest_api_port=free_port()),
+                       log=lambda message: None).start()
+  try:
+    from serving.client import GrpcClient, RestClient, ServingClientError
+    rest = RestClient(f'http://127.0.0.1:{server.rest_port}', 'multitask')
+    grpc_client = GrpcClient(f'127.0.0.1:{server.grpc_port}', 'multitask')
+    examples = [{'user_id': '1', 'movie_id': '50'}, {'user_id': '2', 'movie_id': '1'}]
+    for client in (rest, grpc_client):
+      ratings = client.regress(examples, signature_name='regress_rating')
+      np.testing.assert_allclose(ratings, expected, rtol=1e-5)
+    # One user's ratings of several movies: the user as the examples' shared context.
+    ratings = rest.regress([{'movie_id': '50'}], context={'user_id': '1'},
+                           signature_name='regress_rating')
+    np.testing.assert_allclose(ratings, expected[:1], rtol=1e-5)
+    with pytest.raises(ServingClientError, match='unknown user_id'):
+      grpc_client.regress([{'user_id': 'no-such-user', 'movie_id': '1'}],
+                          signature_name='regress_rating')
+  finally:
+    server.stop()
+
+
 def test_multitask_rmse_bound_blocks_the_push(multitask_run, small_dataset):
   _, workdir, _ = multitask_run
   before = saved_model.version_dirs(workdir / 'serving_models' / 'multitask')
@@ -477,7 +510,11 @@ def _signature_inputs(signature_def, examples) -> dict:
             'context_movie_ids': np.array([[b'1', b'2', b'3'], [b'4', b'', b''],
                                            [b'no-such-movie', b'', b'']], dtype=object),
             'exclude_movie_ids': np.array([[b'1', b'5'], [b'', b''], [b'2', b'']], dtype=object),
-            'examples': examples}
+            'examples': examples,
+            'inputs': np.array([tf.train.Example(features=tf.train.Features(feature={
+                name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+                for name, value in (('user_id', user), ('movie_id', b'1'))}))
+                .SerializeToString() for user in (b'1', b'2', b'3')], dtype=object)}
   if 'movie_id' in signature_def.inputs:  # predict_rating refuses an unknown user, by design
     values['user_id'] = np.array([b'1', b'2', b'3'], dtype=object)
   return {name: values[name] for name in signature_def.inputs}
@@ -524,4 +561,5 @@ def test_every_signature_runs_as_tf_serving_runs_it_in_a_tf1_session(run, reques
   compared = set(in_session)
   assert {'serving_default', 'serving_exclude', 'eval_examples', 'transform_features'} <= set(
       compared)
-  assert ('predict_rating' in compared) == (run == 'multitask_run')
+  assert ('predict_rating' in compared) == ('regress_rating' in compared) == (
+      run == 'multitask_run')

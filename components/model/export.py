@@ -344,8 +344,10 @@ class UserRecommender(RecommenderModule):
 class RatingRecommender(UserRecommender):
   """The multitask model: a UserRecommender that also predicts ratings.
 
-  Adds predict_rating(user_id, movie_id) -> rating, and the predicted rating of each eval
-  example's movie for the Evaluator's RMSE. Ratings are clipped to the rating scale.
+  Adds predict_rating(user_id, movie_id) -> rating, regress_rating (the same for TF Serving's
+  Regress API: serialized tf.Examples of user_id and movie_id -> outputs), and the predicted
+  rating of each eval example's movie for the Evaluator's RMSE. Ratings are clipped to the
+  rating scale.
   """
 
   def __init__(self, *args, rating_head: tf.keras.Model, **kwargs):
@@ -387,7 +389,16 @@ class RatingRecommender(UserRecommender):
              tf.TensorSpec([None], tf.string, name=f.MOVIE_ID)]
     rate = tf.function(lambda user_id, movie_id: self.predict_rating(
         {f.USER_ID: user_id, f.MOVIE_ID: movie_id}), input_signature=specs)
-    return {**super().signatures(), f.RATING_SIGNATURE: rate.get_concrete_function()}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='inputs')])
+    def regress(inputs):
+      """TF Serving's Regress (and MultiInference) call this: tf.Examples in, a rating each."""
+      ids = tf.io.parse_example(inputs, {name: tf.io.FixedLenFeature([], tf.string)
+                                         for name in (f.USER_ID, f.MOVIE_ID)})
+      return {'outputs': self.predict_rating(ids)[f.OUTPUT_RATING]}
+
+    return {**super().signatures(), f.RATING_SIGNATURE: rate.get_concrete_function(),
+            f.REGRESS_RATING_SIGNATURE: regress.get_concrete_function()}
 
 
 class ContextRecommender(RecommenderModule):
