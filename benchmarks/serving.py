@@ -55,7 +55,7 @@ def percentiles(latencies: Sequence[float]) -> Dict[str, float]:
 
 def grpc_load(target: str, user_ids: List[str], concurrency: int, seconds: float) -> Dict:
   """Closed loop: `concurrency` threads, each sending the next request when one returns."""
-  clients = [GrpcClient(target) for _ in range(concurrency)]
+  clients = [GrpcClient(target, 'retrieval') for _ in range(concurrency)]
   requests = [clients[0].predict_request({'user_id': [user]}) for user in user_ids]
   for client in clients:  # warm-up: connections, first calls
     for request in requests[:20]:
