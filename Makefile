@@ -69,7 +69,9 @@ serving-config: $(STAMP)
 	$(PY) -m serving.config_files --model-name $(MODEL_NAME) --model-base-path $(MODEL_BASE_PATH) \
 	  --models-config $(WORKDIR)/models.config --batching-config $(WORKDIR)/batching_parameters.txt $(ARGS)
 
+# The model card's test renders it in a real browser: Chromium, Debian's package.
 test: $(STAMP)
+	@scripts/install_chromium.sh
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench-quality: $(STAMP)

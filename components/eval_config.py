@@ -8,7 +8,7 @@ one model, but crashes when a baseline model is evaluated beside it, which the
 no-regression gate needs.)
 """
 import os
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import tensorflow_model_analysis as tfma
 from tfx.dsl.io import fileio
@@ -89,3 +89,28 @@ def custom_eval_shared_model(eval_saved_model_path: str, model_name: str,
   return tfma.default_eval_shared_model(
       eval_saved_model_path=plain_tf_model_path(eval_saved_model_path), model_name=model_name,
       eval_config=eval_config, **kwargs)
+
+
+# --- reading the Evaluator's output ---------------------------------------------------------
+
+def evaluation_metrics(evaluation_uri: str, model: str) -> Dict[str, float]:
+  """Overall metrics of one model of the evaluation: 'candidate' (or '' when it was
+  evaluated alone) or 'baseline'; the candidate-minus-baseline diffs are left out."""
+  values = {}
+  for slice_metrics in tfma.load_metrics(evaluation_uri):
+    for key_and_value in slice_metrics.metric_keys_and_values:
+      key = key_and_value.key
+      if key.is_diff or key.model_name not in ({model, ''} if model == 'candidate' else {model}):
+        continue
+      if key_and_value.value.HasField('double_value'):
+        values[key.name] = key_and_value.value.double_value.value
+  return values
+
+
+def failed_thresholds(evaluation_uri: str) -> List[str]:
+  """'metric: why' for each threshold the evaluated model failed."""
+  failures = []
+  for slice_result in tfma.load_validation_result(evaluation_uri).metric_validations_per_slice:
+    for metric in slice_result.failures:
+      failures.append(f'{metric.metric_key.name}: {metric.message}')
+  return failures

@@ -257,6 +257,8 @@ def print_results(config: PipelineConfig) -> int:
     print(f'Already serving this model: {results.pushed_path} (no new version)')
   elif results.pushed:
     print(f'Pushed to: {results.pushed_path}')
+  if results.model_card:
+    print(f'Model card: {results.model_card} (and model_card.md beside it)')
   print(f'Serving model base path: {config.serving_model_dir}')
   if results.rollout:
     print(f'Rollout:    {results.rollout} ({results.models_config}; `python -m serving.rollout '

@@ -9,6 +9,7 @@ from components.eval_config import make_eval_config
 from components import features as f
 from components.ingest import example_gen, spans
 from components.ingest.span_window import SpanWindow
+from components.model_card import ModelCard
 from components.refit_blessing import RefitBlessing
 from components.validation import AnomaliesGate, DistributionValidator, DriftGate, drift_config
 from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, SPAN_WINDOW_RESOLVER, PipelineConfig
@@ -171,13 +172,23 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     refit_blessing = RefitBlessing(
         model=refit.outputs['model'], blessing=evaluator.outputs['blessing'],
         pushed_model=pusher.outputs['pushed_model']) if refit and config.spans else None
+    # What was pushed, how good it is and how to call it, beside the pushed version
+    # (components/model_card/).
+    model_card = ModelCard(
+        model=(refit or trainer).outputs['model'],
+        model_run=(refit or trainer).outputs['model_run'],
+        evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
+        pushed_model=pusher.outputs['pushed_model'],
+        transform_graph=transform.outputs['transform_graph'], examples=model_data.examples,
+        model_name=config.serving_model_name, model_config=config.model.to_dict(),
+        refit=bool(refit))
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
                   anomalies_gate, *drift_check, *span_window, *model_data.components, trainer,
-                  model_resolver, evaluator, *([refit] if refit else []), pusher,
+                  model_resolver, evaluator, *([refit] if refit else []), pusher, model_card,
                   *([refit_blessing] if refit_blessing else [])],
       enable_cache=config.enable_cache,
       metadata_connection_config=(

@@ -4,10 +4,13 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Tuple
 
-import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
+
+from components.eval_config import evaluation_metrics, failed_thresholds
+from components.model_card import HTML_FILE as MODEL_CARD_FILE, card_folder
+from components.model_card.component import ModelCardArtifact
 
 
 @dataclasses.dataclass
@@ -42,6 +45,13 @@ class RunResults:
   def evaluation_uri(self) -> Optional[str]:
     return self.outputs.get(('Evaluator', 'ModelEvaluation'))
 
+  @property
+  def model_card(self) -> Optional[str]:
+    """The pushed model's card (HTML), beside its version; None when nothing was pushed."""
+    if not self.pushed_path or ('ModelCard', ModelCardArtifact.TYPE_NAME) not in self.outputs:
+      return None
+    return os.path.join(card_folder(self.pushed_path), MODEL_CARD_FILE)
+
 
 def _int_property(artifact, name: str) -> Optional[int]:
   if name in artifact.custom_properties:
@@ -53,28 +63,6 @@ def _string_property(artifact, name: str) -> Optional[str]:
   if name in artifact.custom_properties:
     return artifact.custom_properties[name].string_value
   return None
-
-
-def _metric_values(evaluation_uri: str, model: str) -> Dict[str, float]:
-  """Overall metrics of one model of the evaluation: 'candidate' (or '' when it was
-  evaluated alone) or 'baseline'; the candidate-minus-baseline diffs are left out."""
-  values = {}
-  for slice_metrics in tfma.load_metrics(evaluation_uri):
-    for key_and_value in slice_metrics.metric_keys_and_values:
-      key = key_and_value.key
-      if key.is_diff or key.model_name not in ({model, ''} if model == 'candidate' else {model}):
-        continue
-      if key_and_value.value.HasField('double_value'):
-        values[key.name] = key_and_value.value.double_value.value
-  return values
-
-
-def _failed_thresholds(evaluation_uri: str) -> List[str]:
-  failures = []
-  for slice_result in tfma.load_validation_result(evaluation_uri).metric_validations_per_slice:
-    for metric in slice_result.failures:
-      failures.append(f'{metric.metric_key.name}: {metric.message}')
-  return failures
 
 
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -147,10 +135,10 @@ def latest_run_results(metadata_path: str) -> RunResults:
   pushed_model = artifacts_by_output.get(('Pusher', 'PushedModel'))
   pushed = bool(pushed_model and _int_property(pushed_model, 'pushed'))
   return RunResults(
-      metrics=_metric_values(evaluation.uri, 'candidate') if evaluation else {},
-      baseline_metrics=_metric_values(evaluation.uri, 'baseline') if evaluation else {},
+      metrics=evaluation_metrics(evaluation.uri, 'candidate') if evaluation else {},
+      baseline_metrics=evaluation_metrics(evaluation.uri, 'baseline') if evaluation else {},
       blessed=None if blessing is None else bool(_int_property(blessing, 'blessed')),
-      failed_thresholds=_failed_thresholds(evaluation.uri) if evaluation else [],
+      failed_thresholds=failed_thresholds(evaluation.uri) if evaluation else [],
       pushed=pushed,
       pushed_path=(pushed_model.custom_properties['pushed_destination'].string_value
                    if pushed else None),

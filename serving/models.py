@@ -25,6 +25,7 @@ import numpy as np
 import scann  # noqa: F401  (registers the ScaNN ops that serving signatures use)
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
+from tensorflow.python.util import deprecation
 
 from serving import errors, monitoring, saved_model
 from serving.batching import Batcher
@@ -72,7 +73,9 @@ class LoadedVersion:
     self.name, self.version, self.path = name, version, path
     graph = tf.Graph()
     self._session = tf.compat.v1.Session(graph=graph)
-    with graph.as_default():
+    # The TF1 loader warns that it is deprecated in favour of tf.saved_model.load, which runs
+    # signatures differently from TF Serving (the class docstring): the warning is not for us.
+    with graph.as_default(), deprecation.silence():
       self.meta_graph = tf.compat.v1.saved_model.loader.load(self._session, ['serve'], path)
     self._callables: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], Callable] = {}
     self._callables_lock = threading.Lock()

@@ -57,6 +57,9 @@ def test_the_pusher_runs_only_on_a_blessing_and_the_refit_always(spec):
   assert "metadata['blessed'] == 1.0" in condition and 'blessing' in condition
   for name in ('Trainer', 'Refit'):
     assert not tasks[name].trigger_policy.condition, name
+  # The model card: under the same condition, after the push, of the pushed (refit) model.
+  assert "metadata['blessed'] == 1.0" in tasks['ModelCard'].trigger_policy.condition
+  assert {'Pusher', 'Refit', 'Evaluator', 'Transform'} <= set(tasks['ModelCard'].dependent_tasks)
 
 
 def test_every_step_runs_the_pipeline_image_with_beam_args(spec):

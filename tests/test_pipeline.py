@@ -67,6 +67,93 @@ def test_the_trainer_writes_each_epochs_losses_and_top_k_accuracy_for_tensorboar
   assert top_100[-1] == pytest.approx(results.metrics['top_100_accuracy'], abs=0.1)
 
 
+def _rendered_card(card_dir: pathlib.Path, scratch: pathlib.Path):
+  """The card's page as Chromium rendered it, parsed: (metric -> shown value, id -> element
+  text, img id -> (rendered width, src), signature names, lineage rows' cells)."""
+  import html.parser
+  from tests import browser
+
+  class Page(html.parser.HTMLParser):
+    def __init__(self):
+      super().__init__()
+      self.metrics, self.texts, self.images, self.signatures, self.lineage = {}, {}, {}, [], []
+      self._open, self._metric, self._cell, self._in_lineage, self._row = None, None, '', False, []
+
+    def handle_starttag(self, tag, attrs):
+      attrs = dict(attrs)
+      if tag == 'img':
+        self.images[attrs.get('id')] = (int(attrs.get('data-rendered-width', -1)), attrs['src'])
+      if tag == 'tr' and 'data-metric' in attrs:
+        self._metric = attrs['data-metric']
+      if tag == 'td' and 'value' in (attrs.get('class') or '').split() and self._metric:
+        self._open = ('metric', self._metric)
+      elif attrs.get('id') or 'data-signature' in attrs:
+        self._open = ('id', attrs.get('id') or 'signature:' + attrs['data-signature'])
+      if tag == 'table' and attrs.get('id') == 'lineage':
+        self._in_lineage = True
+      if tag == 'td' and self._in_lineage:
+        self._cell = ''
+      self._tag = tag
+
+    def handle_data(self, data):
+      if self._open:
+        kind, key = self._open
+        (self.metrics if kind == 'metric' else self.texts)[key] = data.strip()
+        if key.startswith('signature:'):
+          self.signatures.append(data.strip())
+        self._open = None
+      if self._in_lineage:
+        self._cell += data
+
+    def handle_endtag(self, tag):
+      if tag == 'td' and self._in_lineage:
+        self._row.append(self._cell.strip())
+      if tag == 'tr' and self._in_lineage and self._row:
+        self.lineage.append(self._row)
+        self._row = []
+      if tag == 'table':
+        self._in_lineage = False
+
+  page = Page()
+  page.feed(browser.rendered_dom(card_dir / 'model_card.html', scratch))
+  return page
+
+
+def test_every_push_writes_a_model_card_whose_page_shows_the_runs_figures(first_run, tmp_path):
+  """Beside the pushed version, HTML and Markdown: rendered in a real browser (Chromium), the
+  page shows this run's Evaluator metrics, version, gate, plots and lineage."""
+  from tests import browser
+  _, workdir, results = first_run
+  version = pathlib.Path(results.pushed_path).name
+  card_dir = workdir / 'serving_models' / 'retrieval' / 'model_cards' / version
+  assert results.model_card == str(card_dir / 'model_card.html')  # the path the CLI prints
+  assert pathlib.Path(results.outputs[('ModelCard', 'movielens.ModelCard')]).is_dir()
+  page = _rendered_card(card_dir, tmp_path)
+  shown = {name: float(value) for name, value in page.metrics.items()}
+  expected = {name: value for name, value in results.metrics.items()
+              if name.startswith('top_')}
+  assert set(expected) <= set(shown)
+  for name, value in expected.items():
+    assert shown[name] == pytest.approx(value, abs=5e-5), name  # shown with 4 decimals
+  assert page.texts['version'] == version
+  assert page.texts['kind'] == 'retrieval' and page.texts['gate'] == 'passed'
+  assert page.texts['execution-id'].isdigit()
+  for image in ('top-k-plot', 'training-plot'):  # decoded by the browser, not broken
+    width, _ = page.images[image]
+    assert width > 200, image
+  assert {'serving_default', 'serving_exclude'} <= set(page.signatures)
+  uris = {row[-1] for row in page.lineage}
+  assert results.model_uri in uris and results.evaluation_uri in uris
+  markdown = (card_dir / 'model_card.md').read_text()
+  assert f'| top_10_accuracy | {results.metrics["top_10_accuracy"]:.4f} |' in markdown
+  assert (card_dir / 'top_k_accuracy.png').stat().st_size > 1000
+  assert browser.screenshot(card_dir / 'model_card.html', tmp_path / 'card.png').stat().st_size \
+      > 20_000  # a page was drawn, not a blank one
+  # TF Serving and our server take only numbered folders as versions: model_cards/ is not one.
+  assert 'model_cards' not in {path.name for path in
+                                saved_model.version_dirs(workdir / 'serving_models' / 'retrieval')}
+
+
 def test_evaluator_reports_top_k_accuracy_above_chance_and_popularity(first_run):
   _, _, results = first_run
   accuracy = [results.metrics[f'top_{k}_accuracy'] for k in (10, 50, 100)]
