@@ -23,14 +23,16 @@ def top_k_metric_name(k: int) -> str:
 RMSE_METRIC = 'rating_rmse'
 
 
-def _gate(direction, bound: dict, max_change: float) -> tfma.MetricThreshold:
-  """A value bound, and at most max_change worse than the latest blessed model."""
+def _gate(direction, bound: dict, max_change: float) -> List[tfma.PerSliceMetricThreshold]:
+  """A value bound, and at most max_change worse than the latest blessed model, on the whole
+  eval split only (a MetricConfig's plain threshold would hold every user segment to it)."""
   worse = -max_change - 1e-10 if direction == tfma.MetricDirection.HIGHER_IS_BETTER else (
       max_change + 1e-10)
-  return tfma.MetricThreshold(
-      value_threshold=tfma.GenericValueThreshold(**bound),
-      change_threshold=tfma.GenericChangeThreshold(direction=direction,
-                                                   absolute={'value': worse}))
+  return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=(
+      tfma.MetricThreshold(
+          value_threshold=tfma.GenericValueThreshold(**bound),
+          change_threshold=tfma.GenericChangeThreshold(direction=direction,
+                                                       absolute={'value': worse}))))]
 
 
 def make_eval_config(top_ks: Sequence[int], gate_k: int, min_accuracy: float,
@@ -46,11 +48,12 @@ def make_eval_config(top_ks: Sequence[int], gate_k: int, min_accuracy: float,
     raise ValueError(f'the gated k ({gate_k}) must be one of the reported ks {list(top_ks)}')
   gate = _gate(tfma.MetricDirection.HIGHER_IS_BETTER,
                {'lower_bound': {'value': min_accuracy}}, max_regression)
-  metrics = [
+  # The examples per slice (the model card's user segments show how many each holds).
+  metrics = [tfma.MetricConfig(class_name='ExampleCount')] + [
       tfma.MetricConfig(
           class_name='SparseTopKCategoricalAccuracy',
           config=f'"name": "{top_k_metric_name(k)}", "k": {k}',
-          threshold=gate if k == gate_k else None)
+          per_slice_thresholds=gate if k == gate_k else None)
       for k in sorted(top_ks)
   ]
   if max_rmse is None:
@@ -64,11 +67,13 @@ def make_eval_config(top_ks: Sequence[int], gate_k: int, min_accuracy: float,
         label_keys={f.EVAL_SCORES: f.MOVIE_ID_INDEX, f.OUTPUT_RATING: f.USER_RATING})
     rmse = tfma.MetricConfig(
         class_name='RootMeanSquaredError', config=f'"name": "{RMSE_METRIC}"',
-        threshold=_gate(tfma.MetricDirection.LOWER_IS_BETTER,
-                        {'upper_bound': {'value': max_rmse}}, max_regression))
+        per_slice_thresholds=_gate(tfma.MetricDirection.LOWER_IS_BETTER,
+                                   {'upper_bound': {'value': max_rmse}}, max_regression))
     metrics_specs = [tfma.MetricsSpec(metrics=metrics, output_names=[f.EVAL_SCORES]),
                      tfma.MetricsSpec(metrics=[rmse], output_names=[f.OUTPUT_RATING])]
-  return tfma.EvalConfig(model_specs=[model_spec], slicing_specs=[tfma.SlicingSpec()],
+  # The whole split, and each user segment (transform_features' user_segment).
+  slices = [tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[f.USER_SEGMENT])]
+  return tfma.EvalConfig(model_specs=[model_spec], slicing_specs=slices,
                          metrics_specs=metrics_specs)
 
 
@@ -96,15 +101,25 @@ def custom_eval_shared_model(eval_saved_model_path: str, model_name: str,
 def evaluation_metrics(evaluation_uri: str, model: str) -> Dict[str, float]:
   """Overall metrics of one model of the evaluation: 'candidate' (or '' when it was
   evaluated alone) or 'baseline'; the candidate-minus-baseline diffs are left out."""
-  values = {}
+  return metrics_by_slice(evaluation_uri, model).get('', {})
+
+
+def metrics_by_slice(evaluation_uri: str, model: str) -> Dict[str, Dict[str, float]]:
+  """{slice: {metric: value}} of one model ('candidate' or 'baseline'); slice '' is the
+  whole eval split, the others the user segments ('known user', 'history 1-4', ...)."""
+  by_slice: Dict[str, Dict[str, float]] = {}
   for slice_metrics in tfma.load_metrics(evaluation_uri):
+    keys = slice_metrics.slice_key.single_slice_keys
+    name = ', '.join(key.bytes_value.decode() if key.HasField('bytes_value')
+                     else str(getattr(key, key.WhichOneof('kind'))) for key in keys)
+    values = by_slice.setdefault(name, {})
     for key_and_value in slice_metrics.metric_keys_and_values:
       key = key_and_value.key
       if key.is_diff or key.model_name not in ({model, ''} if model == 'candidate' else {model}):
         continue
       if key_and_value.value.HasField('double_value'):
         values[key.name] = key_and_value.value.double_value.value
-  return values
+  return by_slice
 
 
 def failed_thresholds(evaluation_uri: str) -> List[str]:

@@ -70,5 +70,9 @@ MIN_RATING, MAX_RATING = 1.0, 5.0
 # `scores`; multitask adds `rating`, the predicted rating of the rated movie);
 # transform_features gives the labels: movie_id_index (and user_rating for multitask).
 EVAL_SIGNATURE = 'eval_examples'
+# transform_features also gives each example's user segment, which the Evaluator slices its
+# metrics by (the model card's per-segment table): retrieval and multitask, whether the user
+# was in the training data; sequential, how many movies of the history the model knows.
+USER_SEGMENT = 'user_segment'
 EVAL_SCORES = 'scores'
 TRANSFORM_SIGNATURE = 'transform_features'

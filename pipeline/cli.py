@@ -237,8 +237,13 @@ def print_results(config: PipelineConfig) -> int:
   baseline = results.baseline_metrics
   print(f'  {"metric":<22} {"this model":>10}' + (f' {"blessed baseline":>17}' if baseline else ''))
   for name, value in sorted(results.metrics.items()):
+    if name == 'example_count':
+      continue
     baseline_value = f' {baseline[name]:>17.4f}' if name in baseline else ''
     print(f'  {name:<22} {value:>10.4f}{baseline_value}')
+  if 'example_count' in results.metrics:
+    print(f'  ({int(results.metrics["example_count"]):,} eval examples; per user segment: '
+          'the model card)')
   print(f'Model:      {results.model_uri}')
   model_run = results.outputs.get(('Trainer', 'ModelRun'))
   if model_run:

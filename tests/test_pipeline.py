@@ -1,6 +1,7 @@
 """The whole pipeline through LocalDagRunner on small synthetic data, via the CLI."""
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -138,7 +139,13 @@ def test_every_push_writes_a_model_card_whose_page_shows_the_runs_figures(first_
   assert page.texts['version'] == version
   assert page.texts['kind'] == 'retrieval' and page.texts['gate'] == 'passed'
   assert page.texts['execution-id'].isdigit()
-  for image in ('top-k-plot', 'training-plot'):  # decoded by the browser, not broken
+  # The Evaluator's user segments (random split: every eval user is known), all counted.
+  dom = browser.rendered_dom(card_dir / 'model_card.html', tmp_path)
+  segments = dict(re.findall(r'<tr data-segment="([^"]+)"><td>[^<]*</td><td class="number">'
+                             r'(\d+)</td>', dom))
+  assert 'known user' in segments and set(segments) <= {'known user', 'new user'}
+  assert sum(map(int, segments.values())) == results.metrics['example_count']
+  for image in ('top-k-plot', 'segments-plot', 'training-plot'):  # decoded, not broken
     width, _ = page.images[image]
     assert width > 200, image
   assert {'serving_default', 'serving_exclude'} <= set(page.signatures)

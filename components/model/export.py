@@ -266,8 +266,14 @@ class RecommenderModule(tf.Module):
     return {f.EVAL_SCORES: scores + self.missing_movie_penalty}
 
   def eval_labels(self, transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """The evaluation label: the movie vocabulary index of each example."""
-    return {f.MOVIE_ID_INDEX: transformed[f.MOVIE_ID_INDEX]}
+    """The evaluation label, the movie vocabulary index of each example, and the example's
+    user segment (the Evaluator's slices)."""
+    return {f.MOVIE_ID_INDEX: transformed[f.MOVIE_ID_INDEX],
+            f.USER_SEGMENT: self.segments(transformed)}
+
+  def segments(self, transformed: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """[batch] strings: each eval example's user segment (features.USER_SEGMENT)."""
+    raise NotImplementedError
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     """serving_default(query); serving_exclude(query, exclude_movie_ids); eval_examples and
@@ -330,6 +336,10 @@ class UserRecommender(RecommenderModule):
     transformed = self.tft_layer(inputs)
     known = transformed[f.USER_ID_INDEX] < self.num_known_users
     return self.query_tower(transformed), known, transformed
+
+  def segments(self, transformed):
+    known = transformed[f.USER_ID_INDEX] < self.num_known_users
+    return tf.where(known, tf.constant('known user'), tf.constant('new user'))
 
   def queries(self, inputs):
     queries, known, transformed = self._user_queries(inputs)
@@ -420,6 +430,16 @@ class ContextRecommender(RecommenderModule):
     if self.config.use_user_id:
       specs.append(tf.TensorSpec([None], tf.string, name=f.USER_ID))
     return specs
+
+  # Upper ends of the history-length segments (known movies in the history), and their names.
+  SEGMENT_BOUNDS = (0, 4, 19)
+  SEGMENT_NAMES = ('history 0', 'history 1-4', 'history 5-19', 'history 20+')
+
+  def segments(self, transformed):
+    context = tf.RaggedTensor.from_sparse(transformed[f.CONTEXT_MOVIE_ID_INDICES])
+    known = tf.reduce_sum(tf.cast(context < self.num_known_movies, tf.int32), axis=1)
+    bucket = tf.searchsorted(tf.constant(self.SEGMENT_BOUNDS, tf.int32), known, side='left')
+    return tf.gather(tf.constant(self.SEGMENT_NAMES), bucket)
 
   def queries(self, inputs):
     ids = inputs[f.CONTEXT_MOVIE_IDS]

@@ -105,7 +105,7 @@ def gather(inputs: Dict[str, types.Artifact], exec_properties: Dict[str, Any],
       training_data=examples.uri + (f' (span {span})' if span else ''),
       blessed=inputs['blessing'].get_int_custom_property('blessed') == 1,
       failed_thresholds=failed_thresholds(evaluation_uri),
-      metrics=metrics, top_k=top_k,
+      metrics=metrics, top_k=top_k, segments=card_facts.segments(evaluation_uri),
       training_curve=card_facts.training_curve(inputs['model_run'].uri),
       signatures=card_facts.signatures(os.path.join(inputs['model'].uri, 'Format-Serving')),
       lineage=_lineage(inputs), execution_id=execution_id, pipeline_run_id=pipeline_run_id)

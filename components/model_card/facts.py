@@ -17,7 +17,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_model_analysis.writers import eval_config_writer
 
 from components import features as f
-from components.eval_config import evaluation_metrics, failed_thresholds
+from components.eval_config import evaluation_metrics, metrics_by_slice
 
 # What each model kind answers (components/model/kinds.py), for the card's first line.
 KIND_SUMMARIES = {
@@ -38,6 +38,14 @@ class Metric:
   value: float
   baseline: Optional[float]  # the latest blessed model's, when it was evaluated beside
   gate: str  # the threshold in words ('' when not gated)
+
+
+@dataclasses.dataclass
+class Segment:
+  """One user segment's share of the eval split and its top-k accuracy by k."""
+  name: str
+  examples: int
+  top_k: Dict[int, float]
 
 
 @dataclasses.dataclass
@@ -79,6 +87,7 @@ class CardFacts:
   failed_thresholds: List[str]
   metrics: List[Metric]
   top_k: List[Tuple[int, float, Optional[float]]]  # (k, accuracy, baseline's accuracy)
+  segments: List[Segment]
   training_curve: Dict[str, Dict[str, List[float]]]
   signatures: List[Signature]
   lineage: List[Artifact]
@@ -112,8 +121,10 @@ def gates(evaluation_uri: str) -> Dict[str, str]:
   for spec in eval_config.metrics_specs:
     for metric in spec.metrics:
       name = re.search(r'"name": "([^"]+)"', metric.config)  # our configs name each metric
-      if name and metric.HasField('threshold'):
-        found[name[1]] = _bound_text(metric.threshold)
+      thresholds = [metric.threshold] if metric.HasField('threshold') else []
+      thresholds += [per_slice.threshold for per_slice in metric.per_slice_thresholds]
+      if name and thresholds:
+        found[name[1]] = '; '.join(_bound_text(threshold) for threshold in thresholds)
   return found
 
 
@@ -130,6 +141,22 @@ def metrics(evaluation_uri: str) -> Tuple[List[Metric], List[Tuple[int, float, O
       name for name in shown if not re.fullmatch(r'top_(\d+)_accuracy', name))
   return [Metric(name, shown[name], baseline.get(name), gated.get(name, '')) for name in order
           ], top_k
+
+
+def segments(evaluation_uri: str) -> List[Segment]:
+  """The candidate's top-k accuracy per user segment (the Evaluator's slices), in order."""
+  found = []
+  by_slice = metrics_by_slice(evaluation_uri, 'candidate')
+  # 'history 5-19' after 'history 1-4': by the first number in the name, then by name.
+  for name in sorted(by_slice, key=lambda text: (int((re.findall(r'\d+', text) or [0])[0]),
+                                                 text)):
+    values = by_slice[name]
+    if not name:  # the whole split
+      continue
+    top_k = dict(sorted((int(match[1]), value) for metric, value in values.items()
+                        if (match := re.fullmatch(r'top_(\d+)_accuracy', metric))))
+    found.append(Segment(name, int(values.get('example_count', 0)), top_k))
+  return found
 
 
 def _scalars(folder: str) -> Dict[str, List[float]]:

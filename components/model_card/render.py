@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 from components.model_card.facts import CardFacts, Signature  # noqa: E402
 
 HTML_FILE, MARKDOWN_FILE = 'model_card.html', 'model_card.md'
-TOP_K_PLOT, TRAINING_PLOT = 'top_k_accuracy.png', 'training_curve.png'
+TOP_K_PLOT, SEGMENTS_PLOT, TRAINING_PLOT = ('top_k_accuracy.png', 'segments.png',
+                                           'training_curve.png')
 
 # Example values per input name, for the example requests (REST, TF Serving's row format).
 _EXAMPLE_VALUES = {'user_id': '42', 'movie_id': '50', 'context_movie_ids': ['1', '50', '181'],
@@ -69,6 +70,26 @@ def top_k_plot(facts: CardFacts) -> bytes:
   return _png(figure)
 
 
+def segments_plot(facts: CardFacts) -> bytes:
+  """Top-k accuracy per user segment, a bar per k."""
+  figure, axes = plt.subplots(figsize=(5.5, 3.2))
+  ks = sorted({k for segment in facts.segments for k in segment.top_k})
+  width = 0.8 / max(len(ks), 1)
+  for offset, k in enumerate(ks):
+    axes.bar([position + offset * width for position in range(len(facts.segments))],
+             [segment.top_k.get(k, 0.0) for segment in facts.segments], width,
+             label=f'top-{k}')
+  axes.set_xticks([position + width * (len(ks) - 1) / 2
+                   for position in range(len(facts.segments))],
+                  [f'{segment.name}\n({segment.examples:,})' for segment in facts.segments],
+                  fontsize=8)
+  axes.set_ylabel('top-k accuracy')
+  axes.set_ylim(0, 1)
+  axes.grid(axis='y', alpha=0.3)
+  axes.legend(fontsize=8)
+  return _png(figure)
+
+
 def training_plot(facts: CardFacts) -> bytes:
   """Per epoch: the training and eval losses (left) and the eval split's top-k accuracy
   (right), a line per ensemble member, a colour per curve."""
@@ -108,6 +129,7 @@ def write(facts: CardFacts, folder: str) -> Dict[str, str]:
   """Writes the card (HTML, Markdown and the Markdown's plots) into folder; name -> path."""
   import tensorflow as tf  # gfile: the folder may be gs:// or s3://
   plots = {TOP_K_PLOT: top_k_plot(facts) if facts.top_k else b'',
+           SEGMENTS_PLOT: segments_plot(facts) if facts.segments else b'',
            TRAINING_PLOT: training_plot(facts) if facts.training_curve else b''}
   context = dict(facts=facts, rows=metric_rows(facts), examples={signature.name: example_request(facts.model_name,
                                                                          signature)
