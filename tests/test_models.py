@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 
 from pipeline.baselines import ratings_of_split
 from pipeline.results import latest_run_results
@@ -223,6 +224,27 @@ def test_sequential_trains_on_timelines_learns_and_is_pushed(sequential_run):
   # Chance is k / movies. (Popularity is as strong as the model on this tiny synthetic set,
   # whose timelines carry little order; docs/benchmarks.md compares them on MovieLens.)
   assert accuracy[0] > 2 * 10 / SMALL['num_movies']
+
+
+def test_the_evaluator_reports_each_user_segment_and_gates_on_the_whole_split(sequential_run):
+  """Sequential segments: how many of the history's movies the model knows. Each eval example
+  falls in one; the gate's threshold is on the whole split only."""
+  from components.eval_config import metrics_by_slice
+  _, _, results = sequential_run
+  by_slice = metrics_by_slice(results.evaluation_uri, 'candidate')
+  segments = {name: values for name, values in by_slice.items() if name}
+  assert set(segments) <= {'history 0', 'history 1-4', 'history 5-19', 'history 20+'}
+  assert len(segments) >= 2  # timelines of several lengths
+  assert sum(values['example_count'] for values in segments.values()) == \
+      by_slice['']['example_count'] == results.metrics['example_count']
+  from tensorflow_model_analysis.writers import eval_config_writer
+  eval_config = eval_config_writer.load_eval_run(results.evaluation_uri)[0]
+  gated = [metric for spec in eval_config.metrics_specs for metric in spec.metrics
+           if metric.per_slice_thresholds or metric.HasField('threshold')]
+  assert gated and all(
+      not metric.HasField('threshold') and all(
+          list(threshold.slicing_specs) == [tfma.SlicingSpec()]
+          for threshold in metric.per_slice_thresholds) for metric in gated)
 
 
 def _timestamps(examples_uri, split):
