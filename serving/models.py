@@ -79,6 +79,16 @@ class LoadedVersion:
       self.meta_graph = tf.compat.v1.saved_model.loader.load(self._session, ['serve'], path)
     self._callables: Dict[Tuple[Tuple[str, ...], Tuple[str, ...]], Callable] = {}
     self._callables_lock = threading.Lock()
+    for name, signature_def in self.signature_defs.items():
+      if not name.startswith('__'):  # (__saved_model_init_op: run by the loader)
+        # Made now, so the first request does not pay for it (an output_filter's later). One
+        # that cannot be made fails its requests, not the version's load, as in TF Serving.
+        try:
+          self._callable(tuple(sorted(info.name for info in signature_def.inputs.values())),
+                         tuple(signature_def.outputs[alias].name
+                               for alias in sorted(signature_def.outputs)))
+        except errors.ServingError:
+          pass
     self._batchers: Dict[str, Batcher] = {}
     if batching:
       for signature_name in self.signature_defs:
