@@ -4,7 +4,8 @@
    of ml-100k's shape; or --model-base-path to reuse a pushed one) exported with top-10, served
    by `python -m serving` with batching off and on. Single-user top-10 requests at concurrency
    1 and 16: gRPC through the tensorflow-serving-api stubs (one client thread per concurrent
-   request), REST through wrk (Debian package `wrk`). Prints p50/p99 latency and requests/s,
+   request) and through h2load (`gRPC-C`: a C HTTP/2 client sending one user's framed
+   PredictRequest, Debian package `nghttp2-client`), REST through wrk (Debian package `wrk`). Prints p50/p99 latency and requests/s,
    and at concurrency 1 the server's overhead: its p50 over the in-process call's p50.
    In process first, the same model's signature called two ways: the TF2 concrete function of
    tf.saved_model.load, and the session callable (Session::MakeCallable) the server runs.
@@ -102,6 +103,39 @@ end
 """
 
 
+def h2load_grpc_load(target: str, user_id: str, concurrency: int, seconds: float,
+                     scratch: str) -> Optional[Dict]:
+  """gRPC Predict load from h2load (nghttp2's C HTTP/2 load generator, Debian package
+  `nghttp2-client`): the framed PredictRequest of one user, sent `concurrency` at a time for
+  about `seconds`; latency percentiles from its per-request log. None without h2load."""
+  h2load = shutil.which('h2load')
+  if not h2load:
+    return None
+  client = GrpcClient(target, 'retrieval')
+  body = client.predict_request({'user_id': [user_id]})
+  client.predict_response(body)  # answered (h2load sees the HTTP status, not gRPC's)
+  client.close()
+  payload = body.SerializeToString()
+  data = os.path.join(scratch, 'predict.grpc')
+  with open(data, 'wb') as file:  # gRPC framing: not compressed, length, message
+    file.write(b'\x00' + len(payload).to_bytes(4, 'big') + payload)
+  log = os.path.join(scratch, f'h2load-{concurrency}.tsv')
+  url = f'http://{target}/tensorflow.serving.PredictionService/Predict'
+  common = ['-c', str(concurrency), '-m', '1', '-d', data, '-H', 'content-type: application/grpc',
+            '-H', 'te: trailers']
+  subprocess.run([h2load, '-n', '200', *common, url], check=True, capture_output=True)  # warm-up
+  started = time.perf_counter()
+  output = subprocess.run([h2load, '-D', f'{seconds:.0f}', f'--log-file={log}', *common, url],
+                          check=True, capture_output=True, text=True).stdout
+  elapsed = time.perf_counter() - started
+  with open(log) as file:
+    rows = [line.split('\t') for line in file if line.strip()]
+  ok = [int(row[2]) / 1e6 for row in rows if row[1] == '200']
+  failed = next((int(token) for line in output.splitlines() if line.startswith('requests:')
+                 for token, word in zip(line.split(), line.split()[1:]) if word == 'failed,'), 0)
+  return dict(percentiles(ok), rps=len(ok) / min(elapsed, seconds), errors=failed)
+
+
 def _wrk_ms(text: str) -> float:
   for unit, scale in (('us', 1e-3), ('ms', 1.0), ('s', 1000.0)):
     if text.endswith(unit):
@@ -191,12 +225,15 @@ def bench_server(model_base_path: str, user_ids: List[str], seconds: float, scra
     try:
       for concurrency in (1, 16):
         rows = [('gRPC', grpc_load('127.0.0.1:18500', user_ids, concurrency, seconds)),
+                ('gRPC-C', h2load_grpc_load('127.0.0.1:18500', user_ids[0], concurrency,
+                                            seconds, scratch)),
                 ('REST', rest_load('http://127.0.0.1:18501/v1/models/retrieval:predict',
                                    user_ids, concurrency, seconds, scratch))]
         for api, figures in rows:
           if figures is None:
+            tool = 'h2load (Debian: nghttp2-client)' if api == 'gRPC-C' else 'wrk (Debian: wrk)'
             print(f'{"on" if batching else "off":<10}{api:<6}{concurrency:>12}   '
-                  'skipped: wrk not found (Debian: apt-get install wrk)')
+                  f'skipped: {tool} not found')
             continue
           overhead = (f'{figures["p50_ms"] / floor_p50_ms:>9.1f}x'
                       if floor_p50_ms and concurrency == 1 else '')
