@@ -71,7 +71,7 @@ serving-config: $(STAMP)
 
 # The model card's test renders it in a real browser: Chromium, Debian's package.
 test: $(STAMP)
-	@scripts/install_chromium.sh
+	@scripts/install_tools.sh chromium:chromium
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench-quality: $(STAMP)
@@ -93,8 +93,10 @@ kubeflow-image:
 bench-pipeline: $(STAMP)
 	$(PY) -m benchmarks.pipeline $(DATA_DIR_ARG) $(ARGS)
 
-# REST load comes from wrk (Debian: apt-get install wrk); without it the script says so.
+# REST load comes from wrk, gRPC load from the Python stubs and h2load (Debian packages, installed
+# here when apt-get can; without them the script says so and measures what it can).
 bench-serving: $(STAMP)
+	@scripts/install_tools.sh wrk:wrk h2load:nghttp2-client || echo "(measuring without them)"
 	$(PY) -m benchmarks.serving $(DATA_DIR_ARG) $(ARGS)
 
 lock: $(STAMP)

@@ -1,5 +1,5 @@
 """A real headless browser for the tests of pages: Chromium, Debian's package (`make test`
-installs it: scripts/install_chromium.sh)."""
+installs it: scripts/install_tools.sh)."""
 import pathlib
 import shutil
 import subprocess
@@ -15,7 +15,7 @@ def chromium() -> str:
     path = shutil.which(name)
     if path:
       return path
-  raise RuntimeError('no Chromium: `make test` installs it (scripts/install_chromium.sh; on '
+  raise RuntimeError('no Chromium: `make test` installs it (scripts/install_tools.sh; on '
                      'Debian: apt-get install chromium)')
 
 
