@@ -17,7 +17,7 @@ TF Serving 2.16.1, with their messages:
   same examples in one Session::Run.
 Method names (tensorflow/serving/classify, ...) are not checked, as in TF Serving by default.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import numpy as np
 from tensorflow_serving.apis import (classification_pb2, inference_pb2, input_pb2, model_pb2,
@@ -28,7 +28,6 @@ from serving.models import DEFAULT_SIGNATURE, LoadedVersion
 
 CLASSIFY_METHOD = 'tensorflow/serving/classify'
 REGRESS_METHOD = 'tensorflow/serving/regress'
-_METHODS = (CLASSIFY_METHOD, REGRESS_METHOD)
 
 
 def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
@@ -142,29 +141,35 @@ def _spec(loaded: LoadedVersion, signature_name: str) -> model_pb2.ModelSpec:
   return spec
 
 
-def _infer(loaded: LoadedVersion, signature_name: str, method: str,
-           request_input: input_pb2.Input) -> Tuple[str, Dict[str, np.ndarray], int]:
-  name, signature_def = signature_for(loaded, signature_name)
+# Per method: the response type, its result's field in a MultiInference result, and the
+# function that makes the result from the signature's outputs.
+_ANSWERS = {
+    CLASSIFY_METHOD: (classification_pb2.ClassificationResponse, 'classification_result',
+                      classification_result),
+    REGRESS_METHOD: (regression_pb2.RegressionResponse, 'regression_result',
+                     regression_result),
+}
+
+
+def _answer(loaded: LoadedVersion, request, method: str):
+  """A ClassificationRequest's or RegressionRequest's response."""
+  name, signature_def = signature_for(loaded, request.model_spec.signature_name)
   aliases = output_aliases(signature_def, method)
-  examples = serialized_examples(request_input)
+  examples = serialized_examples(request.input)
   outputs = loaded.predict(name, {'inputs': examples})[1]
-  return name, {alias: outputs[alias] for alias in aliases}, len(examples)
+  response_type, _, make_result = _ANSWERS[method]
+  return response_type(model_spec=_spec(loaded, name), result=make_result(
+      {alias: outputs[alias] for alias in aliases}, len(examples)))
 
 
 def classify(loaded: LoadedVersion, request: classification_pb2.ClassificationRequest
              ) -> classification_pb2.ClassificationResponse:
-  name, outputs, count = _infer(loaded, request.model_spec.signature_name, CLASSIFY_METHOD,
-                                request.input)
-  return classification_pb2.ClassificationResponse(
-      model_spec=_spec(loaded, name), result=classification_result(outputs, count))
+  return _answer(loaded, request, CLASSIFY_METHOD)
 
 
 def regress(loaded: LoadedVersion, request: regression_pb2.RegressionRequest
             ) -> regression_pb2.RegressionResponse:
-  name, outputs, count = _infer(loaded, request.model_spec.signature_name, REGRESS_METHOD,
-                                request.input)
-  return regression_pb2.RegressionResponse(
-      model_spec=_spec(loaded, name), result=regression_result(outputs, count))
+  return _answer(loaded, request, REGRESS_METHOD)
 
 
 def check_tasks(tasks: Sequence[inference_pb2.InferenceTask]) -> None:
@@ -189,7 +194,7 @@ def multi_inference(loaded: LoadedVersion, request: inference_pb2.MultiInference
     if name in seen:
       raise errors.invalid_argument(f'Duplicate evaluation of signature: {name}')
     seen.add(name)
-    if task.method_name not in _METHODS:
+    if task.method_name not in _ANSWERS:
       raise errors.ServingError(errors.grpc.StatusCode.UNIMPLEMENTED,
                                 f'Unsupported signature method_name: {task.method_name}')
     _, signature_def = signature_for(loaded, name,
@@ -204,9 +209,7 @@ def multi_inference(loaded: LoadedVersion, request: inference_pb2.MultiInference
   response = inference_pb2.MultiInferenceResponse()
   for task, name, outputs, _ in plans:
     values = {alias: fetched[tensor] for alias, tensor in outputs.items()}
+    _, field, make_result = _ANSWERS[task.method_name]
     result = response.results.add(model_spec=_spec(loaded, name))
-    if task.method_name == CLASSIFY_METHOD:
-      result.classification_result.CopyFrom(classification_result(values, len(examples)))
-    else:
-      result.regression_result.CopyFrom(regression_result(values, len(examples)))
+    getattr(result, field).CopyFrom(make_result(values, len(examples)))
   return response
