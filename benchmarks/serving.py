@@ -5,8 +5,9 @@
    by `python -m serving` with batching off and on. Single-user top-10 requests at concurrency
    1 and 16: gRPC through the tensorflow-serving-api stubs (one client thread per concurrent
    request) and through h2load (`gRPC-C`: a C HTTP/2 client sending one user's framed
-   PredictRequest, Debian package `nghttp2-client`), REST through wrk (Debian package `wrk`). Prints p50/p99 latency and requests/s,
-   and at concurrency 1 the server's overhead: its p50 over the in-process call's p50.
+   PredictRequest, Debian package `nghttp2-client`), REST through wrk (Debian package `wrk`).
+   Prints p50/p99 latency and requests/s, and at concurrency 1 the server's overhead: its p50
+   over the in-process call's p50.
    In process first, the same model's signature called two ways: the TF2 concrete function of
    tf.saved_model.load, and the session callable (Session::MakeCallable) the server runs.
 2. Index: ScaNN against exact brute force over 1,000,000 synthetic candidate embeddings

@@ -39,17 +39,18 @@ def pushed_version(first_run) -> pathlib.Path:
 
 
 def start_local_server(base_path: pathlib.Path, batching=True) -> ModelServer:
+  """Our server on loopback, serving the model of base_path under the folder's name."""
   options = ServerOptions(host='127.0.0.1', port=free_port(), rest_api_port=free_port(),
                           file_system_poll_wait_seconds=0.2, rest_api_max_body_bytes=MAX_BODY_BYTES,
                           grpc_max_message_bytes=MAX_BODY_BYTES)
-  return ModelServer([ModelSource('retrieval', str(base_path))], options,
+  return ModelServer([ModelSource(base_path.name, str(base_path))], options,
                      BatchingParameters() if batching else None, log=lambda message: None,
                      metrics_path=monitoring.DEFAULT_PATH).start()
 
 
 def local_endpoints(server: ModelServer, base_path) -> Endpoints:
   return Endpoints('local', f'http://127.0.0.1:{server.rest_port}',
-                   f'127.0.0.1:{server.grpc_port}', 'retrieval', base_path,
+                   f'127.0.0.1:{server.grpc_port}', base_path.name, base_path,
                    server.metrics_path)
 
 
@@ -440,13 +441,8 @@ def toy(request, tmp_path_factory):
     return
   base_path = tmp_path_factory.mktemp('toy') / toy_models.MODEL_NAME
   toy_models.write_half_plus_two(base_path)
-  options = ServerOptions(host='127.0.0.1', port=free_port(), rest_api_port=free_port(),
-                          file_system_poll_wait_seconds=0.2)
-  server = ModelServer([ModelSource(toy_models.MODEL_NAME, str(base_path))], options,
-                       BatchingParameters(), log=lambda message: None,
-                       metrics_path=monitoring.DEFAULT_PATH).start()
-  yield Endpoints('local', f'http://127.0.0.1:{server.rest_port}', f'127.0.0.1:{server.grpc_port}',
-                  toy_models.MODEL_NAME, None, server.metrics_path)
+  server = start_local_server(base_path)
+  yield local_endpoints(server, base_path)
   server.stop()
 
 
@@ -554,6 +550,8 @@ def test_classify_and_regress_keep_the_row_limit_and_are_counted_in_the_metrics(
   assert response.status_code == 400 and '--max_request_rows' in response.json()['error']
   assert _grpc_code(lambda: toy.grpc().regress(too_many, signature_name='regress_x_to_y')) == \
       'INVALID_ARGUMENT'
+  assert _grpc_code(lambda: toy.grpc().multi_inference([('regress_x_to_y', 'regress')],
+                                                       too_many)) == 'INVALID_ARGUMENT'
   before, _ = _metric_samples(toy)
   toy.grpc().classify([{'x': 1.0}], signature_name='classify_x_to_y')
   toy.rest().regress([{'x': 1.0}], signature_name='regress_x_to_y')

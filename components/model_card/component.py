@@ -12,6 +12,7 @@ import os
 from typing import Any, Dict, List
 
 from tfx import types
+from tfx.dsl.io import fileio
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
@@ -76,9 +77,12 @@ class Executor(base_executor.BaseExecutor):
     execution_id = str(getattr(self._context, '_unique_id', '') or '')
     facts = gather(inputs, exec_properties, execution_id, self._context.pipeline_run_id or '')
     written = render.write(facts, card.uri)
-    pushed = inputs['pushed_model']
-    if pushed.get_int_custom_property('pushed') == 1:
-      written = render.write(facts, card_folder(facts.pushed_to))
+    if inputs['pushed_model'].get_int_custom_property('pushed') == 1:
+      beside = card_folder(facts.pushed_to)
+      fileio.makedirs(beside)
+      for name, path in list(written.items()):
+        written[name] = os.path.join(beside, name)
+        fileio.copy(path, written[name], overwrite=True)
     card.set_string_custom_property('html', written[render.HTML_FILE])
     card.set_string_custom_property('markdown', written[render.MARKDOWN_FILE])
 

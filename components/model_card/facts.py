@@ -94,9 +94,6 @@ class CardFacts:
   execution_id: str
   pipeline_run_id: str
 
-  def metric(self, name: str) -> Optional[Metric]:
-    return next((metric for metric in self.metrics if metric.name == name), None)
-
 
 def _bound_text(threshold: tfma.MetricThreshold) -> str:
   """'>= 0.3, and at most 0 worse than the baseline' from a TFMA threshold."""

@@ -131,9 +131,9 @@ def write(facts: CardFacts, folder: str) -> Dict[str, str]:
   plots = {TOP_K_PLOT: top_k_plot(facts) if facts.top_k else b'',
            SEGMENTS_PLOT: segments_plot(facts) if facts.segments else b'',
            TRAINING_PLOT: training_plot(facts) if facts.training_curve else b''}
-  context = dict(facts=facts, rows=metric_rows(facts), examples={signature.name: example_request(facts.model_name,
-                                                                         signature)
-                                        for signature in facts.signatures},
+  examples = {signature.name: example_request(facts.model_name, signature)
+              for signature in facts.signatures}
+  context = dict(facts=facts, rows=metric_rows(facts), examples=examples,
                  plots={name: base64.b64encode(png).decode() for name, png in plots.items()})
   environment = _environment()
   written = {}
