@@ -43,19 +43,36 @@ from components import features
 
 PathLike = Union[str, os.PathLike]
 
-FORMATS = ('ml-100k', 'ml-1m')
+# The raw formats: GroupLens' two older ones, and the CSV family of today's releases
+# (ml-latest-small, ml-20m, ml-25m, ml-32m), which has no users file and rates in half stars.
+FORMATS = ('ml-100k', 'ml-1m', 'csv')
+
+# The format of each published dataset (components/ingest/download.py fetches them).
+DATASET_FORMATS: Mapping[str, str] = {
+    'ml-100k': 'ml-100k', 'ml-1m': 'ml-1m',
+    'ml-latest-small': 'csv', 'ml-20m': 'csv', 'ml-25m': 'csv', 'ml-32m': 'csv',
+}
 
 # Which file holds what, per format; the synthetic generator writes the same names.
 FILE_NAMES: Mapping[str, Mapping[str, str]] = {
     'ml-100k': {'ratings': 'u.data', 'movies': 'u.item', 'users': 'u.user', 'genres': 'u.genre'},
     'ml-1m': {'ratings': 'ratings.dat', 'movies': 'movies.dat', 'users': 'users.dat'},
+    'csv': {'ratings': 'ratings.csv', 'movies': 'movies.csv'},
 }
 
 # Field separators, per format and file kind.
 SEPARATORS: Mapping[str, Mapping[str, str]] = {
     'ml-100k': {'ratings': '\t', 'movies': '|', 'users': '|', 'genres': '|'},
     'ml-1m': {'ratings': '::', 'movies': '::', 'users': '::'},
+    'csv': {'ratings': ',', 'movies': ','},
 }
+
+# The CSV family's header lines, checked and skipped.
+CSV_HEADERS: Mapping[str, str] = {
+    'ratings': 'userId,movieId,rating,timestamp',
+    'movies': 'movieId,title,genres',
+}
+CSV_NO_GENRES = '(no genres listed)'
 
 # The genre columns of u.item, in order; used when u.genre is absent (it is in the real archive).
 ML100K_GENRES = (
