@@ -2,6 +2,8 @@
 
 Every stage refers to features through these constants, so a rename happens in one place.
 """
+import dataclasses
+
 
 # Raw features: what ExampleGen writes into each tf.Example (one example per rating).
 USER_ID = 'user_id'  # bytes, e.g. b'42'
@@ -64,7 +66,24 @@ STRATEGY_POPULAR = 'popular'  # the fallback: the training data's recently most 
 RATING_SIGNATURE = 'predict_rating'
 REGRESS_RATING_SIGNATURE = 'regress_rating'
 OUTPUT_RATING = 'rating'
-MIN_RATING, MAX_RATING = 1.0, 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingScale:
+  """The stars a rating can take. The schema's rating domain, the multitask model's clipping
+  and the sequential --min-rating follow the dataset's scale (ModelConfig.rating_scale)."""
+  name: str
+  minimum: float
+  maximum: float
+  step: float
+
+
+# ml-100k and ml-1m rate in whole stars; the CSV family (ml-latest-small, ml-20m, ml-25m,
+# ml-32m) in half stars.
+RATING_SCALES = {scale.name: scale for scale in (
+    RatingScale('whole-stars', 1.0, 5.0, 1.0),
+    RatingScale('half-stars', 0.5, 5.0, 0.5),
+)}
 
 # Signatures for the Evaluator (plain TF): eval_examples scores every movie index (output
 # `scores`; multitask adds `rating`, the predicted rating of the rated movie);

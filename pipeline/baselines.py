@@ -297,7 +297,8 @@ def sequential_baseline_accuracy(train: Ratings, eval_ratings: Ratings,
   return accuracies(scorers, movie_indices(eval_ratings.movie_ids, movie_index), seen, ks)
 
 
-def bias_baseline_rmse(train: Ratings, eval_ratings: Ratings, l2: float = 10.0) -> float:
+def bias_baseline_rmse(train: Ratings, eval_ratings: Ratings, l2: float = 10.0,
+                       scale: f.RatingScale = f.RATING_SCALES['whole-stars']) -> float:
   """RMSE on the eval ratings of rating = mean + user bias + movie bias (components/model/
   biases.py; unknown users and movies get no bias), clipped to the rating scale."""
   users, movies = _index(train.user_ids), _index(train.movie_ids)
@@ -308,5 +309,5 @@ def bias_baseline_rmse(train: Ratings, eval_ratings: Ratings, l2: float = 10.0) 
       mean + (user_bias[users[u]] if u in users else 0.0)
       + (movie_bias[movies[m]] if m in movies else 0.0)
       for u, m in zip(eval_ratings.user_ids, eval_ratings.movie_ids)])
-  predicted = np.clip(predicted, f.MIN_RATING, f.MAX_RATING)
+  predicted = np.clip(predicted, scale.minimum, scale.maximum)
   return float(np.sqrt(np.mean((predicted - np.array(eval_ratings.ratings)) ** 2)))

@@ -12,7 +12,7 @@ import typing
 from typing import Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import components
-from components.ingest import spans
+from components.ingest import movielens, spans
 from components.model.config import TUNED, TUNED_FIELDS, ModelConfig
 from pipeline import beam_presets
 from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, PipelineConfig
@@ -99,6 +99,18 @@ def add_config_arguments(group, config_class, names: Iterable[str],
                        f'{help_text} (default: {shown})')
 
 
+# ModelConfig's fields that are flags: the documented ones (the others come from the data).
+_MODEL_FLAG_FIELDS = tuple(field.name for field in dataclasses.fields(ModelConfig)
+                           if 'help' in field.metadata)
+
+
+def rating_scale_of(data_dir: str) -> str:
+  """The rating scale of the raw files' format (of the newest span, with span folders)."""
+  numbers = spans.span_numbers(data_dir)
+  folder = spans.span_folder(data_dir, numbers[-1]) if numbers else data_dir
+  return movielens.RATING_SCALE_OF_FORMAT[movielens.detect_format(folder)]
+
+
 # PipelineConfig's fields that are flags, by help group.
 _DATA_FIELDS = ('split', 'eval_percent', 'train_spans', 'drift_action', 'max_rating_drift',
                 'max_id_drift')
@@ -136,7 +148,7 @@ def add_run_arguments(parser: argparse.ArgumentParser,
 
   model = parser.add_argument_group('model (components/model/config.py ModelConfig)')
   add_config_arguments(model, ModelConfig,
-                       [field.name for field in dataclasses.fields(ModelConfig)], per_kind=TUNED)
+                       _MODEL_FLAG_FIELDS, per_kind=TUNED)
   add_config_arguments(parser.add_argument_group('sequential: timelines built from the ratings'),
                        PipelineConfig, _TIMELINE_FIELDS)
   add_config_arguments(parser.add_argument_group('warm start, evaluation gate and push'),
@@ -156,10 +168,13 @@ def add_run_arguments(parser: argparse.ArgumentParser,
   run.add_argument('--verbose', action='store_true', help='show all TFX and Beam logs')
 
 
-def config_from_args(args: argparse.Namespace, data_dir: str) -> PipelineConfig:
+def config_from_args(args: argparse.Namespace, data_dir: str,
+                     rating_scale: Optional[str] = None) -> PipelineConfig:
+  """The run's config from its flags; rating_scale: the data's (default: read from data_dir's
+  files, rating_scale_of)."""
   model_values = {field.name: getattr(args, _dest(field))
-                  for field in dataclasses.fields(ModelConfig)}
-  model = ModelConfig.tuned(**{
+                  for field in dataclasses.fields(ModelConfig) if field.name in _MODEL_FLAG_FIELDS}
+  model = ModelConfig.tuned(rating_scale=rating_scale or rating_scale_of(data_dir), **{
       name: value for name, value in model_values.items()
       if value is not None or name not in TUNED_FIELDS})  # unset: the kind's tuned value
   pipeline_values = {name: getattr(args, name) for name in PIPELINE_FLAG_FIELDS}

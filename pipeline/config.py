@@ -3,6 +3,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
+from components import features as f
 from components.model.config import ModelConfig, documented
 
 _SCHEMAS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -79,7 +80,8 @@ class PipelineConfig:
   max_rmse: float = documented(1.0, "multitask: upper bound on the eval ratings' RMSE")
   # sequential: how TimelineGen builds (context -> next movie) examples from the ratings.
   min_rating: float = documented(
-      2.0, 'sequential: ratings below are not watched-and-liked, and are left out of timelines')
+      2.0, 'sequential: ratings below are not watched-and-liked, and are left out of timelines '
+      "(on the data's scale: 1-5 stars, or 0.5-5 in half stars for the CSV family)")
   min_timeline_length: int = documented(
       3, 'sequential: users with fewer kept ratings are left out')
   timeline_eval_percent: int = documented(
@@ -124,6 +126,10 @@ class PipelineConfig:
     if not (0 < self.max_rating_drift <= 1 and 0 < self.max_id_drift <= 1):
       raise ValueError('max_rating_drift and max_id_drift must be in (0, 1], got '
                        f'{self.max_rating_drift} and {self.max_id_drift}')
+    scale = f.RATING_SCALES[self.model.rating_scale]
+    if not scale.minimum <= self.min_rating <= scale.maximum:
+      raise ValueError(f'min_rating {self.min_rating} is off the data\'s rating scale '
+                       f'({scale.name}: {scale.minimum:g} to {scale.maximum:g} stars)')
     if self.gate_k not in self.eval_top_ks:
       raise ValueError(f'gate_k {self.gate_k} must be one of eval_top_ks {self.eval_top_ks}')
 

@@ -5,6 +5,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components import pusher as pusher_executor
+from components.curated_schema import CuratedSchemaGen
 from components.eval_config import make_eval_config
 from components import features as f
 from components.ingest import example_gen, spans
@@ -90,7 +91,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   # Computes feature statistics, the schema (curated or inferred), and checks one against the other.
   statistics_gen = tfx.components.StatisticsGen(examples=examples)
   if config.schema_file:
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
+    schema_gen = CuratedSchemaGen(  # pylint: disable=no-value-for-parameter
+        schema_file=config.schema_file,
+        rating_scale=config.model.rating_scale).with_id('ImportSchemaGen')
   else:
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'])
   example_validator = tfx.components.ExampleValidator(

@@ -12,7 +12,7 @@ from pipeline import beam_presets, cli
 
 def _config(*argv):
   args = cli.build_parser().parse_args(['run', *argv])
-  return cli.config_from_args(args, '/data')
+  return cli.config_from_args(args, '/data', rating_scale='whole-stars')
 
 
 @pytest.fixture
@@ -136,10 +136,21 @@ def test_every_run_flag_has_help_text(run_parser):
     assert action.help, f'{action.option_strings} has no help'
 
 
-def test_every_model_config_field_is_a_flag_carrying_its_help(run_parser):
+def test_every_model_config_field_is_a_flag_carrying_its_help_but_the_datas_rating_scale(
+    run_parser):
   flag_helps = [action.help for action in run_parser._actions]  # pylint: disable=protected-access
-  for field in dataclasses.fields(ModelConfig):
-    assert any(field.metadata['help'] in flag_help for flag_help in flag_helps), field.name
+  fields = dataclasses.fields(ModelConfig)
+  for field in fields:
+    if field.name != 'rating_scale':
+      assert any(field.metadata['help'] in flag_help for flag_help in flag_helps), field.name
+  assert not any(action.dest == 'rating_scale'
+                 for action in run_parser._actions)  # pylint: disable=protected-access
+
+
+def test_the_rating_scale_comes_from_the_datas_format(tmp_path):
+  (tmp_path / 'ratings.csv').write_text('userId,movieId,rating,timestamp\n1,1,3.5,964982703\n')
+  args = cli.build_parser().parse_args(['run'])
+  assert cli.config_from_args(args, str(tmp_path)).model.rating_scale == 'half-stars'
 
 
 def test_a_layer_list_that_does_not_parse_is_refused_naming_its_flag(capsys):

@@ -1,4 +1,8 @@
-"""Readers for the raw GroupLens MovieLens formats (ml-100k and ml-1m).
+"""Readers for the raw GroupLens MovieLens formats: ml-100k, ml-1m and the CSV family.
+
+The CSV family (ml-latest-small, ml-20m, ml-25m, ml-32m): ratings.csv and movies.csv, each with
+a header line (checked), RFC 4180 quoting (titles holding commas are quoted), half-star ratings,
+and no users file (users are the ids the ratings name, without demographics).
 
 The readers are strict on purpose: every malformed line raises MovieLensFormatError naming the
 file and the 1-based line, so a broken download or a hand-edited file is caught here rather than
@@ -29,6 +33,7 @@ Rules the readers apply to every dataset (the README's "Data" section states the
 from __future__ import annotations
 
 import array
+import csv
 import dataclasses
 import datetime
 import math
@@ -74,6 +79,12 @@ CSV_HEADERS: Mapping[str, str] = {
 }
 CSV_NO_GENRES = '(no genres listed)'
 
+# The stars a rating can take, per format (features.RATING_SCALES): the schema's rating domain,
+# the multitask model's clipping and --min-rating follow it.
+RATING_SCALE_OF_FORMAT: Mapping[str, str] = {
+    'ml-100k': 'whole-stars', 'ml-1m': 'whole-stars', 'csv': 'half-stars',
+}
+
 # The genre columns of u.item, in order; used when u.genre is absent (it is in the real archive).
 ML100K_GENRES = (
     'unknown', 'Action', 'Adventure', 'Animation', "Children's", 'Comedy', 'Crime', 'Documentary',
@@ -96,8 +107,9 @@ EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01 00:00 UTC: before the first Movie
 FUTURE_SLACK_SECONDS = 24 * 3600  # the latest timestamp accepted is the time of reading + this
 
 _OFFLINE_HINT = (
-    'point --data-dir at an extracted MovieLens folder (one holding u.data, u.item, u.user '
-    'or ratings.dat, movies.dat, users.dat), or run with --dataset synthetic')
+    'point --data-dir at an extracted MovieLens folder (one holding u.data, u.item, u.user, '
+    'or ratings.dat, movies.dat, users.dat, or ratings.csv, movies.csv), or run with '
+    '--dataset synthetic')
 
 
 class MovieLensFormatError(ValueError):
@@ -124,10 +136,25 @@ class Movie:
 @dataclasses.dataclass(frozen=True)
 class User:
   user_id: str
-  age: int  # years in ml-100k, the age-group code (1, 18, 25, ...) in ml-1m
-  gender: str
+  age: int  # years in ml-100k, the age-group code (1, 18, 25, ...) in ml-1m; 0: not given
+  gender: str  # '' where not given (the CSV family has no users file)
   occupation: str
   zip_code: str
+
+
+class _UsersOfRatings(Mapping[str, User]):
+  """The CSV family's users: any id a rating names, with no demographics (the GroupLens
+  releases after ml-1m publish none); the examples keep the fields, empty, so every format
+  gives the same tf.Examples."""
+
+  def __getitem__(self, user_id: str) -> User:
+    return User(user_id=user_id, age=0, gender='', occupation='', zip_code='')
+
+  def __iter__(self):
+    return iter(())
+
+  def __len__(self) -> int:
+    return 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +201,7 @@ def detect_format(data_dir: PathLike) -> str:
 
 
 def ratings_path(data_dir: PathLike, fmt: str | None = None) -> str:
-  """The ratings file (u.data or ratings.dat), e.g. for ExampleGen to fingerprint."""
+  """The ratings file (u.data, ratings.dat or ratings.csv), e.g. for ExampleGen to fingerprint."""
   return _data_file(data_dir, _resolve_format(data_dir, fmt), 'ratings')
 
 
@@ -310,32 +337,78 @@ def _separator_name(separator: str) -> str:
   return 'tab' if separator == '\t' else repr(separator)
 
 
-def _split_records(path: str, separator: str, num_fields: int, kind: str) -> Iterator[_Record]:
-  """Streams the non-empty lines of a file as records of exactly num_fields fields.
+def _split_csv_line(line: str) -> list[str]:
+  """The fields of one CSV line (RFC 4180 quoting: movies.csv quotes titles with commas)."""
+  if '"' not in line:
+    return line.split(',')
+  try:
+    return next(csv.reader([line], strict=True))
+  except csv.Error as error:
+    raise ValueError(f'bad CSV quoting ({error})') from None
+
+
+def split_line(line: str, separator: str) -> list[str]:
+  """A line's fields; ',' means CSV, where quotes may hold commas."""
+  return _split_csv_line(line) if separator == ',' else line.split(separator)
+
+
+def record_of_line(path: str, line_no: int, text: str, separator: str,
+                   num_fields: int) -> _Record | None:
+  """One decoded line as a record of exactly num_fields fields; None for an empty line.
 
   Lines end at '\\n' only (a stray '\\r' inside a title must not split it); a trailing '\\r'
   from CRLF files is dropped. Completely empty lines are skipped; anything else that does not
-  split into num_fields fields is an error, because dropping it would lose data silently. A
-  file without a single record is an error too: `kind` names what it should have held.
+  split into num_fields fields is an error, because dropping it would lose data silently.
+  """
+  line = text.rstrip('\n')
+  if line.endswith('\r'):
+    line = line[:-1]
+  if not line:
+    return None
+  try:
+    fields = split_line(line, separator)
+  except ValueError as error:
+    raise MovieLensFormatError.at_line(path, line_no, str(error)) from None
+  if len(fields) != num_fields:
+    raise MovieLensFormatError.at_line(
+        path, line_no,
+        f'expected {num_fields} fields separated by {_separator_name(separator)}, '
+        f'found {len(fields)}')
+  return _Record(path, line_no, fields)
+
+
+def check_header(record: _Record, header: str) -> None:
+  """The CSV family's first line names its columns: anything else is not the file we read."""
+  if ','.join(record.fields) != header:
+    raise record.error(
+        f"expected the header line {header!r}, found {','.join(record.fields)!r}: "
+        'the CSV MovieLens files start with their column names')
+
+
+def _split_records(path: str, separator: str, num_fields: int, kind: str,
+                   header: str | None = None) -> Iterator[_Record]:
+  """Streams the non-empty lines of a file as records of exactly num_fields fields
+  (record_of_line), after the header line when the format has one (checked, not yielded).
+
+  A file without a single record is an error: `kind` names what it should have held.
   """
   line_no = 0
   found = False
+  header_due = header is not None
   for line_no, text in _decoded_lines(path):
-    line = text.rstrip('\n')
-    if line.endswith('\r'):
-      line = line[:-1]
-    if not line:
+    record = record_of_line(path, line_no, text, separator, num_fields)
+    if record is None:
       continue
-    fields = line.split(separator)
-    if len(fields) != num_fields:
-      raise MovieLensFormatError.at_line(
-          path, line_no,
-          f'expected {num_fields} fields separated by {_separator_name(separator)}, '
-          f'found {len(fields)}')
+    if header_due:
+      check_header(record, header)
+      header_due = False
+      continue
     found = True
-    yield _Record(path, line_no, fields)
+    yield record
   if not found:
-    contents = 'it is empty' if line_no == 0 else 'it holds only blank lines'
+    contents = ('it is empty' if line_no == 0 else
+                'it holds only its header line' if header is not None and not header_due
+                else 'it holds only blank lines')
     raise MovieLensFormatError(
         f'{path}: no {kind} in the {kind} file ({contents}); a download or copy may have '
         f'been cut short: fetch it again, or {_OFFLINE_HINT}', path=path)
@@ -344,7 +417,12 @@ def _split_records(path: str, separator: str, num_fields: int, kind: str) -> Ite
 def _records(data_dir: PathLike, fmt: str, kind: str, num_fields: int) -> Iterator[_Record]:
   path = _data_file(data_dir, fmt, kind)
   _require_file(path, fmt, kind)  # checked eagerly by callers that are not generators
-  return _split_records(path, SEPARATORS[fmt][kind], num_fields, kind)
+  return _split_records(path, SEPARATORS[fmt][kind], num_fields, kind, header_of(fmt, kind))
+
+
+def header_of(fmt: str, kind: str) -> str | None:
+  """The header line a format's file starts with (the CSV family's), else None."""
+  return CSV_HEADERS[kind] if fmt == 'csv' else None
 
 
 _Item = TypeVar('_Item')
@@ -377,8 +455,8 @@ def read_movies(data_dir: PathLike, fmt: str | None = None) -> dict[str, Movie]:
     genre_names = _read_ml100k_genre_names(data_dir)
     num_fields = _ML100K_MOVIE_FIELDS_BEFORE_GENRES + len(genre_names)
     parse = lambda record: _parse_ml100k_movie(record, genre_names)  # noqa: E731
-  else:
-    num_fields, parse = 3, _parse_ml1m_movie
+  else:  # ml-1m and the CSV family: id, title, genres separated by '|'
+    num_fields, parse = 3, _parse_movie_with_genre_list
   records = _records(data_dir, fmt, 'movies', num_fields)
   return _index_by_id(records, parse, lambda movie: movie.movie_id, 'movie')
 
@@ -408,9 +486,10 @@ def _parse_ml100k_movie(record: _Record, genre_names: tuple[str, ...]) -> Movie:
   return Movie(movie_id=record.fields[0], title=record.fields[1], genres=tuple(genres))
 
 
-def _parse_ml1m_movie(record: _Record) -> Movie:
+def _parse_movie_with_genre_list(record: _Record) -> Movie:
   movie_id, title, genre_field = record.fields
-  genres = tuple(genre_field.split('|')) if genre_field else ()
+  no_genres = not genre_field or genre_field == CSV_NO_GENRES
+  genres = () if no_genres else tuple(genre_field.split('|'))
   return Movie(movie_id=movie_id, title=title, genres=genres)
 
 
@@ -418,9 +497,12 @@ def _parse_ml1m_movie(record: _Record) -> Movie:
 # Users.
 
 
-def read_users(data_dir: PathLike, fmt: str | None = None) -> dict[str, User]:
-  """User id -> User; ml-1m occupation codes become the README's text."""
+def read_users(data_dir: PathLike, fmt: str | None = None) -> Mapping[str, User]:
+  """User id -> User; ml-1m occupation codes become the README's text. The CSV family has no
+  users file: every id is a user with no demographics (_UsersOfRatings)."""
   fmt = _resolve_format(data_dir, fmt)
+  if fmt == 'csv':
+    return _UsersOfRatings()
   parse = _parse_ml100k_user if fmt == 'ml-100k' else _parse_ml1m_user
   records = _records(data_dir, fmt, 'users', 5)
   return _index_by_id(records, parse, lambda user: user.user_id, 'user')
@@ -457,7 +539,7 @@ def iter_numbered_ratings(data_dir: PathLike,
   fmt = _resolve_format(data_dir, fmt)
   path = _data_file(data_dir, fmt, 'ratings')
   _require_file(path, fmt, 'ratings')  # eagerly: the file is read when a rating is asked for
-  return _latest_ratings(path, SEPARATORS[fmt]['ratings'])
+  return _latest_ratings(path, SEPARATORS[fmt]['ratings'], header_of(fmt, 'ratings'))
 
 
 def iter_every_rating(data_dir: PathLike,
@@ -470,13 +552,15 @@ def iter_every_rating(data_dir: PathLike,
   _require_file(path, fmt, 'ratings')
   latest_allowed = int(time.time()) + FUTURE_SLACK_SECONDS
   return ((record.line_no, _parse_rating(record, latest_allowed))
-          for record in _split_records(path, SEPARATORS[fmt]['ratings'], 4, 'ratings'))
+          for record in _split_records(path, SEPARATORS[fmt]['ratings'], 4, 'ratings',
+                                       header_of(fmt, 'ratings')))
 
 
 _LOW_32_BITS = (1 << 32) - 1
 
 
-def _latest_ratings(path: str, separator: str) -> Iterator[tuple[int, Rating]]:
+def _latest_ratings(path: str, separator: str,
+                    header: str | None) -> Iterator[tuple[int, Rating]]:
   """Reads the file once into columns, then yields the kept ratings in file order.
 
   Whether a rating is kept is only known once the whole file is read, so the ratings wait as
@@ -487,7 +571,7 @@ def _latest_ratings(path: str, separator: str) -> Iterator[tuple[int, Rating]]:
   user_index: dict[str, int] = {}
   movie_index: dict[str, int] = {}
   pairs, stars, timestamps, line_nos = (array.array(code) for code in 'qdqq')
-  for record in _split_records(path, separator, 4, 'ratings'):  # user, movie, rating, time
+  for record in _split_records(path, separator, 4, 'ratings', header):  # user, movie, rating, time
     rating = _parse_rating(record, latest_allowed)
     user = user_index.setdefault(rating.user_id, len(user_index))
     pairs.append(user << 32 | movie_index.setdefault(rating.movie_id, len(movie_index)))

@@ -6,6 +6,7 @@ every field from it, so the flags, their help and their defaults cannot drift fr
 import dataclasses
 from typing import Any, Dict, Tuple
 
+from components import features as f
 from components.model import kinds
 
 # The model kinds (components/model/kinds.py), by name: retrieval, multitask, sequential.
@@ -126,6 +127,9 @@ class ModelConfig:
       'feed-forward outputs, in training')
   seed: int = documented(
       42, 'seed of the starting weights and the order of the batches')
+  # A property of the data, not a flag: the CLI sets it from the raw files' format
+  # (components/ingest/movielens.py RATING_SCALE_OF_FORMAT); multitask clips to it.
+  rating_scale: str = 'whole-stars'
 
   def __post_init__(self):
     kinds.of(self.kind)  # an unknown kind fails, naming the known ones
@@ -145,6 +149,9 @@ class ModelConfig:
       raise ValueError(f'user_id_dropout must be in [0, 1), got {self.user_id_dropout}')
     if not 0 <= self.attention_dropout < 1:
       raise ValueError(f'attention_dropout must be in [0, 1), got {self.attention_dropout}')
+    if self.rating_scale not in f.RATING_SCALES:
+      raise ValueError(f'rating_scale {self.rating_scale!r} is not one of '
+                       f'{tuple(f.RATING_SCALES)}')
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
     for name in ('embedding_dim', 'epochs', 'warm_start_epochs', 'batch_size', 'top_k',

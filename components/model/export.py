@@ -368,7 +368,8 @@ class RatingRecommender(UserRecommender):
                movie_index: tf.Tensor) -> tf.Tensor:
     candidates = tf.gather(self.embeddings_by_movie_index, movie_index)
     ratings = self.rating_head(queries, candidates, user_index, movie_index)
-    return tf.clip_by_value(ratings, f.MIN_RATING, f.MAX_RATING)
+    scale = f.RATING_SCALES[self.config.rating_scale]
+    return tf.clip_by_value(ratings, scale.minimum, scale.maximum)
 
   def predict_rating(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """The rating each user would give each movie; unknown ids are an InvalidArgumentError.

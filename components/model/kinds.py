@@ -231,8 +231,10 @@ class Sequential(ModelKind):
         eval_percent=settings.timeline_eval_percent,
         eval_examples=TIMELINE_EVAL_RULES[settings.split])
     timeline_gen.add_upstream_node(after)
-    timeline_schema_gen = tfx.components.ImportSchemaGen(
-        schema_file=settings.timeline_schema_file).with_id('timeline_schema_gen')
+    from components.curated_schema import CuratedSchemaGen
+    timeline_schema_gen = CuratedSchemaGen(  # pylint: disable=no-value-for-parameter
+        schema_file=settings.timeline_schema_file,
+        rating_scale=settings.model.rating_scale).with_id('timeline_schema_gen')
     # The model trains and is evaluated on the timelines instead of the ratings.
     timelines = timeline_gen.outputs['timelines']
     transform = self.transform(timelines, timeline_schema_gen.outputs['schema'], settings)
