@@ -7,7 +7,7 @@ leaves its own weights for the next (Format-WarmStart/ beside its SavedModels).
 Passed to the Trainer as a dotted path ('components.trainer.run_fn'), as the TFX taxi template
 does, so the same code runs locally and in a Kubeflow container.
 """
-from typing import Callable, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import json
 import os
@@ -20,9 +20,10 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components import features as f
-from components.model import export, warm_start
+from components.model import distribution, export, warm_start
 from components.model.catalogue import Catalogue
 from components.model.config import ModelConfig
+from components.model.distribution import Distribution
 from components.model.ensemble import Ensemble
 from components.model.epoch_metrics import CatalogueTopK
 from components.model.recommender import CatalogueNegatives, RecommenderModel
@@ -117,18 +118,24 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
                      eval_dataset: Optional[tf.data.Dataset], serving_model_dir: str,
                      eval_model_dir: Optional[str] = None,
                      base_model_dir: Optional[str] = None,
-                     log_dir: Optional[str] = None) -> Union[RecommenderModel, Ensemble]:
+                     log_dir: Optional[str] = None,
+                     training: Optional[Distribution] = None
+                     ) -> Union[RecommenderModel, Ensemble]:
   """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one, and
   the weights a later model may start from (warm_start.py), all beside serving_model_dir.
 
-  train_dataset(seed) is one pass over the training split, shuffled by the seed. With
-  config.ensemble_size > 1 the model is trained that many times, on seeds config.seed,
-  config.seed + 1, ..., and exported as one (ensemble.py). base_model_dir: a previous model's
-  folder to start from, for config.warm_start_epochs (None, or one without warm-start weights:
-  from scratch, for config.epochs). log_dir: where TensorBoard's event files go (a folder per
-  ensemble member, member-<i>): each epoch's losses and the eval split's catalogue top-k
-  accuracy (epoch_metrics.py).
+  train_dataset(seed) is one pass over the training split, shuffled by the seed, in batches of
+  config.batch_size (as eval_dataset). With config.ensemble_size > 1 the model is trained that
+  many times, on seeds config.seed, config.seed + 1, ..., and exported as one (ensemble.py).
+  base_model_dir: a previous model's folder to start from, for config.warm_start_epochs (None,
+  or one without warm-start weights: from scratch, for config.epochs). log_dir: where
+  TensorBoard's event files go (a folder per ensemble member, member-<i>): each epoch's losses
+  and the eval split's catalogue top-k accuracy (epoch_metrics.py).
+  training: this process's part in config.distribution (components/model/distribution.py),
+  started before TensorFlow's first op; None: started here. With several workers each trains
+  on its share of every batch, and only the chief writes the SavedModels, weights and logs.
   """
+  training = training or distribution.of(config.distribution).start()
   catalogue = Catalogue.from_dataset(catalogue_dataset)
   absl.logging.info('Catalogue: %d movies', len(catalogue))
   vocabularies = {name: tft_output.vocabulary_by_name(name) for name in f.VOCABULARIES}
@@ -136,6 +143,12 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   if base_model_dir and not warm:
     absl.logging.warning('%s holds no warm-start weights: training from scratch',
                          base_model_dir)
+  train_config = training.training_config(config)
+
+  def build_weights(model: RecommenderModel, seed: int) -> RecommenderModel:
+    model.compute_loss(next(iter(train_dataset(seed))), training=False)  # one batch
+    return model
+
   members, summaries = [], []
   for member in range(config.ensemble_size):
     seed = config.seed + member
@@ -143,18 +156,42 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
       absl.logging.info('Training ensemble member %d of %d (seed %d)', member + 1,
                         config.ensemble_size, seed)
     tf.keras.utils.set_random_seed(seed)
-    model = build_model(config, tft_output, catalogue)
-    model.compile(optimizer=_optimizer(config, model))
+    with training.scope():
+      model = build_model(train_config, tft_output, catalogue)
+      model.compile(optimizer=_optimizer(config, model))
+      if warm:  # builds the weights, then overwrites them
+        build_weights(model, seed)
     if warm:
-      # Builds the weights (one batch through the losses), then overwrites them.
-      model.compute_loss(next(iter(train_dataset(seed))), training=False)
       summaries.append(warm_start.restore(model, member, base_model_dir, vocabularies))
       absl.logging.info('Warm start of member %d: %s', member, summaries[-1])
-    model.fit(train_dataset(seed), epochs=config.warm_start_epochs if warm else config.epochs,
-              validation_data=eval_dataset, verbose=2,
-              callbacks=_epoch_callbacks(log_dir, member, eval_dataset, catalogue, tft_output))
-    members.append(model)
+    model.fit(**training.fit_arguments(
+                  train_dataset(seed), len(catalogue.ratings[0]),  # every training example
+                  eval_dataset, lambda: _examples(eval_dataset), config.batch_size),
+              epochs=config.warm_start_epochs if warm else config.epochs, verbose=2,
+              callbacks=training.callbacks(
+                  _epoch_callbacks(log_dir, member, eval_dataset, catalogue, tft_output)))
+    training.report(member, model)
+    members.append(training.exportable(
+        model, lambda: build_weights(build_model(config, tft_output, catalogue), seed)))
   model = members[0] if len(members) == 1 else Ensemble.of(members)
+  if training.writes_outputs:
+    _export(config, tft_output, catalogue, model, members, vocabularies, summaries,
+            serving_model_dir, eval_model_dir)
+  training.finish()
+  return model
+
+
+def _examples(dataset: tf.data.Dataset) -> int:
+  """The rows of a batched dataset (one pass over it)."""
+  return sum(int(tf.shape(batch[f.MOVIE_ID_INDEX])[0]) for batch in dataset)
+
+
+def _export(config: ModelConfig, tft_output: tft.TFTransformOutput, catalogue: Catalogue,
+            model: Union[RecommenderModel, Ensemble], members: List[RecommenderModel],
+            vocabularies: Dict[str, List[bytes]], summaries: List[dict],
+            serving_model_dir: str, eval_model_dir: Optional[str]) -> None:
+  """Writes the warm-start weights (and what the warm start carried), the serving SavedModel
+  and the eval one."""
   model_dir = os.path.dirname(serving_model_dir.rstrip('/'))
   state_dir = warm_start.save(members, vocabularies, model_dir)
   if summaries:
@@ -170,12 +207,25 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   export.save(module(config.index), serving_model_dir)
   if eval_model_dir:
     export.save(module('brute-force'), eval_model_dir)
-  return model
+
+
+# What TFX's Vertex AI Trainer (tfx.extensions.google_cloud_ai_platform.Trainer) reads of the
+# custom_config, beside the model's: the job's worker pools, region and name.
+VERTEX_KEYS = (tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY,
+               tfx.extensions.google_cloud_ai_platform.JOB_ID_KEY,
+               tfx.extensions.google_cloud_ai_platform.LABELS_KEY,
+               tfx.extensions.google_cloud_ai_platform.ENABLE_VERTEX_KEY,
+               tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY,
+               tfx.extensions.google_cloud_ai_platform.ENABLE_UCAIP_KEY,
+               tfx.extensions.google_cloud_ai_platform.UCAIP_REGION_KEY)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """TFX Trainer entry point."""
-  config = ModelConfig.from_dict(fn_args.custom_config or {})
+  """TFX Trainer entry point (on every worker of a multi-worker Trainer)."""
+  config = ModelConfig.from_dict({key: value for key, value in (fn_args.custom_config or {}).items()
+                                  if key not in VERTEX_KEYS})
+  # Before any TensorFlow op: multi-worker collectives are configured at start-up.
+  training = distribution.of(config.distribution).start()
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
 
   def dataset(files, shuffle, seed=None):
@@ -193,4 +243,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       base_model_dir=os.path.dirname(fn_args.base_model.rstrip('/')) if fn_args.base_model
       else None,
       # TFX's ModelRun artifact, where Kubeflow's and Vertex AI's TensorBoard look.
-      log_dir=fn_args.model_run_dir)
+      log_dir=fn_args.model_run_dir, training=training)

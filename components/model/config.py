@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any, Dict, Tuple
 
 from components import features as f
-from components.model import kinds
+from components.model import distribution, kinds
 
 # The model kinds (components/model/kinds.py), by name: retrieval, multitask, sequential.
 MODEL_KINDS = tuple(kinds.KINDS)
@@ -127,12 +127,19 @@ class ModelConfig:
       'feed-forward outputs, in training')
   seed: int = documented(
       42, 'seed of the starting weights and the order of the batches')
+  # components/model/distribution.py; the workers themselves come from TF_CONFIG (the Kubeflow
+  # runner's --trainer-workers, docs/kubeflow.md). batch_size stays the examples of one step,
+  # all workers together.
+  distribution: str = documented(
+      distribution.DEFAULT, f'how the Trainer trains: {distribution.described()}',
+      choices=tuple(distribution.DISTRIBUTIONS))
   # A property of the data, not a flag: the CLI sets it from the raw files' format
   # (components/ingest/movielens.py RATING_SCALE_OF_FORMAT); multitask clips to it.
   rating_scale: str = 'whole-stars'
 
   def __post_init__(self):
     kinds.of(self.kind)  # an unknown kind fails, naming the known ones
+    distribution.of(self.distribution)  # so does an unknown distribution
     if self.retrieval_weight < 0 or self.rating_weight < 0:
       raise ValueError('loss weights must be >= 0, got retrieval_weight '
                        f'{self.retrieval_weight}, rating_weight {self.rating_weight}')
