@@ -152,3 +152,63 @@ def test_a_span_spec_ingests_the_newest_span_and_blesses_the_pushed_refit_model(
   assert 'Trainer' in tasks['Refit'].dependent_tasks
   assert "metadata['blessed'] == 1.0" in blessing.trigger_policy.condition
   assert 'SpanWindow' not in tasks  # the newest span alone: no span-range resolver on KFP
+
+
+VERTEX = runner.TrainerPlacement(workers=3, cpu=4, memory_gb=16, vertex_project='project',
+                                 vertex_region='us-central1', machine_type='n1-highmem-8')
+
+
+@pytest.fixture(scope='module')
+def vertex_spec(tmp_path_factory):
+  """The default pipeline with its trainers on Vertex AI Training, 3 workers each."""
+  output = tmp_path_factory.mktemp('kfp') / 'pipeline.json'
+  config = runner.kubeflow_config(data_root='gs://bucket/movielens/ml-100k',
+                                  pipeline_root='gs://bucket/root', trainers=VERTEX)
+  runner.compile_pipeline(config, IMAGE, str(output), VERTEX)
+  return json_format.ParseDict(json.loads(output.read_text())['pipelineSpec'],
+                               pipeline_spec_pb2.PipelineSpec())
+
+
+def _container(spec, task):
+  return spec.deployment_spec.fields['executors'].struct_value.fields[
+      f'{task}_executor'].struct_value.fields['container'].struct_value.fields
+
+
+def test_trainers_on_vertex_ai_train_with_a_chief_and_workers_on_the_pipeline_image(
+    vertex_spec):
+  """TFX's Vertex AI Trainer executor starts a CustomJob: one chief and two workers, each
+  running run_fn under Vertex's TF_CONFIG, the model with MultiWorkerMirrored; the trainer pod
+  (it launches the job) gets the CPU and memory limits."""
+  for trainer in runner.TRAINER_IDS:
+    container = _container(vertex_spec, trainer)
+    args = [value.string_value for value in container['args'].list_value.values]
+    assert ('tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor'
+            in args), trainer
+    resources = container['resources'].struct_value.fields
+    assert (resources['cpuLimit'].number_value, resources['memoryLimit'].number_value) == (4, 16)
+    custom_config = json.loads(_parameter(vertex_spec, trainer, 'custom_config'))
+    assert custom_config['distribution'] == 'multi-worker-mirrored'
+    assert custom_config['ai_platform_enable_vertex'] is True
+    assert custom_config['ai_platform_vertex_region'] == 'us-central1'
+    job = custom_config['ai_platform_training_args']
+    assert job['project'] == 'project'
+    pools = job['job_spec']['worker_pool_specs']
+    assert [pool['replica_count'] for pool in pools] == [1, 2]  # chief, then the workers
+    for pool in pools:
+      assert pool['container_spec']['image_uri'] == IMAGE
+      assert pool['machine_spec']['machine_type'] == 'n1-highmem-8'
+
+
+def test_the_default_spec_trains_in_one_pod_with_the_clusters_defaults(spec):
+  for trainer in runner.TRAINER_IDS:
+    assert 'resources' not in _container(spec, trainer)
+    assert json.loads(_parameter(spec, trainer, 'custom_config'))['distribution'] == 'one-process'
+  assert 'tfx.components.trainer.executor.GenericExecutor' in [
+      value.string_value for value in _container(spec, 'Trainer')['args'].list_value.values]
+
+
+def test_several_trainer_workers_need_vertex_ai_training():
+  with pytest.raises(ValueError, match='need Vertex AI Training'):
+    runner.TrainerPlacement(workers=2, cpu=8)
+  with pytest.raises(ValueError, match='both a project and a region'):
+    runner.TrainerPlacement(vertex_project='project')
