@@ -1,4 +1,5 @@
-"""Synthetic MovieLens-shaped datasets, written in the raw GroupLens formats.
+"""Synthetic MovieLens-shaped datasets, written in the raw GroupLens formats: ml-100k, ml-1m
+and the CSV family of today's releases (ml-latest-small ... ml-32m).
 
 Why: the pipeline must run (tests, CI, laptops without network) without the real archive, and a
 dataset of random noise would let a broken model look as good as a working one. So the data
@@ -8,11 +9,17 @@ has structure a two-tower retrieval model can learn:
   (and genre-themed title words) carry signal about the latent space;
 * which movie a user rates is drawn from softmax(affinity + popularity), popularity being
   Zipf-like, so a few movies get most ratings as in the real data;
-* the rating (1..5) rises with the user's affinity for the movie;
+* the rating rises with the user's affinity for the movie: a latent score of about 1..5,
+  rounded to whole stars (ml-100k, ml-1m) or to half stars, 0.5..5.0 (the CSV family);
 * over the ~6 months the data spans, tastes drift, popularity trends up or down, and some
   movies are released part-way through, so a time-based split sees a real shift.
 
-Deterministic: the same arguments give byte-identical files.
+The CSV format also reproduces that family's quirks (quoted titles, `(no genres listed)`,
+UTF-8 beyond latin-1: see _write_csv) and scales to ml-25m's size in bounded memory: its ratings
+are sampled in batches and streamed to the file (_sample_ratings_in_pools).
+
+Deterministic: the same arguments give byte-identical files; the ml-100k and ml-1m files are
+byte-identical to those of earlier versions of this module.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import itertools
 import os
 import pathlib
 import shutil
 import sys
 import tempfile
 import time
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -118,8 +127,17 @@ class _Audience:
 class _Ratings:
   user_index: np.ndarray
   movie_index: np.ndarray
-  stars: np.ndarray  # int 1..5
+  score: np.ndarray  # the latent rating, about 1..5; each format rounds it to its stars
   timestamp: np.ndarray  # int seconds since the epoch
+
+  def take(self, rows) -> '_Ratings':
+    return _Ratings(self.user_index[rows], self.movie_index[rows], self.score[rows],
+                    self.timestamp[rows])
+
+  @classmethod
+  def concatenate(cls, blocks: list['_Ratings']) -> '_Ratings':
+    return cls(*(np.concatenate([getattr(block, field.name) for block in blocks])
+                 for field in dataclasses.fields(cls)))
 
 
 def generate(out_dir, *, num_users: int = 200, num_movies: int = 300, num_ratings: int = 20_000,
@@ -138,12 +156,12 @@ def generate(out_dir, *, num_users: int = 200, num_movies: int = 300, num_rating
   catalogue = _make_catalogue(rng, centroids, num_movies)
   audience = _make_audience(rng, centroids, num_users, fmt)
   counts = _ratings_per_user(rng, num_users, num_movies, num_ratings)
-  ratings = _sample_ratings(rng, catalogue, audience, counts)
+  sample, write = _FORMATS[fmt]
+  ratings = sample(rng, catalogue, audience, counts)  # the CSV format's: a lazy stream
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   staging = pathlib.Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f'.{out_dir.name}.tmp-'))
   try:
-    writer = _write_ml100k if fmt == 'ml-100k' else _write_ml1m
-    writer(staging, rng, catalogue, audience, ratings)
+    write(staging, rng, catalogue, audience, ratings)
     _publish(staging, out_dir)
   finally:
     shutil.rmtree(staging, ignore_errors=True)
@@ -296,7 +314,10 @@ def _ratings_per_user(rng: np.random.Generator, num_users: int, num_movies: int,
 
 
 # --------------------------------------------------------------------------------------------
-# Sampling ratings.
+# Sampling ratings: one choice model (softmax over affinity + popularity, distinct movies per
+# user) and one rating model (_rating_score), with two samplers of it: _sample_ratings, exact and
+# user by user, for the older formats (their files stay byte-identical from release to
+# release), and _sample_ratings_in_pools, batched, for the CSV family's millions of ratings.
 
 
 def _sample_ratings(rng: np.random.Generator, catalogue: _Catalogue, audience: _Audience,
@@ -304,11 +325,12 @@ def _sample_ratings(rng: np.random.Generator, catalogue: _Catalogue, audience: _
   """Per user and time slice: distinct movies via Gumbel-top-k on softmax(affinity + popularity).
 
   Gumbel-top-k equals drawing from the softmax without replacement, in one vectorised step;
-  movies taken in an earlier slice are masked out, so no (user, movie) pair repeats.
+  movies taken in an earlier slice are masked out, so no (user, movie) pair repeats. Every
+  movie is scored for every user and slice: exact, but hours at ml-25m's size.
   """
   total = int(counts.sum())
   ratings = _Ratings(np.empty(total, np.int64), np.empty(total, np.int64),
-                     np.empty(total, np.int64), np.empty(total, np.int64))
+                     np.empty(total, np.float64), np.empty(total, np.int64))
   num_movies = len(catalogue.vectors)
   filled = 0
   for user, count in enumerate(counts):
@@ -317,7 +339,10 @@ def _sample_ratings(rng: np.random.Generator, catalogue: _Catalogue, audience: _
     for slice_index, size in enumerate(_split_evenly(count, _SEGMENTS_PER_USER)):
       lo = first + (last - first) * slice_index / _SEGMENTS_PER_USER
       hi = first + (last - first) * (slice_index + 1) / _SEGMENTS_PER_USER
-      affinity, logits = _logits(catalogue, audience, user, (lo + hi) / 2)
+      when = (lo + hi) / 2
+      affinity = catalogue.vectors @ _taste(audience, user, when)
+      logits = _choice_logits(affinity, catalogue.base_logit, catalogue.trend,
+                              catalogue.release_time, when)
       logits[taken] = -np.inf
       keys = logits + rng.gumbel(size=num_movies)
       chosen = np.argpartition(-keys, size - 1)[:size]
@@ -325,9 +350,11 @@ def _sample_ratings(rng: np.random.Generator, catalogue: _Catalogue, audience: _
       rows = slice(filled, filled + size)
       ratings.user_index[rows] = user
       ratings.movie_index[rows] = chosen
-      ratings.stars[rows] = _stars(rng, affinity, chosen, catalogue, audience, user)
-      when = np.maximum(rng.uniform(lo, hi, size), catalogue.release_time[chosen])
-      ratings.timestamp[rows] = START_TIMESTAMP + np.floor(when * SPAN_SECONDS).astype(np.int64)
+      relative = (affinity[chosen] - affinity.mean()) / (affinity.std() + 1e-9)
+      ratings.score[rows] = _rating_score(rng, relative, audience.rating_bias[user],
+                                          catalogue.quality[chosen])
+      when_rated = np.maximum(rng.uniform(lo, hi, size), catalogue.release_time[chosen])
+      ratings.timestamp[rows] = _timestamps(when_rated)
       filled += size
   return ratings
 
@@ -337,35 +364,172 @@ def _split_evenly(count: int, parts: int) -> list[int]:
   return [count // parts + (index < count % parts) for index in range(parts)]
 
 
-def _logits(catalogue: _Catalogue, audience: _Audience, user: int,
-            when: float) -> tuple[np.ndarray, np.ndarray]:
-  """Affinity of the user's taste at `when` for every movie, and the choice logits."""
-  taste = audience.vectors[user] + (when - 0.5) * audience.drift[user]
-  affinity = catalogue.vectors @ taste
-  popularity = catalogue.base_logit + (when - 0.5) * catalogue.trend
-  unreleased = catalogue.release_time > when
-  logits = _AFFINITY_SCALE * affinity + popularity - _PRE_RELEASE_PENALTY * unreleased
-  return affinity, logits
+def _taste(audience: _Audience, user, when):
+  """The user's taste at `when` (window units); user and when may be arrays ([batch], [batch, 1])."""
+  return audience.vectors[user] + (when - 0.5) * audience.drift[user]
 
 
-def _stars(rng: np.random.Generator, affinity: np.ndarray, chosen: np.ndarray,
-           catalogue: _Catalogue, audience: _Audience, user: int) -> np.ndarray:
-  """1..5 stars rising with how much more the user likes this movie than the average one."""
-  relative = (affinity[chosen] - affinity.mean()) / (affinity.std() + 1e-9)
-  score = (2.9 + 0.7 * relative + audience.rating_bias[user] + catalogue.quality[chosen]
-           + rng.normal(scale=0.6, size=len(chosen)))
+def _choice_logits(affinity, base_logit, trend, release_time, when):
+  """How likely a user is to rate each movie at `when`: taste, popularity (trending up or down),
+  and a penalty before the movie's release. Arrays broadcast: [movies], or [batch, pool] with
+  when [batch, 1]."""
+  popularity = base_logit + (when - 0.5) * trend
+  unreleased = release_time > when
+  return _AFFINITY_SCALE * affinity + popularity - _PRE_RELEASE_PENALTY * unreleased
+
+
+def _rating_score(rng: np.random.Generator, relative: np.ndarray, rating_bias,
+                  quality: np.ndarray) -> np.ndarray:
+  """The latent rating, about 1..5: rises with how much more the user likes this movie than
+  the average one (`relative`, in standard deviations of the user's affinities), plus the user's
+  bias, the movie's quality and noise. _whole_stars and _half_stars round it."""
+  return (2.9 + 0.7 * relative + rating_bias + quality
+          + rng.normal(scale=0.6, size=len(relative)))
+
+
+def _timestamps(when: np.ndarray) -> np.ndarray:
+  return START_TIMESTAMP + np.floor(when * SPAN_SECONDS).astype(np.int64)
+
+
+def _whole_stars(score: np.ndarray) -> np.ndarray:
   return np.clip(np.rint(score), 1, 5).astype(np.int64)
 
 
+def _half_stars(score: np.ndarray) -> np.ndarray:
+  """0.5..5.0 in half stars, the CSV family's scale: the nearest half star, so the same score
+  reads 3.5 where whole stars round it to 4 (or 3)."""
+  return np.clip(np.rint(2 * score) / 2, 0.5, 5.0)
+
+
+# The batched sampler's sizes. A pool of at least _POOL_MIN candidates, and _POOL_PER_PICK per
+# movie a user picks in the slice, keeps the tail sample rich enough for users of rare tastes;
+# _BATCH_CELLS bounds a batch's [users, pool] arrays (2 MB each; 128 users at the smallest pool:
+# fewer users sharing one tail sample, see below, at little cost in speed); _CHUNK_USERS users'
+# ratings are sorted and written together (bounds the ratings held: ~1.2M at ml-25m's 154 a user).
+_POOL_MIN = 2048
+_POOL_PER_PICK = 8
+_BATCH_CELLS = 1 << 18
+_CHUNK_USERS = 8192
+
+
+def _sample_ratings_in_pools(rng: np.random.Generator, catalogue: _Catalogue,
+                             audience: _Audience, counts: np.ndarray) -> Iterator[_Ratings]:
+  """The same choice and rating models as _sample_ratings, batched so that ml-25m's shape
+  (62k movies, 162k users, 25M ratings) takes a minute or two, not hours; yields the ratings of
+  _CHUNK_USERS consecutive users at a time, sorted by user then movie (the CSV files' order), so
+  memory stays bounded however many ratings are asked for.
+
+  Why it is fast: users of similar activity are scored together, and per time slice they choose
+  among a pool of candidates instead of the whole catalogue (_candidate_pool): the most popular
+  movies, which get most ratings, and an even sample of the others by popularity rank, whose
+  logits are raised by log(1 / sampling rate) so that, in expectation, they keep their share
+  of the ratings (the sampled softmax's correction). A catalogue no bigger than the pool is
+  scored whole: then the draws follow exactly _sample_ratings' distribution (not its bytes).
+  The rating model needs the mean and spread of the user's affinity over the whole catalogue:
+  they come exactly from the catalogue's mean vector and covariance.
+
+  The approximation's trace: in one slice, the users of one batch (128 at most) see the same
+  sample of less popular movies, so those movies' raters cluster a little more than under the
+  exact sampler, and fewer distinct ones get rated (at 2,000 users and 20,000 movies, 86% of the
+  movies against 92%; the shares of ratings by popularity rank stay within 0.02).
+  """
+  by_popularity = np.argsort(-catalogue.base_logit, kind='stable')
+  moments = (catalogue.vectors.mean(axis=0),
+             np.cov(catalogue.vectors, rowvar=False, bias=True).reshape(LATENT_DIM, LATENT_DIM))
+  for first in range(0, len(counts), _CHUNK_USERS):
+    users = np.arange(first, min(first + _CHUNK_USERS, len(counts)))
+    by_activity = users[np.argsort(counts[users], kind='stable')]
+    blocks = []
+    start = 0
+    while start < len(by_activity):
+      end = min(start + _BATCH_CELLS // _POOL_MIN, len(by_activity))
+      heaviest = _split_evenly(int(counts[by_activity[end - 1]]), _SEGMENTS_PER_USER)[0]
+      end = start + max(1, min(end - start, _BATCH_CELLS // _pool_size(heaviest)))
+      batch = by_activity[start:end]
+      blocks.append(_sample_batch(rng, catalogue, audience, batch, counts[batch],
+                                  by_popularity, moments))
+      start = end
+    chunk = _Ratings.concatenate(blocks)
+    yield chunk.take(np.lexsort((chunk.movie_index, chunk.user_index)))
+
+
+def _pool_size(picks: int) -> int:
+  return max(_POOL_MIN, _POOL_PER_PICK * picks)
+
+
+def _sample_batch(rng: np.random.Generator, catalogue: _Catalogue, audience: _Audience,
+                  users: np.ndarray, counts: np.ndarray, by_popularity: np.ndarray,
+                  moments: tuple[np.ndarray, np.ndarray]) -> _Ratings:
+  """A batch of users' ratings, slice by slice as _sample_ratings does for one user."""
+  mean_vector, covariance = moments
+  parts = np.minimum(counts, _SEGMENTS_PER_USER)  # _split_evenly, vectorised
+  taken = np.zeros((len(users), len(catalogue.vectors)), bool)
+  first, last = audience.window[users].T
+  blocks = []
+  for slice_index in range(_SEGMENTS_PER_USER):
+    sizes = np.where(slice_index < parts,
+                     counts // parts + (slice_index < counts % parts), 0)
+    most = int(sizes.max())
+    if most == 0:
+      break
+    lo = first + (last - first) * slice_index / _SEGMENTS_PER_USER
+    hi = first + (last - first) * (slice_index + 1) / _SEGMENTS_PER_USER
+    when = (lo + hi) / 2
+    pool, log_weight = _candidate_pool(rng, by_popularity, _pool_size(most))
+    taste = _taste(audience, users, when[:, None])  # [batch, LATENT_DIM]
+    affinity = taste @ catalogue.vectors[pool].T  # [batch, pool]
+    logits = _choice_logits(affinity, catalogue.base_logit[pool] + log_weight,
+                            catalogue.trend[pool], catalogue.release_time[pool], when[:, None])
+    logits[taken[:, pool]] = -np.inf
+    keys = logits + rng.gumbel(size=logits.shape)
+    best = (np.argpartition(-keys, most - 1, axis=1)[:, :most] if most < len(pool)
+            else np.broadcast_to(np.arange(len(pool)), keys.shape))
+    best = np.take_along_axis(
+        best, np.argsort(-np.take_along_axis(keys, best, axis=1), axis=1, kind='stable'), axis=1)
+    row, rank = np.nonzero(np.arange(most) < sizes[:, None])  # each user's `size` best keys
+    column = best[row, rank]
+    movie = pool[column]
+    taken[row, movie] = True
+    spread = np.sqrt(np.einsum('bi,ij,bj->b', taste, covariance, taste))
+    relative = (affinity[row, column] - taste[row] @ mean_vector) / (spread[row] + 1e-9)
+    score = _rating_score(rng, relative, audience.rating_bias[users][row],
+                          catalogue.quality[movie])
+    when_rated = np.maximum(rng.uniform(lo[row], hi[row]), catalogue.release_time[movie])
+    blocks.append(_Ratings(users[row], movie, score, _timestamps(when_rated)))
+  return _Ratings.concatenate(blocks)
+
+
+def _candidate_pool(rng: np.random.Generator, by_popularity: np.ndarray,
+                    size: int) -> tuple[np.ndarray, np.ndarray]:
+  """`size` distinct movies to choose among, and each one's log weight (the logit correction).
+
+  The first half are the most popular movies (weight 1: they are always there); the second an
+  evenly spaced sample of the rest by popularity rank, from a random offset, so each of the
+  rest is in the pool with probability 1/step and, when it is, stands for step movies
+  (log weight log(step)). A catalogue no bigger than `size` is the pool, all of weight 1.
+  """
+  if size >= len(by_popularity):
+    return by_popularity, np.zeros(len(by_popularity))
+  head = size // 2
+  rest = by_popularity[head:]
+  step = len(rest) / (size - head)
+  picks = np.minimum((rng.uniform(0, step) + step * np.arange(size - head)).astype(np.int64),
+                     len(rest) - 1)
+  pool = np.concatenate([by_popularity[:head], rest[picks]])
+  return pool, np.concatenate([np.zeros(head), np.full(size - head, np.log(step))])
+
+
 # --------------------------------------------------------------------------------------------
-# Writing the raw formats.
+# Writing the raw formats. Each writer takes (folder, rng, catalogue, audience, ratings); the
+# CSV writer's ratings arrive as a stream of blocks (_sample_ratings_in_pools).
 
 
 def _write_ml100k(folder: pathlib.Path, rng: np.random.Generator, catalogue: _Catalogue,
                   audience: _Audience, ratings: _Ratings) -> None:
   order = rng.permutation(len(ratings.user_index))  # the real u.data is in no order
+  stars = _whole_stars(ratings.score)
   _write_lines(folder / 'u.data', (
-      f'{ratings.user_index[i] + 1}\t{ratings.movie_index[i] + 1}\t{ratings.stars[i]}\t'
+      f'{ratings.user_index[i] + 1}\t{ratings.movie_index[i] + 1}\t{stars[i]}\t'
       f'{ratings.timestamp[i]}' for i in order.tolist()))
   _write_lines(folder / 'u.item', (
       f'{movie + 1}|{title}|01-Jan-{year}|||{_genre_flags(genre_ids)}'
@@ -391,16 +555,22 @@ def _write_ml1m(folder: pathlib.Path, rng: np.random.Generator, catalogue: _Cata
                 audience: _Audience, ratings: _Ratings) -> None:
   del rng  # ratings.dat is grouped by user and in time order, as in the real file
   order = np.lexsort((ratings.timestamp, ratings.user_index))
+  stars = _whole_stars(ratings.score)
   _write_lines(folder / 'ratings.dat', (
-      f'{ratings.user_index[i] + 1}::{ratings.movie_index[i] + 1}::{ratings.stars[i]}::'
+      f'{ratings.user_index[i] + 1}::{ratings.movie_index[i] + 1}::{stars[i]}::'
       f'{ratings.timestamp[i]}' for i in order.tolist()))
   _write_lines(folder / 'movies.dat', (
-      f"{movie + 1}::{title}::{'|'.join(_GENRES[genre] for genre in genre_ids)}"
+      f"{movie + 1}::{title}::{_genre_list(genre_ids)}"
       for movie, (title, genre_ids) in enumerate(zip(catalogue.titles, catalogue.genre_ids))))
   _write_lines(folder / 'users.dat', (
       f'{user + 1}::{gender}::{_age_group(age)}::{occupation}::{_zip_code(user)}'
       for user, (age, gender, occupation) in enumerate(zip(
           audience.ages.tolist(), audience.genders, audience.occupation_ids.tolist()))))
+
+
+def _genre_list(genre_ids: tuple[int, ...], names=_GENRES) -> str:
+  """movies.dat's and movies.csv's genre field: names joined by '|'."""
+  return '|'.join(names[genre] for genre in genre_ids)
 
 
 def _age_group(age: int) -> int:
@@ -412,9 +582,108 @@ def _zip_code(user: int) -> str:
   return f'{(user * 7919 + 10007) % 90000 + 10000:05d}'
 
 
-def _write_lines(path: pathlib.Path, lines) -> None:
+# The CSV family's quirks, reproduced so its reader meets them in tests: genre names as today's
+# releases spell them, some titles with a double quote (RFC 4180 doubles it inside a quoted
+# field) or with an alternate title beyond latin-1 (the files are UTF-8), some movies with no
+# genres, and users who only ever give whole stars, as many real users do (so half stars are a
+# minority of the ratings, as in the real files). Titles with ', The' hold commas already.
+_CSV_GENRES = tuple('Children' if genre == "Children's" else genre for genre in _GENRES)
+_CSV_QUOTED_SERIES = ('Great Performances', 'Masterpiece Theatre', 'Late Show')
+_CSV_ALTERNATE_TITLES = ('Tōkyō no Yoru', 'Ночной город', 'Łódź nocą', 'Νυχτερινή πόλη',
+                         '夜の港', 'Şehir Işıkları')
+_CSV_QUOTED_SHARE = 0.01
+_CSV_ALTERNATE_SHARE = 0.02
+_CSV_NO_GENRES_SHARE = 0.02
+_CSV_WHOLE_STAR_USERS = 0.45
+_CSV_STAR_TEXT = tuple(f'{stars / 2:.1f}' for stars in range(11))  # index: 2 * stars
+_WRITE_CHUNK_LINES = 1 << 16  # lines formatted and written at a time
+
+
+def _write_csv(folder: pathlib.Path, rng: np.random.Generator, catalogue: _Catalogue,
+               audience: _Audience, ratings) -> None:
+  """movies.csv, then ratings.csv streamed from the sampler (grouped by user, by movie within
+  a user, as in ml-25m). The quirks are drawn first: the ratings' draws follow them."""
+  titles = _csv_titles(rng, catalogue.titles)
+  no_genres = _some(rng, len(titles), _CSV_NO_GENRES_SHARE)
+  whole_stars_only = rng.random(len(audience.vectors)) < _CSV_WHOLE_STAR_USERS
+  _write_lines(folder / 'movies.csv', _with_header('movies', (
+      f'{movie + 1},{_csv_field(title)},'
+      f'{movielens.CSV_NO_GENRES if no_genres[movie] else _genre_list(genre_ids, _CSV_GENRES)}'
+      for movie, (title, genre_ids) in enumerate(zip(titles, catalogue.genre_ids)))),
+      encoding='utf-8')
+  _write_lines(folder / 'ratings.csv', _with_header('ratings', (
+      line for block in ratings
+      for start in range(0, len(block.user_index), _WRITE_CHUNK_LINES)
+      for line in _csv_rating_lines(block.take(slice(start, start + _WRITE_CHUNK_LINES)),
+                                    whole_stars_only))),
+      encoding='utf-8')
+
+
+def _csv_titles(rng: np.random.Generator, titles: list[str]) -> list[str]:
+  """The titles with the CSV quirks: '"Late Show" Velvet Road (1997)' and
+  'Velvet Road (Ночной город) (1997)'. Titles stay distinct: generated words hold no quotes or
+  parentheses, so each change can be undone."""
+  quoted = _some(rng, len(titles), _CSV_QUOTED_SHARE)
+  alternate = _some(rng, len(titles), _CSV_ALTERNATE_SHARE)
+  series = rng.integers(len(_CSV_QUOTED_SERIES), size=len(titles))
+  alternate_title = rng.integers(len(_CSV_ALTERNATE_TITLES), size=len(titles))
+  changed = []
+  for movie, title in enumerate(titles):
+    if alternate[movie]:
+      words, year = title.rsplit(' (', 1)
+      title = f'{words} ({_CSV_ALTERNATE_TITLES[alternate_title[movie]]}) ({year}'
+    if quoted[movie]:
+      title = f'"{_CSV_QUOTED_SERIES[series[movie]]}" {title}'
+    changed.append(title)
+  return changed
+
+
+def _some(rng: np.random.Generator, count: int, share: float) -> np.ndarray:
+  """A random `share` of `count` items, and at least one, so small datasets show the quirk."""
+  chosen = rng.random(count) < share
+  chosen[rng.integers(count)] = True
+  return chosen
+
+
+def _csv_field(text: str) -> str:
+  """RFC 4180: a field holding a comma, a double quote or a line break is quoted, and its
+  double quotes doubled."""
+  if any(special in text for special in ',"\r\n'):
+    return '"' + text.replace('"', '""') + '"'
+  return text
+
+
+def _csv_rating_lines(block: _Ratings, whole_stars_only: np.ndarray) -> list[str]:
+  """ratings.csv's lines for a block: 'userId,movieId,rating,timestamp', e.g. '1,307,3.5,...'."""
+  stars = np.where(whole_stars_only[block.user_index], _whole_stars(block.score),
+                   _half_stars(block.score))
+  star_text = [_CSV_STAR_TEXT[index] for index in np.rint(2 * stars).astype(np.int64).tolist()]
+  return [f'{user},{movie},{text},{timestamp}' for user, movie, text, timestamp in zip(
+      (block.user_index + 1).tolist(), (block.movie_index + 1).tolist(), star_text,
+      block.timestamp.tolist())]
+
+
+def _with_header(kind: str, lines: Iterable[str]) -> Iterator[str]:
+  yield movielens.CSV_HEADERS[kind]
+  yield from lines
+
+
+def _write_lines(path: pathlib.Path, lines: Iterable[str], encoding: str = 'latin-1') -> None:
+  """Writes lines ending in '\\n' (GroupLens' files are latin-1, the CSV family's UTF-8), a
+  chunk at a time: millions of lines never sit in memory as one string."""
+  lines = iter(lines)
   with open(path, 'wb') as out:
-    out.write(''.join(f'{line}\n' for line in lines).encode('latin-1'))
+    while chunk := list(itertools.islice(lines, _WRITE_CHUNK_LINES)):
+      out.write(''.join(f'{line}\n' for line in chunk).encode(encoding))
+
+
+# Per format: the sampler (the older formats keep the exact one, so their files stay
+# byte-identical) and the writer.
+_FORMATS = {
+    'ml-100k': (_sample_ratings, _write_ml100k),
+    'ml-1m': (_sample_ratings, _write_ml1m),
+    'csv': (_sample_ratings_in_pools, _write_csv),
+}
 
 
 def _check_replaceable(out_dir: pathlib.Path) -> None:
