@@ -1,5 +1,6 @@
 """The time-based split: the eval split holds the latest ratings."""
 import apache_beam as beam
+import tensorflow as tf
 from apache_beam.testing.util import assert_that
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
@@ -29,7 +30,9 @@ def test_time_split_executor_orders_splits_in_time(small_dataset):
   cutoff = example_gen.time_cutoff(all_timestamps, 0.8)
 
   def timestamps_of(split):
-    return splits[split] | f'Timestamps[{split}]' >> beam.Map(lambda example: example.features.feature[f.TIMESTAMP].int64_list.value[0])
+    return splits[split] | f'Timestamps[{split}]' >> beam.Map(
+        lambda example: tf.train.Example.FromString(example).features.feature[
+            f.TIMESTAMP].int64_list.value[0])
 
   def check(predicate, expected_count):
     def _check(values):

@@ -1,4 +1,4 @@
-"""ExampleGen executors over a raw MovieLens folder (ml-100k or ml-1m format).
+"""ExampleGen executors over a raw MovieLens folder (ml-100k, ml-1m or the CSV family).
 
 Used through TFX's FileBasedExampleGen with `input_base` = the raw folder (or a folder of span
 folders, components/ingest/spans.py: then the newest span's). Each rating becomes one
@@ -13,11 +13,10 @@ component would run on nothing, and the Trainer would fail without saying why. (
 blank ratings file is refused earlier still, by the reader, naming the file.)
 """
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import apache_beam as beam
 import numpy as np
-import tensorflow as tf
 from tfx.components.example_gen import utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.proto import example_gen_pb2
@@ -25,44 +24,29 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from components import features as f
-from components.ingest import movielens
+from components.ingest import byte_ranges, movielens
 
 
-def to_tf_example(row: Dict[str, Any]) -> tf.train.Example:
-  """One joined rating row (features.py names -> python values) as a tf.Example."""
-  feature = {}
-  for name in f.RAW_STRING_FEATURES:
-    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[row[name].encode()]))
-  for name in f.RAW_STRING_LIST_FEATURES:
-    feature[name] = tf.train.Feature(
-        bytes_list=tf.train.BytesList(value=[value.encode() for value in row[name]]))
-  for name in f.RAW_INT_FEATURES:
-    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(row[name])]))
-  for name in f.RAW_FLOAT_FEATURES:
-    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(row[name])]))
-  return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-@beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
-def MovieLensToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
-                       split_pattern: str) -> beam.pvalue.PCollection:
-  """Reads the whole raw folder into tf.Examples: the input base, or with span folders the
-  span ExampleGen's driver picked (split_pattern 'span-3/*': the folder of the pattern).
-
-  The files are parsed in one worker so that a bad line stops the run with its file and line
-  number (movielens.MovieLensFormatError); the examples are then spread out for what follows.
-  """
+def raw_folder(exec_properties: Dict[str, Any], split_pattern: str) -> str:
+  """The raw folder a run reads: the input base, or with span folders the span ExampleGen's
+  driver picked (split_pattern 'span-3/*': the folder of the pattern)."""
   data_dir = exec_properties[standard_component_specs.INPUT_BASE_KEY]
   folder = os.path.dirname(split_pattern)
   if folder:
     data_dir = data_dir.rstrip('/') + '/' + folder  # keeps gs://'s double slash
-  return (pipeline
-          | 'RawFolder' >> beam.Create([data_dir])
-          | 'ParseAndJoin' >> beam.FlatMap(movielens.iter_examples)
-          | 'ToTFExample' >> beam.Map(to_tf_example)
-          | 'Spread' >> beam.Reshuffle())
+  return data_dir
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(bytes)
+def MovieLensToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+                       split_pattern: str) -> beam.pvalue.PCollection:
+  """Reads the raw folder into serialized tf.Examples, the ratings file in byte ranges parsed
+  in parallel (byte_ranges.py: a bad line still stops the run with its file and line)."""
+  ratings = pipeline | 'ReadRatings' >> byte_ranges.ReadRatingBatches(  # pylint: disable=no-value-for-parameter
+      raw_folder(exec_properties, split_pattern))
+  return ratings.batches | 'ToTFExamples' >> beam.FlatMap(byte_ranges.encode_examples)
 
 
 class Executor(BaseExampleGenExecutor):
@@ -115,10 +99,6 @@ def _require_examples(counts: Dict[str, int], split_names: List[str], input_base
         f"rating{'s' if total != 1 else ''} in all); {hint}", path=input_base)
 
 
-def _timestamp(example: tf.train.Example) -> int:
-  return example.features.feature[f.TIMESTAMP].int64_list.value[0]
-
-
 def _train_fraction(output_config: example_gen_pb2.Output) -> float:
   buckets = [split.hash_buckets for split in output_config.split_config.splits]
   if len(buckets) != 2:
@@ -127,10 +107,18 @@ def _train_fraction(output_config: example_gen_pb2.Output) -> float:
   return buckets[0] / sum(buckets)
 
 
-def time_cutoff(timestamps: List[int], train_fraction: float) -> int:
+def time_cutoff(timestamps: Sequence[int], train_fraction: float) -> int:
   """The first timestamp of the eval split: train holds the ratings strictly before it."""
-  ordered = np.sort(np.asarray(timestamps, dtype=np.int64))
-  return int(ordered[min(len(ordered) - 1, int(len(ordered) * train_fraction))])
+  timestamps = np.asarray(timestamps, dtype=np.int64)
+  rank = min(len(timestamps) - 1, int(len(timestamps) * train_fraction))
+  return int(np.partition(timestamps, rank)[rank])
+
+
+def _split_by_time(batch, cutoff: int, split_names: List[str]):
+  """A record batch's ratings as serialized tf.Examples, tagged with their split."""
+  is_eval = np.asarray(batch.column(f.TIMESTAMP).flatten()) >= cutoff
+  for example, late in zip(byte_ranges.encode_examples(batch), is_eval.tolist()):
+    yield beam.pvalue.TaggedOutput(split_names[late], example)
 
 
 class TimeSplitExecutor(Executor):
@@ -152,13 +140,13 @@ class TimeSplitExecutor(Executor):
     split_names = utils.generate_output_split_names(input_config, output_config)
     train_fraction = _train_fraction(output_config)
 
-    examples = pipeline | 'InputToRecord' >> MovieLensToExample(  # pylint: disable=no-value-for-parameter
-        exec_properties, input_config.splits[0].pattern)
-    cutoff = (examples
-              | 'Timestamps' >> beam.Map(_timestamp)
+    ratings = pipeline | 'ReadRatings' >> byte_ranges.ReadRatingBatches(  # pylint: disable=no-value-for-parameter
+        raw_folder(exec_properties, input_config.splits[0].pattern))
+    # The kept ratings' timestamps, 8 bytes a rating, meet in one worker for the exact cutoff.
+    cutoff = (ratings.kept_timestamps
               | 'AllTimestamps' >> beam.combiners.ToList()
-              | 'Cutoff' >> beam.Map(time_cutoff, train_fraction))
-    train, evaluation = examples | 'SplitByTime' >> beam.Partition(
-        lambda example, _, cutoff: int(_timestamp(example) >= cutoff), 2,
-        cutoff=beam.pvalue.AsSingleton(cutoff))
-    return {split_names[0]: train, split_names[1]: evaluation}
+              | 'Cutoff' >> beam.Map(lambda arrays: time_cutoff(
+                  np.concatenate(arrays) if arrays else np.zeros(0, np.int64), train_fraction)))
+    splits = ratings.batches | 'SplitByTime' >> beam.FlatMap(
+        _split_by_time, beam.pvalue.AsSingleton(cutoff), split_names).with_outputs(*split_names)
+    return {name: splits[name] for name in split_names}

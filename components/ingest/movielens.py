@@ -181,7 +181,7 @@ def is_file(path: str) -> bool:
   return os.path.isfile(path)
 
 
-def _open_binary(path: str):
+def open_binary(path: str):
   if _is_uri(path):
     import tensorflow as tf
     return tf.io.gfile.GFile(path, 'rb')
@@ -254,10 +254,13 @@ class _LineDecoder:
   line is decoded once, and nothing is read ahead.
   """
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, strict: bool = True):
+    """strict: raise at the first line in the other encoding; else only note it
+    (first_line_of), for a reader of one part of the file (byte_ranges.py)."""
     self.path = path
-    self.encoding: str | None = None
-    self.decided_by = ''  # 'line 3', or 'the UTF-8 byte-order mark'
+    self.strict = strict
+    # encoding -> the first line in it (0: the UTF-8 byte-order mark)
+    self.first_line_of: dict[str, int] = {}
 
   def decode(self, raw: bytes, line_no: int) -> str:
     if line_no == 1:
@@ -268,20 +271,16 @@ class _LineDecoder:
       text, encoding = raw.decode('utf-8'), 'utf-8'
     except UnicodeDecodeError:
       text, encoding = raw.decode('latin-1'), 'latin-1'
-    if self.encoding is None:
-      self.encoding, self.decided_by = encoding, f'line {line_no}'
-    elif encoding != self.encoding:
-      raise MovieLensFormatError.at_line(
-          self.path, line_no,
-          f'this line is {_ENCODING_NAMES[encoding]}, but {self.decided_by} made the file '
-          f'{_ENCODING_NAMES[self.encoding]}: the file mixes encodings, and reading it either '
-          'way would garble one of them; re-save it in one encoding (UTF-8, or latin-1 as '
-          'GroupLens ships it)')
+    if encoding not in self.first_line_of:
+      self.first_line_of[encoding] = line_no
+      error = mixed_encoding_error(self.path, self.first_line_of)
+      if error and self.strict:
+        raise error
     return text
 
   def _strip_byte_order_mark(self, raw: bytes) -> bytes:
     if raw.startswith(_UTF8_BOM):
-      self.encoding, self.decided_by = 'utf-8', 'the UTF-8 byte-order mark'
+      self.first_line_of['utf-8'] = 0
       return raw[len(_UTF8_BOM):]
     if raw.startswith(_UTF16_BOMS):
       raise MovieLensFormatError(
@@ -290,13 +289,35 @@ class _LineDecoder:
     return raw
 
 
+def mixed_encoding_error(path: str,
+                         first_line_of: Mapping[str, int]) -> MovieLensFormatError | None:
+  """The error for a file whose lines are in both encodings (encoding -> its first line, 0 for
+  the byte-order mark): the first line decides, the other encoding's first line is wrong."""
+  if len(first_line_of) < 2:
+    return None
+  decided, other = sorted(first_line_of, key=first_line_of.get)
+  decided_by = ('the UTF-8 byte-order mark' if first_line_of[decided] == 0
+                else f'line {first_line_of[decided]}')
+  return MovieLensFormatError.at_line(
+      path, first_line_of[other],
+      f'this line is {_ENCODING_NAMES[other]}, but {decided_by} made the file '
+      f'{_ENCODING_NAMES[decided]}: the file mixes encodings, and reading it either '
+      'way would garble one of them; re-save it in one encoding (UTF-8, or latin-1 as '
+      'GroupLens ships it)')
+
+
 _ENCODING_NAMES = {'utf-8': 'UTF-8', 'latin-1': 'latin-1 (not valid UTF-8)'}
+
+
+def line_decoder(path: str, strict: bool = True) -> _LineDecoder:
+  """The decoder of one file's lines (_LineDecoder); strict=False only notes mixed encodings."""
+  return _LineDecoder(path, strict)
 
 
 def _decoded_lines(path: str) -> Iterator[tuple[int, str]]:
   """(1-based line number, text) of every line of a file, its line end included."""
   decoder = _LineDecoder(path)
-  with _open_binary(path) as lines:
+  with open_binary(path) as lines:
     for line_no, raw in enumerate(lines, start=1):
       yield line_no, decoder.decode(raw, line_no)
 
@@ -409,9 +430,14 @@ def _split_records(path: str, separator: str, num_fields: int, kind: str,
     contents = ('it is empty' if line_no == 0 else
                 'it holds only its header line' if header is not None and not header_due
                 else 'it holds only blank lines')
-    raise MovieLensFormatError(
-        f'{path}: no {kind} in the {kind} file ({contents}); a download or copy may have '
-        f'been cut short: fetch it again, or {_OFFLINE_HINT}', path=path)
+    raise empty_file_error(path, kind, contents)
+
+
+def empty_file_error(path: str, kind: str, contents: str) -> MovieLensFormatError:
+  """A file without a record of `kind`; contents says what it holds instead."""
+  return MovieLensFormatError(
+      f'{path}: no {kind} in the {kind} file ({contents}); a download or copy may have '
+      f'been cut short: fetch it again, or {_OFFLINE_HINT}', path=path)
 
 
 def _records(data_dir: PathLike, fmt: str, kind: str, num_fields: int) -> Iterator[_Record]:
@@ -551,7 +577,7 @@ def iter_every_rating(data_dir: PathLike,
   path = _data_file(data_dir, fmt, 'ratings')
   _require_file(path, fmt, 'ratings')
   latest_allowed = int(time.time()) + FUTURE_SLACK_SECONDS
-  return ((record.line_no, _parse_rating(record, latest_allowed))
+  return ((record.line_no, parse_rating(record, latest_allowed))
           for record in _split_records(path, SEPARATORS[fmt]['ratings'], 4, 'ratings',
                                        header_of(fmt, 'ratings')))
 
@@ -572,14 +598,14 @@ def _latest_ratings(path: str, separator: str,
   movie_index: dict[str, int] = {}
   pairs, stars, timestamps, line_nos = (array.array(code) for code in 'qdqq')
   for record in _split_records(path, separator, 4, 'ratings', header):  # user, movie, rating, time
-    rating = _parse_rating(record, latest_allowed)
+    rating = parse_rating(record, latest_allowed)
     user = user_index.setdefault(rating.user_id, len(user_index))
     pairs.append(user << 32 | movie_index.setdefault(rating.movie_id, len(movie_index)))
     stars.append(rating.rating)
     timestamps.append(rating.timestamp)
     line_nos.append(record.line_no)
   user_ids, movie_ids = list(user_index), list(movie_index)
-  keep = _latest_of_each_pair(np.frombuffer(pairs, dtype=np.int64),
+  keep = latest_of_each_pair(np.frombuffer(pairs, dtype=np.int64),
                               np.frombuffer(timestamps, dtype=np.int64))
   dropped = np.flatnonzero(~keep)
   if len(dropped):
@@ -591,7 +617,7 @@ def _latest_ratings(path: str, separator: str,
                                     stars[index], timestamps[index])
 
 
-def _latest_of_each_pair(pairs: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+def latest_of_each_pair(pairs: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
   """keep[i]: whether rating i is the latest of its pair (greatest timestamp, then line).
 
   pairs, timestamps: [num_ratings], in file order.
@@ -618,7 +644,7 @@ def _warn_about_duplicates(path: str, dropped: np.ndarray, keep: np.ndarray,
       user_ids[pairs[first] >> 32], movie_ids[pairs[first] & _LOW_32_BITS], line_nos[winner])
 
 
-def _parse_rating(record: _Record, latest_allowed: int) -> Rating:
+def parse_rating(record: _Record, latest_allowed: int) -> Rating:
   timestamp = record.integer(3, 'timestamp')
   if not EARLIEST_TIMESTAMP <= timestamp <= latest_allowed:
     raise record.error(_timestamp_out_of_range(timestamp, latest_allowed))
@@ -659,8 +685,9 @@ def iter_examples(data_dir: PathLike, fmt: str | None = None) -> Iterator[dict]:
   return (_join(path, line_no, rating, movies, users) for line_no, rating in numbered_ratings)
 
 
-def _join(path: str, line_no: int, rating: Rating, movies: Mapping[str, Movie],
-          users: Mapping[str, User]) -> dict:
+def join_tables(path: str, line_no: int, rating: Rating, movies: Mapping[str, Movie],
+                users: Mapping[str, User]) -> tuple[Movie, User]:
+  """The rating's movie and user; an id not in its table is an error naming the rating's line."""
   movie = movies.get(rating.movie_id)
   if movie is None:
     raise MovieLensFormatError.at_line(
@@ -669,6 +696,12 @@ def _join(path: str, line_no: int, rating: Rating, movies: Mapping[str, Movie],
   if user is None:
     raise MovieLensFormatError.at_line(
         path, line_no, f'user id {rating.user_id!r} is not in the users file')
+  return movie, user
+
+
+def _join(path: str, line_no: int, rating: Rating, movies: Mapping[str, Movie],
+          users: Mapping[str, User]) -> dict:
+  movie, user = join_tables(path, line_no, rating, movies, users)
   return {
       features.USER_ID: rating.user_id,
       features.MOVIE_ID: rating.movie_id,
