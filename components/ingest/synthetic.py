@@ -365,7 +365,7 @@ def _split_evenly(count: int, parts: int) -> list[int]:
 
 
 def _taste(audience: _Audience, user, when):
-  """The user's taste at `when` (window units); user and when may be arrays ([batch], [batch, 1])."""
+  """The user's taste at `when` (window units); user, when: scalars, or [batch] and [batch, 1]."""
   return audience.vectors[user] + (when - 0.5) * audience.drift[user]
 
 
