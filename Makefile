@@ -29,7 +29,7 @@ MODEL_BASE_PATH ?= $(WORKDIR)/serving_models/$(MODEL_NAME)
 	kubeflow-compile kubeflow-image
 
 help:
-	@echo "make demo [DATASET=synthetic|ml-100k|ml-1m] [DATA_DIR=...] [WORKDIR=workdir] [ARGS=...]"
+	@echo "make demo [DATASET=synthetic|ml-100k|ml-1m|ml-latest-small|ml-20m|ml-25m|ml-32m] [DATA_DIR=...] [WORKDIR=workdir] [ARGS=...]"
 	@echo "make test            # the test suite (pytest)"
 	@echo "make serve [MODEL_BASE_PATH=...] [ARGS=--enable_batching]  # TF Serving APIs on 8500/8501"
 	@echo "make serving-config MODEL_BASE_PATH=/models/sequential  # models.config + batching file"

@@ -5,7 +5,9 @@ from typing import Optional
 
 from components.ingest import download, movielens, spans, synthetic
 
-DATASETS = ('synthetic', 'ml-100k', 'ml-1m')
+# synthetic, then every dataset GroupLens publishes that we download: ml-100k, ml-1m, and the
+# CSV family (ml-latest-small, ml-20m, ml-25m, ml-32m). The CLI's --dataset choices.
+DATASETS = ('synthetic', *download.DATASETS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,11 +22,12 @@ class SyntheticSize:
 def resolve_data_dir(dataset: str, workdir: str, data_dir: Optional[str] = None,
                      cache_dir: Optional[str] = None,
                      synthetic_size: SyntheticSize = SyntheticSize()) -> pathlib.Path:
-  """The raw folder to ingest: --data-dir as given (a MovieLens folder, or a folder of span
-  folders), a downloaded archive, or synthetic data.
+  """The raw folder to ingest: --data-dir as given (a MovieLens folder in any format, or a
+  folder of span folders), a downloaded archive (GroupLens' folder, in the dataset's format), or
+  synthetic data.
 
-  Synthetic data is written once per size and seed under <workdir>/data/ and reused, so an
-  unchanged re-run hits the pipeline cache.
+  Synthetic data (ml-100k's format: the one with user demographics) is written once per size
+  and seed under <workdir>/data/ and reused, so an unchanged re-run hits the pipeline cache.
   """
   if dataset not in DATASETS:
     raise ValueError(f'dataset {dataset!r} is not one of {DATASETS}')
@@ -33,7 +36,7 @@ def resolve_data_dir(dataset: str, workdir: str, data_dir: Optional[str] = None,
     numbers = spans.span_numbers(path)  # span folders: the newest is the one a run ingests
     # fails early, naming the folder and expected files
     fmt = movielens.detect_format(spans.span_folder(path, numbers[-1]) if numbers else path)
-    if dataset != 'synthetic' and fmt != dataset:
+    if dataset != 'synthetic' and fmt != movielens.DATASET_FORMATS[dataset]:
       print(f'note: --dataset {dataset} but {path} holds {fmt} files; reading it as {fmt}')
     return path.resolve()
   if dataset == 'synthetic':
