@@ -30,6 +30,7 @@ How (ReadRatingBatches):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import zlib
@@ -141,19 +142,38 @@ class _RangeParser:
     self.latest_allowed = int(time.time()) + movielens.FUTURE_SLACK_SECONDS
     self.report = RangeReport(byte_range.index, self.decoder.first_line_of)
 
-  def ratings(self) -> Iterator[Tuple[int, movielens.Rating]]:
-    """(line number, rating) of the range's lines, until its first bad line (reported)."""
+  def ratings(self) -> Iterator[Tuple[int, str, str, float, int]]:
+    """(line number, user id, movie id, rating, timestamp) of the range's ratings, until its
+    first bad line (reported).
+
+    A line that splits cleanly into good values takes a fast path (a quarter of the time of
+    the reader's records); anything else, and the range's first record, goes the reader's way
+    (movielens.record_of_line, parse_rating), which raises its exact error.
+    """
+    separator, quoted = self.separator, self.separator == ','
+    earliest, latest = movielens.EARLIEST_TIMESTAMP, self.latest_allowed
     try:
       for line_no, raw in _raw_lines(self.range, self.newlines_before):
         text = self.decoder.decode(raw, line_no)
-        record = movielens.record_of_line(self.range.path, line_no, text, self.separator, 4)
+        if self.report.first_record is not None and not (quoted and '"' in text):
+          fields = text.rstrip('\n').split(separator)
+          if len(fields) == 4:
+            try:
+              timestamp, stars = int(fields[3]), float(fields[2])
+            except ValueError:
+              timestamp, stars = 0, math.nan
+            if earliest <= timestamp <= latest and math.isfinite(stars):
+              self.report.records += 1
+              yield line_no, fields[0], fields[1], stars, timestamp
+              continue
+        record = movielens.record_of_line(self.range.path, line_no, text, separator, 4)
         if record is None:
           continue
         if self.report.first_record is None and self._is_header(record):
           continue
         rating = movielens.parse_rating(record, self.latest_allowed)
         self.report.records += 1
-        yield line_no, rating
+        yield line_no, rating.user_id, rating.movie_id, rating.rating, rating.timestamp
     except movielens.MovieLensFormatError as error:
       self.report.error = error
 
@@ -189,11 +209,11 @@ class _Scan(beam.DoFn):
   def process(self, byte_range: ByteRange, newlines: Mapping[int, int]):
     parser = _RangeParser(byte_range, self.fmt, _newlines_before(byte_range, newlines))
     shards: Dict[int, Tuple[list, list, list]] = {}
-    for line_no, rating in parser.ratings():
-      key = f'{rating.user_id}\t{rating.movie_id}'.encode()
+    for line_no, user_id, movie_id, _, timestamp in parser.ratings():
+      key = f'{user_id}\t{movie_id}'.encode()
       keys, timestamps, line_nos = shards.setdefault(_shard_of(key), ([], [], []))
       keys.append(key)
-      timestamps.append(rating.timestamp)
+      timestamps.append(timestamp)
       line_nos.append(line_no)
     yield parser.report
     for shard, (keys, timestamps, line_nos) in shards.items():
@@ -288,54 +308,40 @@ def warn_about_duplicates(results: List[ShardResult], path: str) -> None:
 # Parse: kept ratings, joined, as Arrow record batches.
 
 
-class _Columns:
-  """Raw feature columns of up to BATCH_ROWS joined ratings."""
+def record_batch(rows: List[Tuple[str, str, float, int, movielens.Movie, movielens.User]]
+                 ) -> pa.RecordBatch:
+  """Raw feature columns of joined ratings (user id, movie id, rating, timestamp, movie,
+  user): one row each, every feature a list of one value (genres: zero or more)."""
+  count = len(rows)
+  one_each = pa.array(np.arange(count + 1, dtype=np.int32))
 
-  def __init__(self):
-    self.values: Dict[str, list] = {name: [] for name in f.RAW_STRING_FEATURES
-                                    + f.RAW_INT_FEATURES + f.RAW_FLOAT_FEATURES}
-    self.genres: List[Tuple[str, ...]] = []
+  def strings(values):
+    return pa.ListArray.from_arrays(one_each, pa.array(
+        [value.encode() for value in values], pa.binary()))
 
-  def add(self, rating: movielens.Rating, movie: movielens.Movie, user: movielens.User):
-    values = self.values
-    values[f.USER_ID].append(rating.user_id)
-    values[f.MOVIE_ID].append(rating.movie_id)
-    values[f.MOVIE_TITLE].append(movie.title)
-    values[f.USER_GENDER].append(user.gender)
-    values[f.USER_OCCUPATION].append(user.occupation)
-    values[f.USER_ZIP_CODE].append(user.zip_code)
-    values[f.TIMESTAMP].append(rating.timestamp)
-    values[f.USER_AGE].append(user.age)
-    values[f.USER_RATING].append(rating.rating)
-    self.genres.append(movie.genres)
+  def numbers(values, dtype):
+    return pa.ListArray.from_arrays(one_each, pa.array(np.fromiter(values, dtype, count)))
 
-  def __len__(self) -> int:
-    return len(self.genres)
-
-  def record_batch(self) -> pa.RecordBatch:
-    """One row per rating, each feature a list of one value (genres: zero or more)."""
-    rows = len(self)
-    one_each = pa.array(np.arange(rows + 1, dtype=np.int32))
-    arrays, names = [], []
-    for name in f.RAW_STRING_FEATURES:
-      arrays.append(pa.ListArray.from_arrays(
-          one_each, pa.array([value.encode() for value in self.values[name]], pa.binary())))
-      names.append(name)
-    for name in f.RAW_INT_FEATURES:
-      arrays.append(pa.ListArray.from_arrays(one_each, pa.array(
-          np.array(self.values[name], np.int64))))
-      names.append(name)
-    for name in f.RAW_FLOAT_FEATURES:
-      arrays.append(pa.ListArray.from_arrays(one_each, pa.array(
-          np.array(self.values[name], np.float32))))
-      names.append(name)
-    offsets = np.zeros(rows + 1, np.int32)
-    np.cumsum([len(genres) for genres in self.genres], out=offsets[1:])
-    (genres_name,) = f.RAW_STRING_LIST_FEATURES
-    arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(
-        [genre.encode() for genres in self.genres for genre in genres], pa.binary())))
-    names.append(genres_name)
-    return pa.RecordBatch.from_arrays(arrays, names)
+  users = [row[5] for row in rows]
+  movies = [row[4] for row in rows]
+  columns = {
+      f.USER_ID: strings(row[0] for row in rows),
+      f.MOVIE_ID: strings(row[1] for row in rows),
+      f.MOVIE_TITLE: strings(movie.title for movie in movies),
+      f.USER_GENDER: strings(user.gender for user in users),
+      f.USER_OCCUPATION: strings(user.occupation for user in users),
+      f.USER_ZIP_CODE: strings(user.zip_code for user in users),
+      f.TIMESTAMP: numbers((row[3] for row in rows), np.int64),
+      f.USER_AGE: numbers((user.age for user in users), np.int64),
+      f.USER_RATING: numbers((row[2] for row in rows), np.float32),
+  }
+  offsets = np.zeros(count + 1, np.int32)
+  np.cumsum([len(movie.genres) for movie in movies], out=offsets[1:])
+  columns[f.MOVIE_GENRES] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(
+      [genre.encode() for movie in movies for genre in movie.genres], pa.binary()))
+  assert set(columns) == set(f.RAW_STRING_FEATURES + f.RAW_INT_FEATURES + f.RAW_FLOAT_FEATURES
+                             + f.RAW_STRING_LIST_FEATURES)
+  return pa.RecordBatch.from_arrays(list(columns.values()), list(columns))
 
 
 class _Parse(beam.DoFn):
@@ -356,21 +362,30 @@ class _Parse(beam.DoFn):
     # The range's lines are numbered before + 1 .. before + its newlines + 1.
     low, high = np.searchsorted(superseded, [before + 1, before + newlines[byte_range.index] + 2])
     dropped = set(superseded[low:high].tolist())
-    columns = _Columns()
-    for line_no, rating in parser.ratings():
+    rows = []
+    for line_no, user_id, movie_id, stars, timestamp in parser.ratings():
       if line_no in dropped:
         continue
-      try:
-        movie, user = movielens.join_tables(byte_range.path, line_no, rating, movies, users)
-      except movielens.MovieLensFormatError as unjoined:
-        yield beam.pvalue.TaggedOutput('unjoined', unjoined)
+      movie, user = movies.get(movie_id), users.get(user_id)
+      if movie is None or user is None:  # the reader's error, naming the line
+        yield beam.pvalue.TaggedOutput('unjoined', _join_error(
+            byte_range.path, line_no, user_id, movie_id, movies, users))
         break
-      columns.add(rating, movie, user)
-      if len(columns) == BATCH_ROWS:
-        yield columns.record_batch()
-        columns = _Columns()
-    if len(columns):
-      yield columns.record_batch()
+      rows.append((user_id, movie_id, stars, timestamp, movie, user))
+      if len(rows) == BATCH_ROWS:
+        yield record_batch(rows)
+        rows = []
+    if rows:
+      yield record_batch(rows)
+
+
+def _join_error(path, line_no, user_id, movie_id, movies, users):
+  try:
+    movielens.join_tables(path, line_no, movielens.Rating(user_id, movie_id, 0.0, 0), movies,
+                          users)
+  except movielens.MovieLensFormatError as error:
+    return error
+  raise AssertionError('joined')
 
 
 def _raise_first(errors: List[movielens.MovieLensFormatError]) -> None:
