@@ -480,12 +480,16 @@ def _sample_batch(rng: np.random.Generator, catalogue: _Catalogue, audience: _Au
     affinity = taste @ catalogue.vectors[pool].T  # [batch, pool]
     logits = _choice_logits(affinity, catalogue.base_logit[pool] + log_weight,
                             catalogue.trend[pool], catalogue.release_time[pool], when[:, None])
-    logits[taken[:, pool]] = -np.inf
-    keys = logits + rng.gumbel(size=logits.shape)
-    best = (np.argpartition(-keys, most - 1, axis=1)[:, :most] if most < len(pool)
+    # Gumbel-top-k as _sample_ratings, in float32 and negated: the smallest log(E) - logit,
+    # E ~ Exp(1), -log(E) being Gumbel (4x faster to draw than rng.gumbel's float64).
+    with np.errstate(divide='ignore'):  # E == 0: key -inf, drawn first (as a Gumbel of +inf)
+      keys = (np.log(rng.standard_exponential(size=logits.shape, dtype=np.float32))
+              - logits.astype(np.float32))
+    keys[taken[:, pool]] = np.inf
+    best = (np.argpartition(keys, most - 1, axis=1)[:, :most] if most < len(pool)
             else np.broadcast_to(np.arange(len(pool)), keys.shape))
     best = np.take_along_axis(
-        best, np.argsort(-np.take_along_axis(keys, best, axis=1), axis=1, kind='stable'), axis=1)
+        best, np.argsort(np.take_along_axis(keys, best, axis=1), axis=1, kind='stable'), axis=1)
     row, rank = np.nonzero(np.arange(most) < sizes[:, None])  # each user's `size` best keys
     column = best[row, rank]
     movie = pool[column]
