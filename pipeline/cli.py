@@ -130,7 +130,7 @@ def add_run_arguments(parser: argparse.ArgumentParser,
   command's own default (replay's --drift-action)."""
   data = parser.add_argument_group('data')
   data.add_argument('--dataset', choices=DATASETS, default='synthetic',
-                    help='synthetic (offline), ml-100k or ml-1m (downloaded from GroupLens with '
+                    help='synthetic (offline), or a GroupLens release (downloaded with '
                     'checksum, or read from --data-dir) (default: synthetic)')
   data.add_argument('--data-dir', help='an extracted MovieLens folder (u.data... or '
                     'ratings.dat...), or a folder of such folders named span-1, span-2, ... '
