@@ -75,7 +75,8 @@ WEEK_SECONDS = 7 * DAY_SECONDS
 
 # A ratings line of each format, as GroupLens writes it (user, movie, rating, timestamp); the
 # readers (components/ingest/movielens.py) read it back, which tests/test_replay.py checks.
-_RATING_LINE = {'ml-100k': '{}\t{}\t{:g}\t{}\n', 'ml-1m': '{}::{}::{:g}::{}\n'}
+_RATING_LINE = {'ml-100k': '{}\t{}\t{:g}\t{}\n', 'ml-1m': '{}::{}::{:g}::{}\n',
+                'csv': '{},{},{:.1f},{}\n'}
 
 
 def _date(timestamp: int) -> str:
@@ -145,8 +146,10 @@ def write_past(data_dir, fmt: str, ratings: Sequence[movielens.Rating], cut: int
     if kind != 'ratings' and source.is_file():
       _write_if_changed(out / name, source.read_bytes())
       kept.add(name)
-  lines = ''.join(_RATING_LINE[fmt].format(r.user_id, r.movie_id, r.rating, r.timestamp)
-                  for r in ratings if r.timestamp < cut)
+  header = movielens.header_of(fmt, 'ratings')
+  lines = (f'{header}\n' if header else '') + ''.join(
+      _RATING_LINE[fmt].format(r.user_id, r.movie_id, r.rating, r.timestamp)
+      for r in ratings if r.timestamp < cut)
   _write_if_changed(out / names['ratings'], lines.encode('utf-8'))
   kept.add(names['ratings'])
   for stale in out.iterdir():

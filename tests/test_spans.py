@@ -217,3 +217,16 @@ def test_a_replay_resumed_with_another_cut_is_refused(dataset, tmp_path, capsys)
                         run_span=dies)
   assert moved == 2
   assert 'records a replay cut differently' in capsys.readouterr().err
+
+
+def test_csv_spans_repeat_the_header_lines_and_hold_no_users_file(tmp_path):
+  from tests.test_csv_readers import RATINGS, write_csv_dataset
+  source = write_csv_dataset(tmp_path / 'csv')
+  times = sorted(_timestamps(source))
+  written = spans.write_spans(source, tmp_path / 'spans', [times[1], times[-1] + 1])
+  assert [span.num_ratings for span in written] == [1, 2]
+  for span in written:
+    assert (span.folder / 'ratings.csv').read_text().startswith(RATINGS.split('\n')[0] + '\n')
+    assert (span.folder / 'movies.csv').read_text().startswith('movieId,title,genres\n')
+    assert not (span.folder / 'users.csv').exists()
+  assert [e['user_rating'] for e in movielens.iter_examples(written[1].folder)] == [4.0, 0.5]

@@ -102,9 +102,13 @@ def write_spans(source_dir: os.PathLike, out_dir: os.PathLike, boundaries: Seque
       ids['movies'].add(rating.movie_id)
       ids['users'].add(rating.user_id)
 
+  # The CSV family's files start with a header line, which every span's file repeats.
+  headers = {kind: (movielens.header_of(fmt, kind) + '\n').encode() if movielens.header_of(
+      fmt, kind) else b'' for kind in ('ratings', 'movies', 'users') if kind in names}
   catalogues = {kind: [(_first_field(line, movielens.SEPARATORS[fmt][kind]), line)
-                       for line in _lines(source / names[kind]) if line.strip()]
-                for kind in ('movies', 'users')}
+                       for line in _lines(source / names[kind])[1 if headers[kind] else 0:]
+                       if line.strip()]
+                for kind in ('movies', 'users') if kind in names}
   out = pathlib.Path(out_dir)
   written, known = [], {'movies': set(), 'users': set()}
   for index in sorted(by_span):
@@ -114,10 +118,10 @@ def write_spans(source_dir: os.PathLike, out_dir: os.PathLike, boundaries: Seque
     staging = folder.with_name(f'.{folder.name}.tmp')
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    (staging / names['ratings']).write_bytes(b''.join(by_span[index]))
+    (staging / names['ratings']).write_bytes(headers['ratings'] + b''.join(by_span[index]))
     for kind, lines in catalogues.items():
       (staging / names[kind]).write_bytes(
-          b''.join(line for key, line in lines if key in known[kind]))
+          headers[kind] + b''.join(line for key, line in lines if key in known[kind]))
     for kind, name in names.items():
       if kind not in ('ratings', 'movies', 'users') and (source / name).is_file():
         shutil.copyfile(source / name, staging / name)
