@@ -132,9 +132,9 @@ def add_run_arguments(parser: argparse.ArgumentParser,
   data.add_argument('--dataset', choices=DATASETS, default='synthetic',
                     help='synthetic (offline), or a GroupLens release (downloaded with '
                     'checksum, or read from --data-dir) (default: synthetic)')
-  data.add_argument('--data-dir', help='an extracted MovieLens folder (u.data... or '
-                    'ratings.dat...), or a folder of such folders named span-1, span-2, ... '
-                    '(each run ingests the newest); skips the download')
+  data.add_argument('--data-dir', help='an extracted MovieLens folder (u.data..., '
+                    'ratings.dat... or ratings.csv...), or a folder of such folders named '
+                    'span-1, span-2, ... (each run ingests the newest); skips the download')
   data.add_argument('--cache-dir', help='where downloads go (default: $MOVIELENS_CACHE_DIR or '
                     '~/.cache/movielens-recommender)')
   add_config_arguments(data, PipelineConfig, _DATA_FIELDS, per_kind=per_kind_defaults,
