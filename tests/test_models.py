@@ -2,13 +2,17 @@
 blessed and pushed, and what their serving signatures promise (ratings in range, any history
 length, exclusions, clear errors on bad input). The sequential run is the pipeline's default
 (no --model, the time split): it answers users the training data never saw."""
+import os
 import pathlib
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx.utils import io_utils
 
+from components.ingest import synthetic
 from pipeline.baselines import ratings_of_split
 from pipeline.results import latest_run_results
 from serving import saved_model
@@ -22,10 +26,18 @@ def _pushed_model(workdir, name):
 
 
 @pytest.fixture(scope='module')
-def multitask_run(small_dataset, tmp_path_factory):
+def csv_dataset(tmp_path_factory):
+  """The small dataset's size in the CSV family's format (ml-latest-small's): ratings.csv and
+  movies.csv with headers and quoted titles, half-star ratings, no users file."""
+  return synthetic.generate(tmp_path_factory.mktemp('csv') / 'synthetic', fmt='csv', **SMALL)
+
+
+@pytest.fixture(scope='module')
+def multitask_run(csv_dataset, tmp_path_factory):
+  """The multitask model on CSV data: its rating head learns and clips half stars."""
   workdir = tmp_path_factory.mktemp('multitask')
   # The random split: every user is in training, so every user can be rated.
-  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--split', 'random',
+  exit_code = run_pipeline(csv_dataset, workdir, '--model', 'multitask', '--split', 'random',
                            '--max-rmse', '1.2', '--no-refit')  # refit: the sequential run's
   return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
 
@@ -79,8 +91,13 @@ def test_multitask_is_gated_on_accuracy_and_rmse_and_pushed(multitask_run):
   assert results.metrics['top_100_accuracy'] > 0.3
 
 
-def test_multitask_predicted_ratings_stay_in_range_and_unknown_ids_are_refused(multitask_run):
-  _, workdir, _ = multitask_run
+def test_multitask_predicted_ratings_stay_on_the_half_star_scale_and_unknown_ids_are_refused(
+    multitask_run):
+  _, workdir, results = multitask_run
+  schema = io_utils.parse_pbtxt_file(os.path.join(
+      results.outputs[('ImportSchemaGen', 'Schema')], 'schema.pbtxt'), schema_pb2.Schema())
+  (rating,) = [feature for feature in schema.feature if feature.name == 'user_rating']
+  assert (rating.float_domain.min, rating.float_domain.max) == (0.5, 5.0)
   rate = _pushed_model(workdir, 'multitask').signatures['predict_rating']
   users = [str(user) for user in range(1, 151)]
   movies = [str(movie) for movie in range(1, 201)]
@@ -88,7 +105,7 @@ def test_multitask_predicted_ratings_stay_in_range_and_unknown_ids_are_refused(m
   ratings = rate(user_id=tf.constant([u for u, _ in pairs]),
                  movie_id=tf.constant([m for _, m in pairs]))['rating'].numpy()
   assert ratings.shape == (len(pairs),)
-  assert np.all((ratings >= 1.0) & (ratings <= 5.0))
+  assert np.all((ratings >= 0.5) & (ratings <= 5.0))
   assert ratings.std() > 0.05  # not one constant
   with pytest.raises(tf.errors.InvalidArgumentError, match='unknown movie_id'):
     rate(user_id=tf.constant(['1']), movie_id=tf.constant(['no-such-movie']))
@@ -140,10 +157,10 @@ def test_multitask_rates_through_tf_serving_regress_api_over_rest_and_grpc(multi
     server.stop()
 
 
-def test_multitask_rmse_bound_blocks_the_push(multitask_run, small_dataset):
+def test_multitask_rmse_bound_blocks_the_push(multitask_run, csv_dataset):
   _, workdir, _ = multitask_run
   before = saved_model.version_dirs(workdir / 'serving_models' / 'multitask')
-  exit_code = run_pipeline(small_dataset, workdir, '--model', 'multitask', '--split', 'random',
+  exit_code = run_pipeline(csv_dataset, workdir, '--model', 'multitask', '--split', 'random',
                            '--max-rmse', '0.1', '--no-refit')
   results = latest_run_results(str(workdir / 'metadata.sqlite'))
   assert exit_code == 3 and not results.blessed and not results.pushed
