@@ -163,6 +163,10 @@ def add_run_arguments(parser: argparse.ArgumentParser,
   run.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                    help='a Beam pipeline option added after the preset\'s, e.g. '
                    '--beam-arg=--direct_num_workers=2 (repeatable)')
+  run.add_argument('--stop-after', metavar='COMPONENT',
+                   help='run only the components up to this one (its id, e.g. '
+                   'FileBasedExampleGen or Transform): a partial run, for measuring or '
+                   'debugging the stages before it')
   run.add_argument('--no-cache', action='store_true',
                    help='re-run every component even if its inputs are unchanged')
   run.add_argument('--verbose', action='store_true', help='show all TFX and Beam logs')
@@ -395,7 +399,17 @@ def _run_locked(args: argparse.Namespace) -> int:
   # this process's own arguments (a host's `-v`, read as --verbosity) must not reach them.
   own_argv, sys.argv = sys.argv, sys.argv[:1]
   try:
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    pipeline = create_pipeline(config)
+    run_options = None
+    if args.stop_after:
+      ids = [component.id for component in pipeline.components]
+      if args.stop_after not in ids:
+        print(f'error: --stop-after {args.stop_after}: no such component; the pipeline has '
+              f'{", ".join(ids)}', file=sys.stderr)
+        return 2
+      from tfx.orchestration import pipeline as tfx_pipeline  # not in tfx.v1 (1.16)
+      run_options = tfx_pipeline.RunOptions(to_nodes=[args.stop_after])
+    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
   except Exception as error:  # pylint: disable=broad-except
     message = user_error_message(error)
     if message is None:
@@ -405,6 +419,9 @@ def _run_locked(args: argparse.Namespace) -> int:
   finally:
     sys.argv = own_argv
   print(f'\nPipeline finished in {time.time() - started:.0f}s')
+  if args.stop_after:
+    print(f'Ran the components up to {args.stop_after} (--stop-after): no model to report')
+    return 0
   return print_results(config)
 
 
