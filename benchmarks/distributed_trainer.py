@@ -107,9 +107,12 @@ def free_ports(count: int) -> List[int]:
 
 
 def train(transform_graph: str, examples: str, output_dir: str, config: ModelConfig,
-          workers: int = 1, timeout: float = 900) -> WorkerRun:
+          workers: int = 1, timeout: float = 900, one_core_each: bool = False) -> WorkerRun:
   """Runs the Trainer's run_fn with config on `workers` local processes, writing under
-  output_dir; one worker gets no TF_CONFIG. Each worker's log is output_dir/worker-<i>.log."""
+  output_dir; one worker gets no TF_CONFIG. Each worker's log is output_dir/worker-<i>.log.
+  one_core_each: worker i runs on CPU core i alone (as if each had a machine of one core)."""
+  if one_core_each and workers > os.cpu_count():
+    raise ValueError(f'{workers} workers, one core each, on {os.cpu_count()} cores')
   os.makedirs(output_dir, exist_ok=True)
   addresses = [f'127.0.0.1:{port}' for port in free_ports(workers)]
   arguments = json.dumps({'transform_graph': transform_graph, 'examples': examples,
@@ -127,6 +130,8 @@ def train(transform_graph: str, examples: str, output_dir: str, config: ModelCon
       processes.append(subprocess.Popen(
           [sys.executable, '-m', 'benchmarks.distributed_trainer', 'worker', arguments],
           stdout=log, stderr=subprocess.STDOUT, env=environment,
+          preexec_fn=(lambda core=index: os.sched_setaffinity(0, {core})) if one_core_each
+          else None,
           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
   exit_codes = []
   try:
@@ -152,12 +157,19 @@ def training_examples(examples: str) -> int:
   return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type='GZIP'))
 
 
+def _epoch_seconds(log: str) -> List[float]:
+  """Each epoch's seconds from Keras' verbose=2 lines ('79/79 - 5s - loss: ... - 5s/epoch')."""
+  return [float(value) * (0.001 if unit == 'ms' else 1)
+          for value, unit in re.findall(r'- ([\d.]+)(m?s)/epoch', log)]
+
+
 def compare(workdir: str, output_dir: str, workers: int = 2, epochs: int = 3,
-            kind: str = 'retrieval', **overrides) -> List[dict]:
+            kind: str = 'retrieval', one_core_each: bool = False, **overrides) -> List[dict]:
   """The Trainer on workdir's Transform output in one process, then on `workers` local
   MultiWorkerMirrored workers, the same config otherwise (one model, `epochs` epochs); one row
-  per configuration: wall seconds, run_fn seconds (the slowest worker's) and training examples
-  per second over run_fn."""
+  per configuration: wall seconds, run_fn seconds (the slowest worker's), training examples
+  per second over run_fn, and the steady epoch's seconds (the last; the first traces the
+  graphs). one_core_each: every process on a CPU core of its own (see train)."""
   outputs = transform_outputs(workdir)
   rows_per_epoch = training_examples(outputs['examples'])
   config = ModelConfig.tuned(kind, epochs=epochs, ensemble_size=1, **overrides)
@@ -165,14 +177,16 @@ def compare(workdir: str, output_dir: str, workers: int = 2, epochs: int = 3,
   for count, distribution in ((1, 'one-process'), (workers, 'multi-worker-mirrored')):
     run = train(outputs['transform_graph'], outputs['examples'],
                 os.path.join(output_dir, f'{distribution}-{count}'),
-                dataclasses.replace(config, distribution=distribution), workers=count)
+                dataclasses.replace(config, distribution=distribution), workers=count,
+                one_core_each=one_core_each)
     if not run.ok:
       raise RuntimeError(f'{distribution} on {count} workers failed (exit codes '
                          f'{run.exit_codes}); logs in {output_dir}')
     slowest = max(run.run_fn_seconds)
     rows.append({'distribution': distribution, 'workers': count,
                  'wall_seconds': round(run.wall_seconds, 1), 'run_fn_seconds': slowest,
-                 'examples_per_second': round(rows_per_epoch * epochs / slowest, 1)})
+                 'examples_per_second': round(rows_per_epoch * epochs / slowest, 1),
+                 'last_epoch_seconds': max(_epoch_seconds(log)[-1] for log in run.logs)})
   return rows
 
 
@@ -190,15 +204,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--epochs', type=int, default=3)
   parser.add_argument('--model', default='retrieval', help='the model kind of the workdir')
   parser.add_argument('--batch-size', type=int, help='examples per step, all workers together')
+  parser.add_argument('--one-core-each', action='store_true',
+                      help='every process on a CPU core of its own (one process: one core)')
   args = parser.parse_args(argv)
   overrides = {'batch_size': args.batch_size} if args.batch_size else {}
   output_dir = args.output_dir or os.path.join(args.workdir, 'distributed_trainer')
   print(f'Timing the Trainer on {args.workdir}; models and worker logs in {output_dir}')
-  rows = compare(args.workdir, output_dir, args.workers, args.epochs, args.model, **overrides)
-  print(f'{"distribution":<24}{"workers":>8}{"wall s":>9}{"run_fn s":>10}{"examples/s":>12}')
+  rows = compare(args.workdir, output_dir, args.workers, args.epochs, args.model,
+                 args.one_core_each, **overrides)
+  print(f'{"distribution":<24}{"workers":>8}{"wall s":>9}{"run_fn s":>10}{"examples/s":>12}'
+        f'{"last epoch s":>14}')
   for row in rows:
     print(f'{row["distribution"]:<24}{row["workers"]:>8}{row["wall_seconds"]:>9}'
-          f'{row["run_fn_seconds"]:>10}{row["examples_per_second"]:>12}')
+          f'{row["run_fn_seconds"]:>10}{row["examples_per_second"]:>12}'
+          f'{row["last_epoch_seconds"]:>14}')
   return 0
 
 

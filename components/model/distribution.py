@@ -212,7 +212,16 @@ class MultiWorkerMirrored(Distribution):
   def start(cls):
     cluster = cluster_from_tf_config(os.environ.get(TF_CONFIG))  # fails early and clearly
     import tensorflow as tf
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+      strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as error:
+      if 'program startup' not in str(error):
+        raise
+      raise RuntimeError(
+          f'MultiWorkerMirrored over {TF_CONFIG} must start before TensorFlow runs its first op '
+          'in the process (collectives are configured at start-up): run each worker in a '
+          "process of its own (Kubeflow's and Vertex AI's pods do; locally, "
+          'benchmarks/distributed_trainer.py)') from error
     absl.logging.info('MultiWorkerMirrored: %s, %d replicas in sync', cluster,
                       strategy.num_replicas_in_sync)
     return cls(strategy, cluster)
