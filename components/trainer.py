@@ -58,7 +58,12 @@ def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
       vocab_size(f.MOVIE_GENRE_VOCAB), config, name='candidate_tower')
   movie_table_size = _movie_table_size(tft_output)
   sampling_probability, catalogue_negatives = None, None
-  if config.negatives == 'catalogue':
+  full_softmax = config.negatives == 'catalogue'
+  if full_softmax and len(catalogue) > config.max_catalogue_negatives:
+    absl.logging.info('Catalogue of %d movies, over max_catalogue_negatives %d: in-batch '
+                      'negatives', len(catalogue), config.max_catalogue_negatives)
+    full_softmax = False
+  if full_softmax:
     catalogue_negatives = CatalogueNegatives(catalogue.candidate_features(),
                                              catalogue.positions(movie_table_size))
   elif config.sampling_correction:

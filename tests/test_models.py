@@ -602,3 +602,22 @@ def test_every_signature_runs_as_tf_serving_runs_it_in_a_tf1_session(run, reques
       compared)
   assert ('predict_rating' in compared) == ('regress_rating' in compared) == (
       run == 'multitask_run')
+
+
+def test_a_catalogue_past_max_catalogue_negatives_trains_on_in_batch_negatives(multitask_run):
+  """The full softmax's step grows with the catalogue: past the bound, in-batch with logQ."""
+  from components.model.catalogue import Catalogue
+  from components.model.config import ModelConfig
+  from components.trainer import build_model
+
+  _, _, results = multitask_run
+  tft_output, dataset = _transformed_train_split(results)
+  catalogue = Catalogue.from_dataset(dataset)
+  within = ModelConfig(kind='retrieval', negatives='catalogue',
+                       max_catalogue_negatives=len(catalogue))
+  model = build_model(within, tft_output, catalogue)
+  assert model.catalogue_negatives is not None and model.movie_sampling_probability is None
+  past = ModelConfig(kind='retrieval', negatives='catalogue',
+                     max_catalogue_negatives=len(catalogue) - 1)
+  model = build_model(past, tft_output, catalogue)
+  assert model.catalogue_negatives is None and model.movie_sampling_probability is not None

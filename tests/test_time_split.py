@@ -30,9 +30,9 @@ def test_time_split_executor_orders_splits_in_time(small_dataset):
   cutoff = example_gen.time_cutoff(all_timestamps, 0.8)
 
   def timestamps_of(split):
-    return splits[split] | f'Timestamps[{split}]' >> beam.Map(
-        lambda example: tf.train.Example.FromString(example).features.feature[
-            f.TIMESTAMP].int64_list.value[0])
+    return splits[split] | f'Timestamps[{split}]' >> beam.FlatMap(
+        lambda batch: [tf.train.Example.FromString(example).features.feature[
+            f.TIMESTAMP].int64_list.value[0] for example in batch])
 
   def check(predicate, expected_count):
     def _check(values):

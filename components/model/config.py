@@ -67,7 +67,17 @@ class ModelConfig:
   optimizer: str = documented('adagrad', "the towers' optimizer", choices=OPTIMIZERS)
   negatives: str = documented(
       'in-batch', "what the retrieval softmax ranks each label against: the batch's other "
-      'movies, or the whole catalogue', choices=NEGATIVES)
+      'movies, or the whole catalogue (up to --max-catalogue-negatives movies)',
+      choices=NEGATIVES)
+  # A catalogue-negatives step runs the candidate tower over every movie: 9 ms a step of 1,024
+  # at 1,000 movies, 25 at 4,000, 94 at 16,000, 359 at 64,000, against 13-15 in-batch (2 cores,
+  # benchmarks/negatives.py). Past about 5,000 movies it costs over twice an in-batch step,
+  # and already at ml-1m's 3,706 the full softmax gained nothing on the validation replay
+  # (docs/benchmarks.md): beyond this size the batch's movies with the logQ correction train.
+  max_catalogue_negatives: int = documented(
+      5_000, "catalogues of more movies than this train on in-batch negatives with the logQ "
+      'correction even with --negatives catalogue (a full softmax step grows with the '
+      'catalogue)')
   # Without it the model learns to push popular movies down. (No effect with catalogue
   # negatives: every movie is a negative once per example.)
   sampling_correction: bool = documented(
@@ -163,6 +173,7 @@ class ModelConfig:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
     for name in ('embedding_dim', 'epochs', 'warm_start_epochs', 'batch_size', 'top_k',
                  'timestamp_buckets', 'max_excluded', 'max_context_length', 'ensemble_size', 'fallback_days',
+                 'max_catalogue_negatives',
                  'attention_blocks', 'attention_heads'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
