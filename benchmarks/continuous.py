@@ -70,7 +70,7 @@ def _trainer_seconds(run: dict) -> float:
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='python -m benchmarks.continuous', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--data-dir', help='a MovieLens folder (ml-100k, ml-1m or the CSV family's format); '
+  parser.add_argument('--data-dir', help='a MovieLens folder (ml-100k, ml-1m or CSV format); '
                       'without it, synthetic data')
   parser.add_argument('--span-days', type=float, default=7, help='days per span (default: 7)')
   parser.add_argument('--from', dest='start', metavar='YYYY-MM-DD',

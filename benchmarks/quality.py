@@ -21,7 +21,7 @@ context movies) and scored from each user's whole history; a bias model's rating
 multitask. The model is scored through its plain-TF evaluation SavedModel (Format-TFMA), which
 scores every movie, so seen movies can be removed before ranking.
 Writes every figure (top-k for k = 1..100, NDCG@10) to a JSON file for benchmarks/plot.py.
-Runs on real data with DATA_DIR=<folder> (ml-100k, ml-1m or the CSV family's format); without it, on synthetic
+Runs on real data with DATA_DIR=<folder> (ml-100k, ml-1m or CSV format); without it, on synthetic
 data (and says so).
 """
 import argparse

@@ -40,7 +40,7 @@ consecutive ratings and scored from the history's last movie (popularity when th
 and the random-split retrieval model (a pipeline run with --split random on the past, as the
 tutorials train it).
 
-Runs on real data with DATA_DIR=<folder> (ml-100k, ml-1m or the CSV family's format); without it, on synthetic
+Runs on real data with DATA_DIR=<folder> (ml-100k, ml-1m or CSV format); without it, on synthetic
 data (and says so). Writes the past folder, the pipeline workdirs, every figure (JSON) and the
 plot under --workdir, and prints where.
 """
@@ -581,7 +581,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='python -m benchmarks.replay', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--data-dir', help='a MovieLens folder (ml-100k, ml-1m or the CSV family's format); '
+  parser.add_argument('--data-dir', help='a MovieLens folder (ml-100k, ml-1m or CSV format); '
                       'without it, synthetic data')
   cut = parser.add_mutually_exclusive_group()
   cut.add_argument('--future-percent', type=float, default=20.0,

@@ -34,7 +34,7 @@ class PipelineConfig:
   re-runs reuse cached outputs) and serving_models/<model name>/<version>/ (or under
   `serving_models_root`).
   """
-  data_dir: str  # a raw MovieLens folder (ml-100k, ml-1m or the CSV family's format)
+  data_dir: str  # a raw MovieLens folder (ml-100k, ml-1m or CSV format)
   workdir: str = documented(
       'workdir', 'artifacts (pipeline_root/), MLMD (metadata.sqlite) and serving_models/ go here',
       metavar='DIR')
