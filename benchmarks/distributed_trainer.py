@@ -210,15 +210,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   overrides = {'batch_size': args.batch_size} if args.batch_size else {}
   output_dir = args.output_dir or os.path.join(args.workdir, 'distributed_trainer')
   print(f'Timing the Trainer on {args.workdir}; models and worker logs in {output_dir}')
-  rows = compare(args.workdir, output_dir, args.workers, args.epochs, args.model,
-                 args.one_core_each, **overrides)
+  print_rows(compare(args.workdir, output_dir, args.workers, args.epochs, args.model,
+                     args.one_core_each, **overrides))
+  return 0
+
+
+def print_rows(rows: List[dict]) -> None:
+  """compare's rows as a table."""
   print(f'{"distribution":<24}{"workers":>8}{"wall s":>9}{"run_fn s":>10}{"examples/s":>12}'
         f'{"last epoch s":>14}')
   for row in rows:
     print(f'{row["distribution"]:<24}{row["workers"]:>8}{row["wall_seconds"]:>9}'
           f'{row["run_fn_seconds"]:>10}{row["examples_per_second"]:>12}'
           f'{row["last_epoch_seconds"]:>14}')
-  return 0
 
 
 if __name__ == '__main__':

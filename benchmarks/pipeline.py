@@ -244,10 +244,9 @@ def main(argv=None) -> int:
     workdir = f'{scratch}/{smallest.dataset}-{smallest.preset}'
     print(f'\n== Trainer on {smallest.dataset}: one process vs {args.trainer_workers} local '
           'workers ==')
-    for row in distributed_trainer.compare(workdir, f'{scratch}/trainers',
-                                           workers=args.trainer_workers,
-                                           kind=_model_kind(args.pipeline_arg)):
-      print(row)
+    distributed_trainer.print_rows(distributed_trainer.compare(
+        workdir, f'{scratch}/trainers', workers=args.trainer_workers,
+        kind=_model_kind(args.pipeline_arg)))
   return 0
 
 

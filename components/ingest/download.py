@@ -39,38 +39,19 @@ from components.ingest import movielens
 # each release has a new checksum: a mismatch for it says so and how to pass the new one
 # (REPUBLISHED). Every archive is verified: there is no way to skip the check.
 _GROUPLENS = 'https://files.grouplens.org/datasets/movielens'
-DATASETS: dict[str, dict] = {
-    'ml-100k': {
-        'url': f'{_GROUPLENS}/ml-100k.zip',
-        'folder': 'ml-100k',
-        'checksum': ('md5', '0e33842e24a9c977be4e0107933c0723'),
-    },
-    'ml-1m': {
-        'url': f'{_GROUPLENS}/ml-1m.zip',
-        'folder': 'ml-1m',
-        'checksum': ('md5', 'c4d9eecfca2ab87c1945afe126590906'),
-    },
-    'ml-latest-small': {
-        'url': f'{_GROUPLENS}/ml-latest-small.zip',
-        'folder': 'ml-latest-small',
-        'checksum': ('sha256', '696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436'),
-    },
-    'ml-20m': {
-        'url': f'{_GROUPLENS}/ml-20m.zip',
-        'folder': 'ml-20m',
-        'checksum': ('md5', 'cd245b17a1ae2cc31bb14903e1204af3'),
-    },
-    'ml-25m': {
-        'url': f'{_GROUPLENS}/ml-25m.zip',
-        'folder': 'ml-25m',
-        'checksum': ('md5', '6b51fb2759a8657d3bfcbfc42b592ada'),
-    },
-    'ml-32m': {
-        'url': f'{_GROUPLENS}/ml-32m.zip',
-        'folder': 'ml-32m',
-        'checksum': ('md5', 'd472be332d4daa821edc399621853b57'),
-    },
+_CHECKSUMS = {
+    'ml-100k': ('md5', '0e33842e24a9c977be4e0107933c0723'),
+    'ml-1m': ('md5', 'c4d9eecfca2ab87c1945afe126590906'),
+    'ml-latest-small': (
+        'sha256', '696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436'),
+    'ml-20m': ('md5', 'cd245b17a1ae2cc31bb14903e1204af3'),
+    'ml-25m': ('md5', '6b51fb2759a8657d3bfcbfc42b592ada'),
+    'ml-32m': ('md5', 'd472be332d4daa821edc399621853b57'),
 }
+# Each archive unpacks into a folder of its name.
+DATASETS: dict[str, dict] = {
+    name: {'url': f'{_GROUPLENS}/{name}.zip', 'folder': name, 'checksum': checksum}
+    for name, checksum in _CHECKSUMS.items()}
 # Datasets GroupLens re-publishes under the same name (new ratings, new checksum).
 REPUBLISHED = frozenset({'ml-latest-small'})
 
