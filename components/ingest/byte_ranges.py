@@ -289,9 +289,20 @@ def resolve_shard(batches: List[KeyBatch]) -> ShardResult:
                      len(np.unique(pair_ids[dropped])))
 
 
-def warn_about_duplicates(results: List[ShardResult], path: str) -> None:
+class DuplicateCounts(NamedTuple):
+  """A shard's part of the duplicate warning (a few numbers, not its arrays)."""
+  example: Optional[Tuple[int, bytes, int]]
+  dropped: int
+  pairs: int
+
+
+def duplicate_counts(result: ShardResult) -> DuplicateCounts:
+  return DuplicateCounts(result.example, len(result.superseded), result.pairs)
+
+
+def warn_about_duplicates(counts: List[DuplicateCounts], path: str) -> None:
   """The one-worker reader's warning, from every shard's counts (movielens.py)."""
-  examples = [result.example for result in results if result.example]
+  examples = [shard.example for shard in counts if shard.example]
   if not examples:
     return
   first_line, key, winner = min(examples)
@@ -300,8 +311,8 @@ def warn_about_duplicates(results: List[ShardResult], path: str) -> None:
       '%s: dropped %d duplicate ratings of %d (user, movie) pairs rated more than once, '
       "keeping each pair's latest rating (greatest timestamp; on a tie, the later line); "
       'e.g. line %d (user %r, movie %r) gave way to line %d',
-      path, sum(len(result.superseded) for result in results),
-      sum(result.pairs for result in results), first_line, user, movie, winner)
+      path, sum(shard.dropped for shard in counts), sum(shard.pairs for shard in counts),
+      first_line, user, movie, winner)
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,6 +430,7 @@ def ReadRatingBatches(pipeline: beam.Pipeline, data_dir: str,
             | 'ByShard' >> beam.GroupByKey()
             | 'KeepLatest' >> beam.MapTuple(lambda _, batches: resolve_shard(list(batches))))
   _ = (shards
+       | 'DuplicateCounts' >> beam.Map(duplicate_counts)
        | 'AllShards' >> beam.combiners.ToList()
        | 'WarnAboutDuplicates' >> beam.Map(warn_about_duplicates, path))
   superseded = (shards
