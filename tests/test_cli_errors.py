@@ -114,7 +114,7 @@ def test_the_next_run_marks_a_dead_runs_executions_failed_before_the_pipeline_st
   states_at_start = []
 
   class Runner:
-    def run(self, unused_pipeline):
+    def run(self, unused_pipeline, run_options=None):  # pylint: disable=unused-argument
       states_at_start.extend(_states(dead_runs_store))
 
   monkeypatch.setattr(tfx.orchestration, 'LocalDagRunner', Runner)
