@@ -125,3 +125,18 @@ def test_the_next_run_marks_a_dead_runs_executions_failed_before_the_pipeline_st
   assert states_at_start == ['COMPLETE', 'FAILED']
   assert ('Marked FAILED in MLMD: Trainer, left running by an earlier run whose process died'
           in capsys.readouterr().out)
+
+
+def test_stop_after_runs_the_components_up_to_one_and_names_the_choices_when_unknown(
+    small_dataset, tmp_path, capsys):
+  from pipeline.results import latest_run_results
+  workdir = tmp_path / 'partial'
+  assert cli.main(['run', '--workdir', str(workdir), '--data-dir', str(small_dataset),
+                   '--stop-after', 'NoSuchComponent']) == 2
+  assert ('--stop-after NoSuchComponent: no such component; the pipeline has '
+          'FileBasedExampleGen, ') in capsys.readouterr().err
+  assert cli.main(['run', '--workdir', str(workdir), '--data-dir', str(small_dataset),
+                   '--stop-after', 'FileBasedExampleGen']) == 0
+  ran = [window[0] for window in
+         latest_run_results(str(workdir / 'metadata.sqlite')).component_windows]
+  assert ran == ['FileBasedExampleGen']
