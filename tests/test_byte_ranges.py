@@ -102,13 +102,11 @@ def test_line_numbers_count_every_line_before_the_range(tmp_path):
 
 
 BAD_CSV_FILES = {
-    'a bad line': CSV_RATINGS + '4,1,x,964982703\n',
     'two bad lines, the first wins': CSV_RATINGS.replace('2,5,2.0', '2,5,bad') + '1,1\n',
     'no header': CSV_RATINGS.split('\r\n', 1)[1],
     'a header line later on': CSV_RATINGS + 'userId,movieId,rating,timestamp\n',
     'only the header': 'userId,movieId,rating,timestamp\n\n',
     'empty': '',
-    'blank lines': '\n\n\n',
     'a timestamp in milliseconds': CSV_RATINGS + '5,1,3.0,964982703000\n',
     'mixed encodings': None,  # written below: UTF-8 then latin-1 bytes
     'an unknown movie, twice': CSV_RATINGS + '6,99,3.0,964982703\n6,98,3.0,964982704\n',
