@@ -142,9 +142,9 @@ def run_one(name: str, data_dir: str, ratings: int, preset: str, workdir: str,
     return None
   figures = component_figures(workdir, samples)
   print(f'{"component":<28}{"seconds":>9}{"peak MiB":>10}{"ratings/s":>11}')
-  for figure in figures:
-    print(f'{figure.component:<28}{figure.seconds:>9.1f}{figure.peak_mib:>10.0f}'
-          f'{ratings / max(figure.seconds, 1e-9):>11,.0f}')
+  for figure in figures:  # throughput of the stages that take a second or more
+    rate = f'{ratings / figure.seconds:,.0f}' if figure.seconds >= 1 else '-'
+    print(f'{figure.component:<28}{figure.seconds:>9.1f}{figure.peak_mib:>10.0f}{rate:>11}')
   peak = max((rss for _, rss in samples), default=0) / 2**20
   print(f'{"whole run (with start-up)":<28}{wall:>9.1f}{peak:>10.0f}', flush=True)
   return Run(name, ratings, preset, figures, wall, peak)
