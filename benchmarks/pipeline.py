@@ -172,9 +172,9 @@ def summary(runs: List[Run]) -> List[str]:
       growth = large.ratings / small.ratings
       small_seconds = {figure.component: figure.seconds for figure in small.figures}
       for component, large_s in seconds.items():
-        if component in small_seconds:
-          ratio = large_s / max(small_seconds[component], 1e-9)
-          lines.append(f'{preset}: {component} x{ratio:.1f} for x{growth:.0f} the ratings '
+        if small_seconds.get(component, 0) >= 1:  # stages of a second or more
+          ratio = large_s / small_seconds[component]
+          lines.append(f'{preset}: {component} x{ratio:.1f} for x{growth:.1f} the ratings '
                        f'({_met(ratio <= growth * LINEAR_SLACK)} at most linear)')
     lines.append(f'{preset}: {large.ratings:,} ratings end to end {large.wall / 60:.0f} min '
                  f'(target <= {TARGET_END_TO_END_MINUTES} with --ensemble-size 1'
