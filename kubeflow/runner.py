@@ -12,6 +12,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
+from components.features import RATING_SCALES
 from components.model import distribution, kinds
 from components.model.config import MODEL_KINDS, ModelConfig
 from pipeline.config import PipelineConfig
@@ -110,7 +111,8 @@ def kubeflow_config(data_root: str, pipeline_root: str, serving_model_dir: Optio
                     epochs: Optional[int] = None, min_accuracy: Optional[float] = None,
                     pipeline_name: str = 'movielens-recommender',
                     spans: bool = False,
-                    trainers: TrainerPlacement = TrainerPlacement()) -> PipelineConfig:
+                    trainers: TrainerPlacement = TrainerPlacement(),
+                    rating_scale: str = 'whole-stars') -> PipelineConfig:
   """The pipeline's config for a cluster: remote paths, the schema inside the image.
 
   spans: the data root holds span folders (span-<N>/, components/ingest/spans.py); each run
@@ -118,8 +120,11 @@ def kubeflow_config(data_root: str, pipeline_root: str, serving_model_dir: Optio
     SpanRangeStrategy resolver, and TFX 1.16's Kubeflow V2 compiler compiles only the
     latest-artifact and latest-blessed-model resolvers.
   trainers: where the Trainer and Refit run; the model's distribution follows its workers.
+  rating_scale: the data's (features.RATING_SCALES): the compiler cannot read the data root,
+    so it is given, where a local run takes it from the files' format.
   """
   model = ModelConfig.tuned(model_kind, distribution=trainers.distribution,
+                            rating_scale=rating_scale,
                             **({'epochs': epochs} if epochs else {}))
   extra = {} if min_accuracy is None else {'min_accuracy': min_accuracy}
   return PipelineConfig(
@@ -170,6 +175,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
                       help='a Beam pipeline option for the data stages, e.g. '
                       '--beam-arg=--runner=DataflowRunner (repeatable)')
+  parser.add_argument('--rating-scale', choices=tuple(RATING_SCALES), default='whole-stars',
+                      help="the data's stars: whole-stars (ml-100k, ml-1m) or half-stars (the "
+                      'CSV family: ml-latest-small, ml-20m, ml-25m, ml-32m)')
   parser.add_argument('--spans', action='store_true',
                       help='the data root holds span folders (span-1/, span-2/, ...): each run '
                       'ingests the newest and trains on it (a window of spans is local only: '
@@ -200,7 +208,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.error(str(error))
   config = kubeflow_config(args.data_root, args.pipeline_root, args.serving_model_dir,
                            args.model, args.beam_arg, args.epochs, args.min_accuracy,
-                           spans=args.spans, trainers=trainers)
+                           spans=args.spans, trainers=trainers,
+                           rating_scale=args.rating_scale)
   path = compile_pipeline(config, args.image, args.output, trainers)
   where = (f'Vertex AI Training ({trainers.vertex_project}, {trainers.vertex_region}), '
            f'{trainers.workers} x {trainers.machine_type}' if trainers.vertex_project

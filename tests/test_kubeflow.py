@@ -212,3 +212,19 @@ def test_several_trainer_workers_need_vertex_ai_training():
     runner.TrainerPlacement(workers=2, cpu=8)
   with pytest.raises(ValueError, match='both a project and a region'):
     runner.TrainerPlacement(vertex_project='project')
+
+
+def test_csv_data_is_compiled_with_the_half_star_scale_and_the_default_with_whole_stars(
+    spec, tmp_path):
+  """The compiler cannot read the data root: --rating-scale gives the data's stars to the
+  schema's rating domain (both schema steps) and to the model (its clipping)."""
+  output = tmp_path / 'pipeline.json'
+  assert runner.main(['--data-root', 'gs://bucket/movielens/ml-25m', '--pipeline-root',
+                      'gs://bucket/root', '--rating-scale', 'half-stars', '--output',
+                      str(output)]) == 0
+  csv_spec = json_format.ParseDict(json.loads(output.read_text())['pipelineSpec'],
+                                   pipeline_spec_pb2.PipelineSpec())
+  for compiled, scale in ((csv_spec, 'half-stars'), (spec, 'whole-stars')):
+    assert _parameter(compiled, 'ImportSchemaGen', 'rating_scale') == scale
+    assert _parameter(compiled, 'timeline_schema_gen', 'rating_scale') == scale
+    assert json.loads(_parameter(compiled, 'Trainer', 'custom_config'))['rating_scale'] == scale
