@@ -30,6 +30,7 @@ How (ReadRatingBatches):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -377,10 +378,11 @@ class _Parse(beam.DoFn):
     for line_no, user_id, movie_id, stars, timestamp in parser.ratings():
       if line_no in dropped:
         continue
-      movie, user = movies.get(movie_id), users.get(user_id)
-      if movie is None or user is None:  # the reader's error, naming the line
-        yield beam.pvalue.TaggedOutput('unjoined', _join_error(
-            byte_range.path, line_no, user_id, movie_id, movies, users))
+      try:
+        movie, user = movielens.join_tables(byte_range.path, line_no, user_id, movie_id,
+                                            movies, users)
+      except movielens.MovieLensFormatError as unjoined:  # reported by its line (_raise_first)
+        yield beam.pvalue.TaggedOutput('unjoined', unjoined)
         break
       rows.append((user_id, movie_id, stars, timestamp, movie, user))
       if len(rows) == BATCH_ROWS:
@@ -388,15 +390,6 @@ class _Parse(beam.DoFn):
         rows = []
     if rows:
       yield record_batch(rows)
-
-
-def _join_error(path, line_no, user_id, movie_id, movies, users):
-  try:
-    movielens.join_tables(path, line_no, movielens.Rating(user_id, movie_id, 0.0, 0), movies,
-                          users)
-  except movielens.MovieLensFormatError as error:
-    return error
-  raise AssertionError('joined')
 
 
 def _raise_first(errors: List[movielens.MovieLensFormatError]) -> None:
@@ -455,13 +448,13 @@ def ReadRatingBatches(pipeline: beam.Pipeline, data_dir: str,
   return RatingBatches(parsed.batches, kept_timestamps)
 
 
-_ENCODER = None
+@functools.lru_cache(maxsize=None)
+def _encoder():
+  """One encoder per worker process (made where it runs, not pickled to it)."""
+  from tfx_bsl.coders import example_coder
+  return example_coder.RecordBatchToExamplesEncoder()
 
 
 def encode_examples(batch: pa.RecordBatch) -> List[bytes]:
   """Serialized tf.Examples of a record batch's rows (tfx_bsl's C++ encoder)."""
-  global _ENCODER
-  if _ENCODER is None:
-    from tfx_bsl.coders import example_coder
-    _ENCODER = example_coder.RecordBatchToExamplesEncoder()
-  return _ENCODER.encode(batch)
+  return _encoder().encode(batch)

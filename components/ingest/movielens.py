@@ -685,23 +685,23 @@ def iter_examples(data_dir: PathLike, fmt: str | None = None) -> Iterator[dict]:
   return (_join(path, line_no, rating, movies, users) for line_no, rating in numbered_ratings)
 
 
-def join_tables(path: str, line_no: int, rating: Rating, movies: Mapping[str, Movie],
-                users: Mapping[str, User]) -> tuple[Movie, User]:
-  """The rating's movie and user; an id not in its table is an error naming the rating's line."""
-  movie = movies.get(rating.movie_id)
+def join_tables(path: str, line_no: int, user_id: str, movie_id: str,
+                movies: Mapping[str, Movie], users: Mapping[str, User]) -> tuple[Movie, User]:
+  """A rating's movie and user; an id not in its table is an error naming the rating's line."""
+  movie = movies.get(movie_id)
   if movie is None:
     raise MovieLensFormatError.at_line(
-        path, line_no, f'movie id {rating.movie_id!r} is not in the movies file')
-  user = users.get(rating.user_id)
+        path, line_no, f'movie id {movie_id!r} is not in the movies file')
+  user = users.get(user_id)
   if user is None:
     raise MovieLensFormatError.at_line(
-        path, line_no, f'user id {rating.user_id!r} is not in the users file')
+        path, line_no, f'user id {user_id!r} is not in the users file')
   return movie, user
 
 
 def _join(path: str, line_no: int, rating: Rating, movies: Mapping[str, Movie],
           users: Mapping[str, User]) -> dict:
-  movie, user = join_tables(path, line_no, rating, movies, users)
+  movie, user = join_tables(path, line_no, rating.user_id, rating.movie_id, movies, users)
   return {
       features.USER_ID: rating.user_id,
       features.MOVIE_ID: rating.movie_id,
