@@ -75,7 +75,7 @@ def model_accuracy(model_uri: str, transform_uri: str, examples_uri: str,
   excluded, with the baselines' labels and seen movies (in the model's movie vocabulary;
   whole_history: see baselines.seen_rows)."""
   scorer = tf.saved_model.load(os.path.join(model_uri, 'Format-TFMA')).signatures[
-      f.EVAL_SIGNATURE]
+      f.SCORE_SIGNATURE]
   vocabulary = tft.TFTransformOutput(transform_uri).vocabulary_by_name(f.MOVIE_ID_VOCAB)
   movie_index = {movie: index for index, movie in enumerate(vocabulary)}
   # The same files in the same order as eval_ratings (baselines.ratings_of_split).

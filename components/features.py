@@ -85,10 +85,14 @@ RATING_SCALES = {scale.name: scale for scale in (
     RatingScale('half-stars', 0.5, 5.0, 0.5),
 )}
 
-# Signatures for the Evaluator (plain TF): eval_examples scores every movie index (output
-# `scores`; multitask adds `rating`, the predicted rating of the rated movie);
-# transform_features gives the labels: movie_id_index (and user_rating for multitask).
+# Signatures for the Evaluator (plain TF): eval_examples gives the rank of each example's movie
+# among every movie index's scores (output `label_rank`; multitask adds `rating`, the predicted
+# rating of the rated movie); transform_features gives the labels: movie_id_index (and
+# user_rating for multitask). score_examples gives every movie index's scores (`scores`), for
+# the benchmarks that exclude seen movies.
 EVAL_SIGNATURE = 'eval_examples'
+EVAL_LABEL_RANK = 'label_rank'
+SCORE_SIGNATURE = 'score_examples'
 # transform_features also gives each example's user segment, which the Evaluator slices its
 # metrics by (the model card's per-segment table): retrieval and multitask, whether the user
 # was in the training data; sequential, how many movies of the history the model knows.

@@ -97,7 +97,7 @@ def test_multitask_alone_gates_on_the_rating_rmse(built):
     assert kind.describe_gate(settings) == f' and rating_rmse <= {MAX_RMSE}'
   else:
     assert kind.gate(settings) == {} and kind.describe_gate(settings) == ''
-    assert metrics == ['ExampleCount'] + ['SparseTopKCategoricalAccuracy'] * 3
+    assert metrics == ['ExampleCount'] + ['TopKAccuracy'] * 3
 
 
 def test_each_kind_sizes_its_query_tower_from_the_vocabulary_it_queries_by():

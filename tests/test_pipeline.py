@@ -173,6 +173,25 @@ def test_evaluator_reports_top_k_accuracy_above_chance_and_popularity(first_run)
   assert results.metrics['top_50_accuracy'] > popular['top_50_accuracy']
 
 
+def test_evaluator_top_k_accuracy_is_the_share_of_eval_movies_in_the_top_k_of_every_score(
+    first_run):
+  """The Evaluator gets one rank an example (label_rank), not the catalogue's scores: its
+  figures must be those of ranking every movie index's score (in_top_k) for each eval rating."""
+  _, _, results = first_run
+  model = tf.saved_model.load(str(pathlib.Path(results.model_uri) / 'Format-TFMA'))
+  examples = tf.constant(list(tf.data.TFRecordDataset(
+      split_files(results.outputs[('FileBasedExampleGen', 'Examples')], 'eval'),
+      compression_type='GZIP').as_numpy_iterator()))
+  scores = model.signatures[features.SCORE_SIGNATURE](examples=examples)[features.EVAL_SCORES]
+  labels = model.signatures[features.TRANSFORM_SIGNATURE](examples=examples)[
+      features.MOVIE_ID_INDEX]
+  assert scores.shape[0] == len(examples)
+  for k in (10, 50, 100):
+    in_top_k = tf.math.in_top_k(tf.cast(labels, tf.int32), scores, k).numpy()
+    assert results.metrics[f'top_{k}_accuracy'] == pytest.approx(in_top_k.mean(), abs=1e-6)
+  assert results.metrics['example_count'] == len(examples)
+
+
 def test_pushed_model_loads_in_a_fresh_process(first_run, small_dataset):
   _, workdir, _ = first_run
   version = saved_model.latest_version_dir(workdir / 'serving_models' / 'retrieval')

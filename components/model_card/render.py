@@ -25,7 +25,7 @@ TOP_K_PLOT, SEGMENTS_PLOT, TRAINING_PLOT = ('top_k_accuracy.png', 'segments.png'
 _EXAMPLE_VALUES = {'user_id': '42', 'movie_id': '50', 'context_movie_ids': ['1', '50', '181'],
                    'exclude_movie_ids': ['50'], 'timestamp': 893286638}
 # Signatures the Evaluator calls, not clients.
-_INTERNAL = ('eval_examples', 'transform_features')
+_INTERNAL = ('eval_examples', 'score_examples', 'transform_features')
 
 
 def example_request(model_name: str, signature: Signature) -> str:
