@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from components import features as f
+from components.example_batches import encode_examples
 from components.ingest import byte_ranges, movielens
 from tests.test_csv_readers import MOVIES as CSV_MOVIES, write_csv_dataset
 from tests.test_movielens_readers import ML100K_FILES, ML1M_FILES, write_dataset
@@ -56,7 +57,7 @@ def in_ranges(folder, expected=(), range_bytes=RANGE_BYTES):
   with beam.Pipeline() as pipeline:
     ratings = pipeline | byte_ranges.ReadRatingBatches(str(folder), range_bytes)  # pylint: disable=no-value-for-parameter
     examples = (ratings.batches
-                | beam.FlatMap(byte_ranges.encode_examples)
+                | beam.FlatMap(encode_examples)
                 | beam.Map(lambda example: tf.train.Example.FromString(
                     example).SerializeToString(deterministic=True)))
     assert_that(examples, equal_to(list(expected)))

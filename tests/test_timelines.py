@@ -4,6 +4,7 @@ import apache_beam as beam
 import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
+from tfx_bsl.coders import example_coder
 
 from components import features as f
 from components import timelines
@@ -59,23 +60,57 @@ def test_the_split_is_stable_and_near_the_requested_share():
   assert 0.07 < sum(decisions) / len(decisions) < 0.13
 
 
-def test_beam_transform_groups_users_and_writes_parsable_examples():
-  records = [('train', timelines.to_tf_example(
-      {**r, f.CONTEXT_MOVIE_IDS: []}).SerializeToString()) for r in [
-          rating(b'1', b'5', 30), rating(b'2', b'7', 10), rating(b'1', b'3', 10),
-          rating(b'1', b'4', 20), rating(b'2', b'8', 20)]]  # user 2: too short
+def serialized_rating(fields) -> bytes:
+  """A rating example as ExampleGen writes it."""
+  feature = {name: tf.train.Feature(bytes_list=tf.train.BytesList(
+      value=fields[name] if name == f.MOVIE_GENRES else [fields[name]]))
+      for name in (f.USER_ID, f.MOVIE_ID, f.MOVIE_TITLE, f.MOVIE_GENRES)}
+  feature[f.TIMESTAMP] = tf.train.Feature(int64_list=tf.train.Int64List(
+      value=[fields[f.TIMESTAMP]]))
+  feature[f.USER_RATING] = tf.train.Feature(float_list=tf.train.FloatList(
+      value=[fields[f.USER_RATING]]))
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
-  def summary(split_and_example):
-    example = tf.train.Example.FromString(split_and_example[1]).features.feature
+
+def rating_batch(ratings):
+  """A record batch of rating examples, decoded as TimelineGen reads them (tfx_bsl)."""
+  return example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(
+      [serialized_rating(r) for r in ratings])
+
+
+def test_beam_transform_groups_users_across_batches_and_writes_parsable_examples():
+  # User 1's ratings come in two batches of two splits; user 2 is too short.
+  batches = [('train', rating_batch([rating(b'1', b'5', 30), rating(b'2', b'7', 10),
+                                     rating(b'1', b'3', 10, value=4.5)])),
+             ('eval', rating_batch([rating(b'1', b'4', 20), rating(b'2', b'8', 20)]))]
+
+  def summary(example):
+    example = tf.train.Example.FromString(example).features.feature
     return (example[f.USER_ID].bytes_list.value[0],
             tuple(example[f.CONTEXT_MOVIE_IDS].bytes_list.value),
             example[f.MOVIE_ID].bytes_list.value[0],
-            example[f.TIMESTAMP].int64_list.value[0])
+            example[f.MOVIE_TITLE].bytes_list.value[0],
+            tuple(example[f.MOVIE_GENRES].bytes_list.value),
+            example[f.TIMESTAMP].int64_list.value[0],
+            example[f.USER_RATING].float_list.value[0])
 
   with beam.Pipeline() as pipeline:
-    built = (pipeline | beam.Create(records)
-             | timelines.BuildTimelines(2.0, 3, 10, 10) | beam.Map(summary))
-    assert_that(built, equal_to([(b'1', (b'3',), b'4', 20), (b'1', (b'3', b'4'), b'5', 30)]))
+    built = (pipeline | beam.Create(batches)
+             | timelines.BuildTimelines(2.0, 3, 10, 10, eval_examples='future')
+             | beam.FlatMapTuple(lambda split, examples: [
+                 (timelines.SPLITS[split], summary(example)) for example in examples]))
+    assert_that(built, equal_to([
+        ('eval', (b'1', (b'3',), b'4', b'Title 4', (b'Drama',), 20, 4.0)),
+        ('train', (b'1', (b'3', b'4'), b'5', b'Title 5', (b'Drama',), 30, 4.0))]))
+
+
+def test_ratings_of_a_batch_keep_their_fields_and_split_and_group_by_user():
+  ratings = [rating(b'1', b'5', 30), rating(b'2', b'7', 10, value=0.5),
+             {**rating(b'1', b'3', 10), f.MOVIE_GENRES: []}]
+  grouped = dict(timelines.ratings_by_user('eval', rating_batch(ratings)))
+  assert grouped == {b'1': [{**ratings[0], 'source_split': 'eval'},
+                            {**ratings[2], 'source_split': 'eval'}],
+                     b'2': [{**ratings[1], 'source_split': 'eval'}]}
 
 
 @pytest.mark.parametrize('bad', [dict(min_timeline_length=1), dict(max_context_length=0),

@@ -24,13 +24,12 @@ How (ReadRatingBatches):
    raises the verdict's error if there is one, drops the superseded lines, joins the movies
    and users (side inputs: small tables) and yields Arrow record batches of raw features. A
    rating naming an unknown movie or user is reported by the earliest such line.
-5. encode_examples turns a batch into serialized tf.Examples with tfx_bsl's C++ encoder
-   (about 3 us a rating, against about 45 us for building tf.train.Example in Python).
+5. components/example_batches.py turns a batch into serialized tf.Examples with tfx_bsl's C++
+   encoder (about 3 us a rating, against about 45 us for building tf.train.Example in Python).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import time
@@ -446,15 +445,3 @@ def ReadRatingBatches(pipeline: beam.Pipeline, data_dir: str,
        | 'RaiseFirstUnjoined' >> beam.Map(_raise_first))
   kept_timestamps = shards | 'KeptTimestamps' >> beam.Map(lambda result: result.kept_timestamps)
   return RatingBatches(parsed.batches, kept_timestamps)
-
-
-@functools.lru_cache(maxsize=None)
-def _encoder():
-  """One encoder per worker process (made where it runs, not pickled to it)."""
-  from tfx_bsl.coders import example_coder
-  return example_coder.RecordBatchToExamplesEncoder()
-
-
-def encode_examples(batch: pa.RecordBatch) -> List[bytes]:
-  """Serialized tf.Examples of a record batch's rows (tfx_bsl's C++ encoder)."""
-  return _encoder().encode(batch)

@@ -14,13 +14,10 @@ blank ratings file is refused earlier still, by the reader, naming the file.)
 """
 import bisect
 import hashlib
-import io
 import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam import coders
-from apache_beam.io import filebasedsink, tfrecordio
 import numpy as np
 from tfx import types
 from tfx.components.example_gen import utils, write_split
@@ -31,6 +28,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import features as f
+from components.example_batches import ExampleBatchSink, encode_examples
 from components.ingest import byte_ranges, movielens
 
 
@@ -54,23 +52,7 @@ def MovieLensToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
   batches instead (GenerateExamplesByBeam), which is what they write."""
   ratings = pipeline | 'ReadRatings' >> byte_ranges.ReadRatingBatches(  # pylint: disable=no-value-for-parameter
       raw_folder(exec_properties, split_pattern))
-  return ratings.batches | 'ToTFExamples' >> beam.FlatMap(byte_ranges.encode_examples)
-
-
-class _ExampleBatchSink(filebasedsink.FileBasedSink):
-  """Gzipped TFRecord files (what TFX's WriteSplit writes), from batches of serialized
-  examples: one Beam element, one compressor call and one write per batch, where
-  WriteToTFRecord pays them per example (about half of the stage's time at 1M ratings)."""
-
-  def __init__(self, file_path_prefix: str):
-    super().__init__(file_path_prefix, coder=coders.BytesCoder(), file_name_suffix='.gz',
-                     mime_type='application/octet-stream')
-
-  def write_record(self, file_handle, value: List[bytes]) -> None:
-    framed = io.BytesIO()
-    for example in value:
-      tfrecordio._TFRecordUtil.write_record(framed, example)  # pylint: disable=protected-access
-    file_handle.write(framed.getvalue())
+  return ratings.batches | 'ToTFExamples' >> beam.FlatMap(encode_examples)
 
 
 class Executor(BaseExampleGenExecutor):
@@ -120,7 +102,7 @@ class Executor(BaseExampleGenExecutor):
     examples.split_names = artifact_utils.encode_split_names(split_names)
     with self._make_beam_pipeline() as pipeline:
       for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
-        _ = split | f'WriteSplit[{name}]' >> beam.io.Write(_ExampleBatchSink(os.path.join(
+        _ = split | f'WriteSplit[{name}]' >> beam.io.Write(ExampleBatchSink(os.path.join(
             artifact_utils.get_split_uri([examples], name), write_split.DEFAULT_FILE_NAME)))
     examples_utils.set_payload_format(examples, exec_properties.get(
         standard_component_specs.OUTPUT_DATA_FORMAT_KEY, example_gen_pb2.FORMAT_TF_EXAMPLE))
@@ -144,7 +126,7 @@ def _configs(exec_properties: Dict[str, Any]
 def _split_by_hash(batch, buckets: List[int], split_names: List[str]):
   """A record batch's serialized tf.Examples, one list per split, by TFX's hash rule."""
   parts = [[] for _ in split_names]
-  for example in byte_ranges.encode_examples(batch):
+  for example in encode_examples(batch):
     bucket = int(hashlib.sha256(example).hexdigest(), 16) % buckets[-1]
     parts[bisect.bisect(buckets, bucket)].append(example)
   for name, part in zip(split_names, parts):
@@ -200,7 +182,7 @@ def _split_by_time(batch, cutoff: int, split_names: List[str]):
   """A record batch's serialized tf.Examples, one list per split: before the cutoff, after."""
   is_eval = np.asarray(batch.column(f.TIMESTAMP).flatten()) >= cutoff
   parts = ([], [])
-  for example, late in zip(byte_ranges.encode_examples(batch), is_eval.tolist()):
+  for example, late in zip(encode_examples(batch), is_eval.tolist()):
     parts[late].append(example)
   for name, part in zip(split_names, parts):
     if part:
