@@ -26,7 +26,6 @@ import pyarrow as pa
 from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import BeamComponentParameter
 from tfx.types import artifact_utils
-from tfx_bsl.public import tfxio
 
 from components import example_batches
 from components import features as f
@@ -37,8 +36,6 @@ EVAL_RULES = ('future', 'last', 'hash')
 _SOURCE_SPLIT = 'source_split'
 # What a timeline keeps of each rating: the features of a timeline example's next movie.
 _KEPT = (f.USER_ID, f.MOVIE_ID, f.MOVIE_TITLE, f.MOVIE_GENRES, f.TIMESTAMP, f.USER_RATING)
-# Rating examples decoded at a time (tfx_bsl's C++ decoder, into Arrow columns).
-_READ_BATCH = 4096
 
 
 def ratings_by_user(source_split: str, batch: pa.RecordBatch
@@ -177,9 +174,8 @@ def TimelineGen(
   timelines.split_names = artifact_utils.encode_split_names(list(SPLITS))
   with beam_pipeline as pipeline:
     ratings = ([pipeline
-                | f'Read{split}' >> tfxio.TFExampleRecord(
-                    os.path.join(artifact_utils.get_split_uri([examples], split), '*'),
-                    telemetry_descriptors=['TimelineGen']).BeamSource(_READ_BATCH)
+                | f'Read{split}' >> example_batches.ReadExampleBatches(
+                    os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
                 | f'Tag{split}' >> beam.Map(lambda batch, split=split: (split, batch))
                 for split in source_splits] | 'AllSplits' >> beam.Flatten())
     by_split = (ratings
