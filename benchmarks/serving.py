@@ -28,10 +28,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 import components  # noqa: F401  (process set-up before TensorFlow loads)
-from benchmarks.pipeline import ML100K_SHAPE
 from components.ingest import synthetic
 from serving.client import GrpcClient
 from serving.demo import start_server, stop_server
+
+# Synthetic data without DATA_DIR: ml-100k's numbers of users, movies and ratings.
+ML100K_SHAPE = dict(num_users=943, num_movies=1682, num_ratings=100_000)
 
 
 # --- the model and the server ---------------------------------------------------------------
