@@ -10,6 +10,7 @@ A Predict request's size is checked from the shapes its TensorProtos claim, befo
 turned into arrays: a TensorProto may hold one value and claim a billion elements (TensorFlow
 fills in the rest), so a few bytes on the wire could otherwise allocate gigabytes.
 """
+import os
 import time
 from concurrent import futures
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -25,6 +26,9 @@ from serving.api import ServingApi, requested_version
 from serving.models import LabelError, dtype_name
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 2**20
+# TF Serving's --grpc_max_threads default: 4 per schedulable CPU.
+DEFAULT_MAX_THREADS = 4 * (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+                           else os.cpu_count() or 1)
 
 
 def _claimed_shapes(request: predict_pb2.PredictRequest) -> Dict[str, List[int]]:
@@ -181,7 +185,7 @@ def parse_channel_arguments(text: str) -> List[Tuple[str, Union[int, str]]]:
   return arguments
 
 
-def make_grpc_server(api: ServingApi, address: str, max_workers: int = 16,
+def make_grpc_server(api: ServingApi, address: str, max_workers: int = DEFAULT_MAX_THREADS,
                      max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                      channel_arguments: Sequence[Tuple[str, Union[int, str]]] = (),
                      socket_path: str = '',

@@ -71,6 +71,9 @@ class ServerOptions:
       'the listen backlog')
   grpc_max_message_bytes: int = _option(grpc_service.DEFAULT_MAX_MESSAGE_BYTES,
                                         'largest gRPC request (larger: RESOURCE_EXHAUSTED)')
+  grpc_max_threads: int = _option(
+      grpc_service.DEFAULT_MAX_THREADS, 'gRPC calls handled at once, a thread each (TF '
+      'Serving\'s default: 4 per CPU); more wait in gRPC\'s queue')
   grpc_channel_arguments: str = _option(
       '', 'gRPC server arguments, comma-separated key=value (e.g. '
       'grpc.max_connection_age_ms=2000); they win over this server\'s own')
@@ -142,7 +145,7 @@ class ModelServer:
                           options.max_values_per_row)
     self._log = log
     self._grpc = make_grpc_server(
-        self.api, f'{options.host}:{options.port}',
+        self.api, f'{options.host}:{options.port}', max_workers=options.grpc_max_threads,
         max_message_bytes=options.grpc_max_message_bytes,
         channel_arguments=grpc_service.parse_channel_arguments(options.grpc_channel_arguments),
         socket_path=options.grpc_socket_path, metrics=self.metrics)

@@ -17,7 +17,7 @@ import requests
 import tensorflow as tf
 
 from serving.client import GrpcClient, ServingClientError
-from serving.config_files import ModelSource
+from serving.config_files import BatchingParameters, ModelSource
 from serving.server import ModelServer, ServerOptions, parse_args, server_from_args
 from serving.server import main as server_main
 from tests.serving_endpoints import free_port
@@ -399,6 +399,35 @@ def test_grpc_channel_arguments_reach_the_grpc_server(tiny_base_path):
     with pytest.raises(ServingClientError) as raised:
       client.predict({'user_id': _users(100)})
     assert raised.value.code == 'RESOURCE_EXHAUSTED'
+  finally:
+    server.stop()
+
+
+@pytest.mark.parametrize('threads', [1, 2])
+def test_grpc_max_threads_bounds_the_grpc_calls_handled_at_once(tiny_base_path, threads):
+  """Batching waits up to 0.5 s to fill a batch of two. With two gRPC threads two concurrent
+  calls fill one batch at once; with one, the second call is not taken until the first's
+  batch has timed out alone, and then waits out its own timeout."""
+  server = ModelServer([ModelSource('tiny', str(tiny_base_path))],
+                       _options(grpc_max_threads=threads),
+                       BatchingParameters(max_batch_size=2, batch_timeout_micros=500_000),
+                       log=lambda message: None).start()
+  try:
+    clients = [_grpc(server) for _ in range(2)]
+    answers = []
+    started = time.monotonic()
+    calls = [threading.Thread(target=lambda client=client: answers.append(
+        client.predict({'user_id': ['1']}))) for client in clients]
+    for call in calls:
+      call.start()
+    for call in calls:
+      call.join(timeout=10)
+    elapsed = time.monotonic() - started
+    assert len(answers) == 2
+    if threads == 1:
+      assert elapsed >= 0.95
+    else:
+      assert elapsed < 0.45
   finally:
     server.stop()
 
