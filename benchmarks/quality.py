@@ -84,7 +84,7 @@ def model_accuracy(model_uri: str, transform_uri: str, examples_uri: str,
       dtype=object)  # not numpy's fixed-width bytes: those drop a record's trailing zero bytes
 
   def score(rows):
-    return scorer(examples=tf.constant(serialized[rows]))[f.EVAL_SCORES].numpy()
+    return scorer(examples=tf.constant(serialized[rows]))[f.SCORE_OUTPUT].numpy()
 
   return baselines.accuracies(
       {'model': score}, baselines.movie_indices(eval_ratings.movie_ids, movie_index),

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from tensorflow.core.protobuf import saved_model_pb2
 from tfx.dsl.io import fileio
 
 from components import features as f
@@ -103,6 +104,22 @@ def plain_tf_model_path(serving_model_path: str) -> str:
   return plain if fileio.exists(os.path.join(plain, 'saved_model.pb')) else serving_model_path
 
 
+def check_eval_signature(model_path: str) -> None:
+  """ValueError, naming the model and what to do, when its eval signature does not give
+  label_rank: a model exported before 2026-12-05 gave every movie's scores instead, so a
+  workdir whose latest blessed model is that old cannot evaluate it as the baseline."""
+  saved_model = saved_model_pb2.SavedModel()
+  with fileio.open(os.path.join(model_path, 'saved_model.pb'), 'rb') as file:
+    saved_model.ParseFromString(file.read())
+  outputs = saved_model.meta_graphs[0].signature_def[f.EVAL_SIGNATURE].outputs
+  if f.EVAL_LABEL_RANK not in outputs:
+    raise ValueError(
+        f'{model_path}: its {f.EVAL_SIGNATURE} signature gives {sorted(outputs)}, not '
+        f'{f.EVAL_LABEL_RANK}: the model was exported by an older version of this project, '
+        'and the Evaluator cannot compare a new model with it: run the pipeline in a new '
+        '--workdir (its first run has no baseline to compare with)')
+
+
 def custom_eval_shared_model(eval_saved_model_path: str, model_name: str,
                              eval_config: tfma.EvalConfig, **kwargs) -> tfma.types.EvalSharedModel:
   """The Evaluator's model loader (TFX calls it through Evaluator(module_path=this module)).
@@ -111,9 +128,11 @@ def custom_eval_shared_model(eval_saved_model_path: str, model_name: str,
   ours holds a ScaNN index whose ops its Beam workers do not have. Both the candidate and the
   baseline are evaluated from the plain-TF Format-TFMA instead: same towers and catalogue.
   """
+  model_path = plain_tf_model_path(eval_saved_model_path)
+  check_eval_signature(model_path)
   return tfma.default_eval_shared_model(
-      eval_saved_model_path=plain_tf_model_path(eval_saved_model_path), model_name=model_name,
-      eval_config=eval_config, **kwargs)
+      eval_saved_model_path=model_path, model_name=model_name, eval_config=eval_config,
+      **kwargs)
 
 
 # --- reading the Evaluator's output ---------------------------------------------------------

@@ -11,11 +11,13 @@ import functools
 import struct
 from typing import Iterator, List
 
+import absl.logging
 import apache_beam as beam
 from apache_beam import coders
 from apache_beam.io import filebasedsink
 import google_crc32c
 import pyarrow as pa
+from tfx.dsl.io import fileio
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,6 +58,10 @@ def tfrecord_frame(record: bytes) -> bytes:
   return length + _masked_crc(length) + record + _masked_crc(record)
 
 
+if google_crc32c.implementation != 'c':  # its pure-Python fallback is slower than Beam's
+  absl.logging.warning('google_crc32c has no C extension here: writing TFRecords is slow')
+
+
 def _decoded_batches(path: str, batch_size: int) -> Iterator[pa.RecordBatch]:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel  (in the worker)
   from tfx_bsl.coders import example_coder  # pylint: disable=import-outside-toplevel
@@ -72,8 +78,7 @@ def ReadExampleBatches(pipeline: beam.Pipeline, file_pattern: str, batch_size: i
   Arrow record batches of up to batch_size rows, one list column a feature (tfx_bsl's
   decoder, types inferred; what TFXIO's TFExampleRecord gives without a schema). Files are
   spread over the workers; each is read by one (a gzipped file cannot be split anyway)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  files = sorted(tf.io.gfile.glob(file_pattern))
+  files = sorted(fileio.glob(file_pattern))
   if not files:
     raise FileNotFoundError(f'no files match {file_pattern}')
   return (pipeline

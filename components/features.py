@@ -93,9 +93,9 @@ RATING_SCALES = {scale.name: scale for scale in (
 EVAL_SIGNATURE = 'eval_examples'
 EVAL_LABEL_RANK = 'label_rank'
 SCORE_SIGNATURE = 'score_examples'
+SCORE_OUTPUT = 'scores'  # float [batch, movie vocabulary size + OOV buckets]
 # transform_features also gives each example's user segment, which the Evaluator slices its
 # metrics by (the model card's per-segment table): retrieval and multitask, whether the user
 # was in the training data; sequential, how many movies of the history the model knows.
 USER_SEGMENT = 'user_segment'
-EVAL_SCORES = 'scores'
 TRANSFORM_SIGNATURE = 'transform_features'

@@ -23,6 +23,7 @@ from typing import Dict, Iterable, Iterator, List, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import BeamComponentParameter
 from tfx.types import artifact_utils
@@ -34,8 +35,13 @@ SPLITS = ('train', 'eval')
 EVAL_RULES = ('future', 'last', 'hash')
 # Not a tf.Example feature: the ExampleGen split a rating was read from, for the 'future' rule.
 _SOURCE_SPLIT = 'source_split'
+# A timeline example's features and their Arrow types (list columns: tf.Example features).
+_EXAMPLE_TYPES = {f.USER_ID: pa.binary(), f.MOVIE_ID: pa.binary(), f.MOVIE_TITLE: pa.binary(),
+                  f.MOVIE_GENRES: pa.binary(), f.TIMESTAMP: pa.int64(),
+                  f.USER_RATING: pa.float32(), f.CONTEXT_MOVIE_IDS: pa.binary()}
+_LIST_VALUED = (f.MOVIE_GENRES, f.CONTEXT_MOVIE_IDS)
 # What a timeline keeps of each rating: the features of a timeline example's next movie.
-_KEPT = (f.USER_ID, f.MOVIE_ID, f.MOVIE_TITLE, f.MOVIE_GENRES, f.TIMESTAMP, f.USER_RATING)
+_KEPT = tuple(name for name in _EXAMPLE_TYPES if name != f.CONTEXT_MOVIE_IDS)
 
 
 def ratings_by_user(source_split: str, batch: pa.RecordBatch
@@ -53,9 +59,16 @@ def ratings_by_user(source_split: str, batch: pa.RecordBatch
     elif name == f.MOVIE_GENRES:
       columns[name] = [genres or [] for genres in batch.column(index).to_pylist()]
     else:
-      columns[name] = batch.column(index).flatten().to_pylist()
+      column = batch.column(index)
+      lengths = pc.list_value_length(column).fill_null(0)
+      wrong = pc.index(pc.equal(lengths, 1), False).as_py()
+      if wrong >= 0:  # ExampleGen writes one; anything else would shift the columns' rows
+        raise ValueError(f'a rating example of split {source_split} has '
+                         f'{lengths[wrong].as_py()} values of {name}, not one: '
+                         f'{batch.slice(wrong, 1).to_pylist()[0]}')
+      columns[name] = column.flatten().to_pylist()
   by_user = collections.defaultdict(list)
-  for values in zip(*columns.values()):
+  for values in zip(*columns.values(), strict=True):
     rating = dict(zip(columns, values))
     rating[_SOURCE_SPLIT] = source_split
     by_user[rating[f.USER_ID]].append(rating)
@@ -86,14 +99,7 @@ def timeline_examples(ratings: Iterable[Dict[str, object]], min_rating: float,
                      f.CONTEXT_MOVIE_IDS: [movie[f.MOVIE_ID] for movie in context]}
 
 
-# A timeline example's features and their Arrow types (list columns: tf.Example features).
-_EXAMPLE_TYPES = {f.USER_ID: pa.binary(), f.MOVIE_ID: pa.binary(), f.MOVIE_TITLE: pa.binary(),
-                  f.MOVIE_GENRES: pa.binary(), f.TIMESTAMP: pa.int64(),
-                  f.USER_RATING: pa.float32(), f.CONTEXT_MOVIE_IDS: pa.binary()}
-_LIST_VALUED = (f.MOVIE_GENRES, f.CONTEXT_MOVIE_IDS)
-
-
-def encode_examples(examples: List[Dict[str, object]]) -> List[bytes]:
+def encode_timeline_examples(examples: List[Dict[str, object]]) -> List[bytes]:
   """Serialized timeline tf.Examples: the next movie's rating fields and its
   context_movie_ids, built as columns and encoded in C++ (example_batches)."""
   columns = [pa.array([fields[name] if name in _LIST_VALUED else [fields[name]]
@@ -142,7 +148,7 @@ def BuildTimelines(rating_batches: beam.PCollection, min_rating: float,
       by_split[SPLITS.index(split)].append(fields)
     for index, fields in enumerate(by_split):
       if fields:
-        yield index, encode_examples(fields)
+        yield index, encode_timeline_examples(fields)
 
   return (rating_batches
           | 'ByUser' >> beam.FlatMapTuple(ratings_by_user)

@@ -1,8 +1,11 @@
-"""The serving index: ScaNN's top-k against exact brute-force top-k."""
+"""The serving index: ScaNN's top-k against exact brute-force top-k; the Evaluator's rank."""
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from components import features as f
 from components.model import export
 
 
@@ -95,3 +98,36 @@ def test_timeline_catalogues_count_each_user_s_first_movie_at_its_first_example_
   assert catalogue.first_movies[1].tolist() == [10, 30]
   assert catalogue.rating_counts.tolist() == [2, 2, 2]
   assert catalogue.popular(1000)[1].tolist() == [2, 2, 2]
+
+
+def _label_ranks(embeddings, missing, queries, labels):
+  """RecommenderModule.eval_outputs on a catalogue laid out by index, without a trained model."""
+  module = types.SimpleNamespace(embeddings_by_movie_index=tf.constant(embeddings),
+                                 missing_movie_penalty=tf.constant(missing))
+  module.movie_scores = lambda q: export.RecommenderModule.movie_scores(module, q)
+  outputs = export.RecommenderModule.eval_outputs(
+      module, {f.MOVIE_ID_INDEX: tf.constant(labels)}, tf.constant(queries))
+  return outputs[f.EVAL_LABEL_RANK].numpy()[:, 0]
+
+
+def test_the_eval_rank_is_in_the_top_k_exactly_when_in_top_k_says_so():
+  """What the Evaluator counts (rank < k) against Keras' SparseTopKCategoricalAccuracy's
+  tf.math.in_top_k, on scores with many ties and a movie index missing from the catalogue."""
+  rng = np.random.default_rng(1)
+  embeddings = rng.integers(-2, 3, size=(12, 3)).astype(np.float32)  # small ints: ties
+  missing = np.zeros(12, np.float32)
+  missing[5] = export.MISSING_SCORE
+  queries = rng.integers(-2, 3, size=(200, 3)).astype(np.float32)
+  labels = rng.integers(0, 12, size=200)
+  ranks = _label_ranks(embeddings, missing, queries, labels)
+  scores = queries @ embeddings.T + missing
+  for k in range(1, 13):
+    expected = tf.math.in_top_k(tf.constant(labels, tf.int32), tf.constant(scores), k).numpy()
+    assert np.array_equal(ranks < k, expected), k
+
+
+def test_a_row_with_a_score_that_is_not_finite_is_in_no_top_k():
+  embeddings = np.eye(3, dtype=np.float32)
+  queries = np.array([[1, 0, 0], [np.nan, 0, 0], [np.inf, 0, 0]], np.float32)
+  ranks = _label_ranks(embeddings, np.zeros(3, np.float32), queries, np.array([0, 0, 0]))
+  assert ranks.tolist() == [0, 3, 3]

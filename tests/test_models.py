@@ -598,8 +598,8 @@ def test_every_signature_runs_as_tf_serving_runs_it_in_a_tf1_session(run, reques
           np.testing.assert_array_equal(value, other[alias], err_msg=f'{signature_name}/{alias}')
   ours.close()
   compared = set(in_session)
-  assert {'serving_default', 'serving_exclude', 'eval_examples', 'transform_features'} <= set(
-      compared)
+  assert {'serving_default', 'serving_exclude', 'eval_examples', 'score_examples',
+          'transform_features'} <= set(compared)
   assert ('predict_rating' in compared) == ('regress_rating' in compared) == (
       run == 'multitask_run')
 

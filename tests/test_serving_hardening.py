@@ -414,6 +414,8 @@ def test_grpc_max_threads_bounds_the_grpc_calls_handled_at_once(tiny_base_path, 
                        log=lambda message: None).start()
   try:
     clients = [_grpc(server) for _ in range(2)]
+    for client in clients:  # connected, and the model's first call made, before the clock
+      client.predict({'user_id': ['1']})
     answers = []
     started = time.monotonic()
     calls = [threading.Thread(target=lambda client=client: answers.append(

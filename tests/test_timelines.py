@@ -113,6 +113,36 @@ def test_ratings_of_a_batch_keep_their_fields_and_split_and_group_by_user():
                      b'2': [{**ratings[1], 'source_split': 'eval'}]}
 
 
+@pytest.mark.parametrize('written', ['empty', 'absent'])
+def test_movies_without_genres_give_empty_genres(written):
+  """ExampleGen writes an empty genres feature; a batch where no example has the feature at
+  all has no such column."""
+  examples = []
+  for movie, time in ((b'5', 30), (b'6', 40)):
+    example = tf.train.Example.FromString(serialized_rating(
+        {**rating(b'1', movie, time), f.MOVIE_GENRES: []}))
+    if written == 'absent':
+      del example.features.feature[f.MOVIE_GENRES]
+    examples.append(example.SerializeToString())
+  batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(examples)
+  assert (f.MOVIE_GENRES in batch.schema.names) == (written == 'empty')
+  assert [r[f.MOVIE_GENRES] for r in dict(timelines.ratings_by_user('train', batch))[b'1']] == [
+      [], []]
+
+
+@pytest.mark.parametrize('timestamps', [[], [10, 20]])
+def test_a_rating_without_exactly_one_value_of_a_field_is_refused_naming_it(timestamps):
+  good = serialized_rating(rating(b'1', b'5', 30))
+  bad = tf.train.Example.FromString(serialized_rating(rating(b'1', b'6', 40)))
+  del bad.features.feature[f.TIMESTAMP].int64_list.value[:]
+  bad.features.feature[f.TIMESTAMP].int64_list.value.extend(timestamps)
+  batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(
+      [good, bad.SerializeToString()])
+  with pytest.raises(ValueError, match=rf"split eval has {len(timestamps)} values of timestamp, "
+                                       r"not one: .*b'6'"):
+    timelines.ratings_by_user('eval', batch)
+
+
 @pytest.mark.parametrize('bad', [dict(min_timeline_length=1), dict(max_context_length=0),
                                  dict(eval_percent=100)])
 def test_bad_parameters_are_refused_naming_them(bad):

@@ -270,12 +270,16 @@ class RecommenderModule(tf.Module):
     The movie is in the top k exactly when this rank is below k (ties counted in its favour,
     as tf.math.in_top_k does), so TFMA computes top-k accuracy from one number an example
     (eval_config.TopKAccuracy) rather than from the whole catalogue's scores, which it would
-    hold by the thousand (250 KB an example at ml-25m's 62k movies).
+    hold by the thousand (250 KB an example at ml-25m's 62k movies). As in_top_k, a row with a
+    score that is not finite (a diverged model) is in no top k: its rank is the number of
+    indices.
     """
     scores = self.movie_scores(queries)
     label_scores = tf.gather(scores, transformed[f.MOVIE_ID_INDEX], batch_dims=1)
     above = tf.reduce_sum(tf.cast(scores > label_scores[:, tf.newaxis], tf.int32), axis=1)
-    return {f.EVAL_LABEL_RANK: tf.cast(above, tf.float32)[:, tf.newaxis]}
+    finite = tf.reduce_all(tf.math.is_finite(scores), axis=1)
+    rank = tf.where(finite, above, tf.shape(scores)[1])
+    return {f.EVAL_LABEL_RANK: tf.cast(rank, tf.float32)[:, tf.newaxis]}
 
   def eval_labels(self, transformed: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """The evaluation label, the movie vocabulary index of each example, and the example's
@@ -313,7 +317,7 @@ class RecommenderModule(tf.Module):
     @tf.function(input_signature=examples_spec)
     def score(examples):
       transformed = self._transform_examples(examples)
-      return {f.EVAL_SCORES: self.movie_scores(self.query_tower(transformed))}
+      return {f.SCORE_OUTPUT: self.movie_scores(self.query_tower(transformed))}
 
     @tf.function(input_signature=examples_spec)
     def transform(examples):
