@@ -104,8 +104,12 @@ def plain_tf_model_path(serving_model_path: str) -> str:
   return plain if fileio.exists(os.path.join(plain, 'saved_model.pb')) else serving_model_path
 
 
+class OutdatedModelError(ValueError):
+  """A model exported by an older version of this project, which the Evaluator cannot read."""
+
+
 def check_eval_signature(model_path: str) -> None:
-  """ValueError, naming the model and what to do, when its eval signature does not give
+  """OutdatedModelError, naming the model and what to do, when its eval signature does not give
   label_rank: a model exported before 2026-12-05 gave every movie's scores instead, so a
   workdir whose latest blessed model is that old cannot evaluate it as the baseline."""
   saved_model = saved_model_pb2.SavedModel()
@@ -113,7 +117,7 @@ def check_eval_signature(model_path: str) -> None:
     saved_model.ParseFromString(file.read())
   outputs = saved_model.meta_graphs[0].signature_def[f.EVAL_SIGNATURE].outputs
   if f.EVAL_LABEL_RANK not in outputs:
-    raise ValueError(
+    raise OutdatedModelError(
         f'{model_path}: its {f.EVAL_SIGNATURE} signature gives {sorted(outputs)}, not '
         f'{f.EVAL_LABEL_RANK}: the model was exported by an older version of this project, '
         'and the Evaluator cannot compare a new model with it: run the pipeline in a new '

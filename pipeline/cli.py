@@ -23,7 +23,8 @@ EXIT_NOT_BLESSED = 3  # the run worked, but the model did not clear the gate
 DEFAULT_MODEL_NAME = PipelineConfig(data_dir='').serving_model_name
 
 # Errors whose message is the whole story; anything else gets its traceback.
-USER_ERRORS = ('MovieLensFormatError', 'DataAnomaliesError', 'DataDriftError', 'DownloadError')
+USER_ERRORS = ('MovieLensFormatError', 'DataAnomaliesError', 'DataDriftError', 'DownloadError',
+               'OutdatedModelError')
 
 
 def _comma_separated_ints(text: str) -> Tuple[int, ...]:

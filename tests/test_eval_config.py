@@ -1,9 +1,11 @@
-"""The Evaluator's model loader refuses a baseline whose eval signature predates label_rank."""
+"""The Evaluator's model loader refuses a baseline whose eval signature predates label_rank,
+and the CLI reports it as a message."""
 import pytest
 import tensorflow as tf
 
 from components import eval_config
 from components import features as f
+from pipeline import cli
 
 
 def _save(path, output_name):
@@ -21,6 +23,12 @@ def test_a_model_whose_eval_signature_gives_the_rank_is_accepted(tmp_path):
 
 def test_an_older_model_is_refused_naming_it_and_what_to_do(tmp_path):
   path = _save(tmp_path / 'old', 'scores')
-  with pytest.raises(ValueError, match=rf"{path}: its eval_examples signature gives \['scores'\]"
-                                       r", not label_rank.*new --workdir"):
+  with pytest.raises(eval_config.OutdatedModelError,
+                     match=rf"{path}: its eval_examples signature gives \['scores'\]"
+                           r", not label_rank.*new --workdir") as raised:
     eval_config.check_eval_signature(path)
+  # The CLI prints it as a message (exit code 1), even as the cause of Beam's own error.
+  assert cli.user_error_message(RuntimeError('in Beam')) is None
+  wrapped = RuntimeError('the Evaluator failed')
+  wrapped.__cause__ = raised.value
+  assert cli.user_error_message(wrapped) == str(raised.value)
