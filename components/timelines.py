@@ -42,13 +42,18 @@ _EXAMPLE_TYPES = {f.USER_ID: pa.binary(), f.MOVIE_ID: pa.binary(), f.MOVIE_TITLE
 _LIST_VALUED = (f.MOVIE_GENRES, f.CONTEXT_MOVIE_IDS)
 # What a timeline keeps of each rating: the features of a timeline example's next movie.
 _KEPT = tuple(name for name in _EXAMPLE_TYPES if name != f.CONTEXT_MOVIE_IDS)
+# A rating as it crosses Beam's shuffle: a tuple of these fields (rating_fields: as a dict).
+_ROW = _KEPT + (_SOURCE_SPLIT,)
+_ROW_USER = _ROW.index(f.USER_ID)
 
 
 def ratings_by_user(source_split: str, batch: pa.RecordBatch
-                    ) -> Iterator[Tuple[bytes, List[Dict[str, object]]]]:
+                    ) -> Iterator[Tuple[bytes, List[tuple]]]:
   """(user id, the user's ratings in the batch) for a record batch of rating examples (as
-  tfx_bsl decodes them: one list column a feature); each rating holds the timeline's fields,
-  single values, genres as a list, and the ExampleGen split it came from."""
+  tfx_bsl decodes them: one list column a feature). Each rating is a row of _ROW's fields:
+  the timeline's fields, single values, genres as a list, and the ExampleGen split it came
+  from. Rows, not dicts, because they cross Beam's shuffle, which the local runner holds in
+  memory: a dict's keys were almost half of its bytes."""
   columns = {}
   for name in _KEPT:
     index = batch.schema.get_field_index(name)
@@ -68,11 +73,15 @@ def ratings_by_user(source_split: str, batch: pa.RecordBatch
                          f'{batch.slice(wrong, 1).to_pylist()[0]}')
       columns[name] = column.flatten().to_pylist()
   by_user = collections.defaultdict(list)
-  for values in zip(*columns.values(), strict=True):
-    rating = dict(zip(columns, values))
-    rating[_SOURCE_SPLIT] = source_split
-    by_user[rating[f.USER_ID]].append(rating)
+  splits = itertools.repeat(source_split, batch.num_rows)
+  for row in zip(*(columns[name] for name in _KEPT), splits, strict=True):
+    by_user[row[_ROW_USER]].append(row)
   return iter(by_user.items())
+
+
+def rating_fields(row: tuple) -> Dict[str, object]:
+  """A row of ratings_by_user as {field: value}, what the timeline rules read."""
+  return dict(zip(_ROW, row))
 
 
 def tie_order(movie_id: bytes) -> Tuple[int, int, bytes]:
@@ -141,8 +150,9 @@ def BuildTimelines(rating_batches: beam.PCollection, min_rating: float,
 
   def examples_of_user(user_and_parts):
     user, parts = user_and_parts
-    examples = list(timeline_examples(itertools.chain.from_iterable(parts), min_rating,
-                                      min_timeline_length, max_context_length))
+    ratings = (rating_fields(row) for part in parts for row in part)
+    examples = list(timeline_examples(ratings, min_rating, min_timeline_length,
+                                      max_context_length))
     by_split = [[] for _ in SPLITS]
     for split, fields in split_examples(examples, user, eval_examples, eval_percent):
       by_split[SPLITS.index(split)].append(fields)

@@ -107,7 +107,8 @@ def test_beam_transform_groups_users_across_batches_and_writes_parsable_examples
 def test_ratings_of_a_batch_keep_their_fields_and_split_and_group_by_user():
   ratings = [rating(b'1', b'5', 30), rating(b'2', b'7', 10, value=0.5),
              {**rating(b'1', b'3', 10), f.MOVIE_GENRES: []}]
-  grouped = dict(timelines.ratings_by_user('eval', rating_batch(ratings)))
+  grouped = {user: [timelines.rating_fields(row) for row in rows] for user, rows in
+             timelines.ratings_by_user('eval', rating_batch(ratings))}
   assert grouped == {b'1': [{**ratings[0], 'source_split': 'eval'},
                             {**ratings[2], 'source_split': 'eval'}],
                      b'2': [{**ratings[1], 'source_split': 'eval'}]}
@@ -126,8 +127,8 @@ def test_movies_without_genres_give_empty_genres(written):
     examples.append(example.SerializeToString())
   batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(examples)
   assert (f.MOVIE_GENRES in batch.schema.names) == (written == 'empty')
-  assert [r[f.MOVIE_GENRES] for r in dict(timelines.ratings_by_user('train', batch))[b'1']] == [
-      [], []]
+  rows = dict(timelines.ratings_by_user('train', batch))[b'1']
+  assert [timelines.rating_fields(row)[f.MOVIE_GENRES] for row in rows] == [[], []]
 
 
 @pytest.mark.parametrize('timestamps', [[], [10, 20]])
