@@ -9,7 +9,7 @@ each record in Python: a third of the stage's time), and records are framed with
 """
 import functools
 import struct
-from typing import Iterator, List
+from typing import Iterator, List, Mapping, Tuple
 
 import absl.logging
 import apache_beam as beam
@@ -72,16 +72,29 @@ def _decoded_batches(path: str, batch_size: int) -> Iterator[pa.RecordBatch]:
     yield decoder.DecodeBatch(list(records))
 
 
+def _tagged_batches(tag_and_path: Tuple[str, str], batch_size: int
+                    ) -> Iterator[Tuple[str, pa.RecordBatch]]:
+  tag, path = tag_and_path
+  for batch in _decoded_batches(path, batch_size):
+    yield tag, batch
+
+
 @beam.ptransform_fn
-def ReadExampleBatches(pipeline: beam.Pipeline, file_pattern: str, batch_size: int = 4096):
-  """The tf.Examples of the TFRecord files (gzipped when named *.gz) matching file_pattern, as
-  Arrow record batches of up to batch_size rows, one list column a feature (tfx_bsl's
-  decoder, types inferred; what TFXIO's TFExampleRecord gives without a schema). Files are
-  spread over the workers; each is read by one (a gzipped file cannot be split anyway)."""
-  files = sorted(fileio.glob(file_pattern))
-  if not files:
-    raise FileNotFoundError(f'no files match {file_pattern}')
+def ReadExampleBatches(pipeline: beam.Pipeline, file_patterns: Mapping[str, str],
+                       batch_size: int = 4096):
+  """(tag, record batch) for the tf.Examples of the TFRecord files (gzipped when named *.gz)
+  matching each {tag: file pattern}: Arrow record batches of up to batch_size rows, one list
+  column a feature (tfx_bsl's decoder, types inferred; what TFXIO's TFExampleRecord gives
+  without a schema). Files are spread over the workers; each is read by one (a gzipped file
+  cannot be split anyway). One read for every pattern, not one a pattern joined by Flatten:
+  Beam's local runner holds a Flatten's input in memory (1M ratings' batches: 0.9 GB)."""
+  files = []
+  for tag, pattern in file_patterns.items():
+    matched = sorted(fileio.glob(pattern))
+    if not matched:
+      raise FileNotFoundError(f'no files match {pattern}')
+    files += [(tag, path) for path in matched]
   return (pipeline
           | 'Files' >> beam.Create(files)
           | 'Spread' >> beam.Reshuffle()
-          | 'Decode' >> beam.FlatMap(_decoded_batches, batch_size))
+          | 'Decode' >> beam.FlatMap(_tagged_batches, batch_size))

@@ -189,11 +189,9 @@ def TimelineGen(
   source_splits = artifact_utils.decode_split_names(examples.split_names)
   timelines.split_names = artifact_utils.encode_split_names(list(SPLITS))
   with beam_pipeline as pipeline:
-    ratings = ([pipeline
-                | f'Read{split}' >> example_batches.ReadExampleBatches(
-                    os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
-                | f'Tag{split}' >> beam.Map(lambda batch, split=split: (split, batch))
-                for split in source_splits] | 'AllSplits' >> beam.Flatten())
+    ratings = pipeline | 'Read' >> example_batches.ReadExampleBatches({
+        split: os.path.join(artifact_utils.get_split_uri([examples], split), '*')
+        for split in source_splits})
     by_split = (ratings
                 | 'Build' >> BuildTimelines(min_rating, min_timeline_length, max_context_length,
                                             eval_percent, eval_examples)

@@ -37,20 +37,26 @@ def test_batches_written_by_the_sink_read_back_as_record_batches_of_every_exampl
   assert sorted(tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator()) == (
       sorted(examples))
 
-  def rows(batch: pa.RecordBatch):
+  def rows(tag: str, batch: pa.RecordBatch):
     assert batch.num_rows <= 4
-    return list(zip(batch.column(batch.schema.get_field_index('user_id')).flatten().to_pylist(),
-                    batch.column(batch.schema.get_field_index('user_rating')).flatten()
-                    .to_pylist()))
+    return [(tag, user, rating) for user, rating in zip(
+        batch.column(batch.schema.get_field_index('user_id')).flatten().to_pylist(),
+        batch.column(batch.schema.get_field_index('user_rating')).flatten().to_pylist())]
 
   with beam.Pipeline() as pipeline:
-    read = (pipeline | example_batches.ReadExampleBatches(str(tmp_path / 'out' / '*'),
-                                                          batch_size=4)
-            | beam.FlatMap(rows))
-    assert_that(read, equal_to([(str(user).encode(), user / 2) for user in range(1, 11)]))
+    read = (pipeline | example_batches.ReadExampleBatches(
+        {'all': str(tmp_path / 'out' / '*'), 'again': files[0]}, batch_size=4)
+            | beam.FlatMapTuple(rows))
+    first_file = [tf.train.Example.FromString(record).features.feature for record in
+                  tf.data.TFRecordDataset(files[0], compression_type='GZIP').as_numpy_iterator()]
+    assert_that(read, equal_to(
+        [('all', str(user).encode(), user / 2) for user in range(1, 11)]
+        + [('again', example['user_id'].bytes_list.value[0],
+            example['user_rating'].float_list.value[0]) for example in first_file]))
 
 
 def test_a_pattern_that_matches_no_file_is_an_error_naming_it(tmp_path):
   with pytest.raises(FileNotFoundError, match='no files match .*nothing-here'):
     with beam.Pipeline() as pipeline:
-      _ = pipeline | example_batches.ReadExampleBatches(str(tmp_path / 'nothing-here' / '*'))
+      _ = pipeline | example_batches.ReadExampleBatches(
+          {'train': str(tmp_path / 'nothing-here' / '*')})
