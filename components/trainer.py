@@ -211,7 +211,7 @@ def _export(config: ModelConfig, tft_output: tft.TFTransformOutput, catalogue: C
 
   export.save(module(config.index), serving_model_dir)
   if eval_model_dir:
-    export.save(module('brute-force'), eval_model_dir)
+    export.save(module('brute-force'), eval_model_dir, evaluation=True)
 
 
 # What TFX's Vertex AI Trainer (tfx.extensions.google_cloud_ai_platform.Trainer) reads of the

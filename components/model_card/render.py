@@ -15,7 +15,6 @@ import matplotlib
 matplotlib.use('Agg')  # no display in a pipeline's container
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from components import features as f  # noqa: E402
 from components.model_card.facts import CardFacts, Signature  # noqa: E402
 
 HTML_FILE, MARKDOWN_FILE = 'model_card.html', 'model_card.md'
@@ -25,14 +24,10 @@ TOP_K_PLOT, SEGMENTS_PLOT, TRAINING_PLOT = ('top_k_accuracy.png', 'segments.png'
 # Example values per input name, for the example requests (REST, TF Serving's row format).
 _EXAMPLE_VALUES = {'user_id': '42', 'movie_id': '50', 'context_movie_ids': ['1', '50', '181'],
                    'exclude_movie_ids': ['50'], 'timestamp': 893286638}
-# Signatures the Evaluator calls, not clients.
-_INTERNAL = (f.EVAL_SIGNATURE, f.SCORE_SIGNATURE, f.TRANSFORM_SIGNATURE)
 
 
 def example_request(model_name: str, signature: Signature) -> str:
-  """A curl command that calls the signature over REST, or '' for internal signatures."""
-  if signature.name in _INTERNAL:
-    return ''
+  """A curl command that calls the signature over REST."""
   names = [spec.name for spec in signature.inputs]
   if names == ['inputs']:  # tf.Examples: TF Serving's Regress / Classify
     body = {'signature_name': signature.name,
