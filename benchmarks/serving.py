@@ -2,7 +2,8 @@
 
 1. Server: an ml-100k-sized model (trained by the pipeline on DATA_DIR, or on synthetic data
    of ml-100k's shape; or --model-base-path to reuse a pushed one) exported with top-10, served
-   by `python -m serving` with batching off and on. Single-user top-10 requests at concurrency
+   by `python -m serving` with batching off and on, in one server process and in two
+   (--server_processes; --server-processes here picks the counts). Single-user top-10 requests at concurrency
    1 and 16: gRPC through the tensorflow-serving-api stubs (one client thread per concurrent
    request) and through h2load (`gRPC-C`: a C HTTP/2 client sending one user's framed
    PredictRequest, Debian package `nghttp2-client`), REST through wrk (Debian package `wrk`).
@@ -217,35 +218,40 @@ def bench_in_process(model_base_path: str, user_ids: List[str], count: int = 200
 
 
 def bench_server(model_base_path: str, user_ids: List[str], seconds: float, scratch: str,
-                 floor_p50_ms: Optional[float] = None) -> None:
-  """floor_p50_ms: the in-process call's p50, for the overhead column."""
+                 floor_p50_ms: Optional[float] = None,
+                 server_processes: Sequence[int] = (1,)) -> None:
+  """floor_p50_ms: the in-process call's p50, for the overhead column. server_processes: a
+  server is measured with each of these --server_processes."""
   print(f'\n== Serving: single-user top-10, {seconds:.0f} s per row ==')
-  print(f'{"batching":<10}{"API":<6}{"concurrency":>12}{"p50 ms":>9}{"p99 ms":>9}'
-        f'{"req/s":>9}{"errors":>8}{"overhead":>10}')
-  for batching in (False, True):
-    server = start_server(model_base_path, 'retrieval', 18500, 18501,
-                          ['--enable_batching'] if batching else [],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-      for concurrency in (1, 16):
-        rows = [('gRPC', grpc_load('127.0.0.1:18500', user_ids, concurrency, seconds)),
-                ('gRPC-C', h2load_grpc_load('127.0.0.1:18500', user_ids[0], concurrency,
-                                            seconds, scratch)),
-                ('REST', rest_load('http://127.0.0.1:18501/v1/models/retrieval:predict',
-                                   user_ids, concurrency, seconds, scratch))]
-        for api, figures in rows:
-          if figures is None:
-            tool = 'h2load (Debian: nghttp2-client)' if api == 'gRPC-C' else 'wrk (Debian: wrk)'
-            print(f'{"on" if batching else "off":<10}{api:<6}{concurrency:>12}   '
-                  f'skipped: {tool} not found')
-            continue
-          overhead = (f'{figures["p50_ms"] / floor_p50_ms:>9.1f}x'
-                      if floor_p50_ms and concurrency == 1 else '')
-          print(f'{"on" if batching else "off":<10}{api:<6}{concurrency:>12}'
-                f'{figures["p50_ms"]:>9.2f}{figures["p99_ms"]:>9.2f}{figures["rps"]:>9.0f}'
-                f'{figures["errors"]:>8}{overhead}', flush=True)
-    finally:
-      stop_server(server)
+  print(f'{"processes":<11}{"batching":<10}{"API":<6}{"concurrency":>12}{"p50 ms":>9}'
+        f'{"p99 ms":>9}{"req/s":>9}{"errors":>8}{"overhead":>10}')
+  for processes in server_processes:
+    for batching in (False, True):
+      flags = ['--server_processes', str(processes)] + (['--enable_batching'] if batching
+                                                        else [])
+      server = start_server(model_base_path, 'retrieval', 18500, 18501, flags,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      try:
+        for concurrency in (1, 16):
+          rows = [('gRPC', grpc_load('127.0.0.1:18500', user_ids, concurrency, seconds)),
+                  ('gRPC-C', h2load_grpc_load('127.0.0.1:18500', user_ids[0], concurrency,
+                                              seconds, scratch)),
+                  ('REST', rest_load('http://127.0.0.1:18501/v1/models/retrieval:predict',
+                                     user_ids, concurrency, seconds, scratch))]
+          setting = f'{processes:<11}{"on" if batching else "off":<10}'
+          for api, figures in rows:
+            if figures is None:
+              tool = ('h2load (Debian: nghttp2-client)' if api == 'gRPC-C'
+                      else 'wrk (Debian: wrk)')
+              print(f'{setting}{api:<6}{concurrency:>12}   skipped: {tool} not found')
+              continue
+            overhead = (f'{figures["p50_ms"] / floor_p50_ms:>9.1f}x'
+                        if floor_p50_ms and concurrency == 1 else '')
+            print(f'{setting}{api:<6}{concurrency:>12}{figures["p50_ms"]:>9.2f}'
+                  f'{figures["p99_ms"]:>9.2f}{figures["rps"]:>9.0f}{figures["errors"]:>8}'
+                  f'{overhead}', flush=True)
+      finally:
+        stop_server(server)
 
 
 # --- ScaNN against brute force ----------------------------------------------------------------
@@ -321,6 +327,8 @@ def main(argv=None) -> int:
                       help='requests cycle through user ids 1..N (all must be known to the model)')
   parser.add_argument('--seconds', type=float, default=10, help='per load measurement')
   parser.add_argument('--candidates', type=int, default=1_000_000)
+  parser.add_argument('--server-processes', default='1,2', metavar='N,N',
+                      help="the server's --server_processes to measure, comma-separated")
   parser.add_argument('--skip-server', action='store_true')
   parser.add_argument('--skip-index', action='store_true')
   args = parser.parse_args(argv)
@@ -330,7 +338,8 @@ def main(argv=None) -> int:
     base_path = args.model_base_path or train_model(args.data_dir, scratch)
     users = [str(user) for user in range(1, args.num_users + 1)]
     floor = bench_in_process(base_path, users)
-    bench_server(base_path, users, args.seconds, scratch, floor['p50_ms'])
+    bench_server(base_path, users, args.seconds, scratch, floor['p50_ms'],
+                 [int(count) for count in args.server_processes.split(',')])
   if not args.skip_index:
     bench_index(args.candidates)
   return 0

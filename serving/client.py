@@ -120,9 +120,11 @@ class GrpcClient:
                timeout: float = 30.0, version: Version = None):
     self.model, self.timeout, self.version = model, timeout, version
     # Receive what the server sends: it bounds its answers (--max_response_bytes, 16 MiB),
-    # over gRPC's 4 MiB client default (1,000 users' top 100 is about 4.5 MB).
-    self._channel = grpc.insecure_channel(target,
-                                          options=[('grpc.max_receive_message_length', -1)])
+    # over gRPC's 4 MiB client default (1,000 users' top 100 is about 4.5 MB). A connection
+    # of its own: gRPC otherwise shares one between channels of the same target and options,
+    # and a server of several processes (--server_processes) spreads connections.
+    self._channel = grpc.insecure_channel(target, options=[
+        ('grpc.max_receive_message_length', -1), ('grpc.use_local_subchannel_pool', 1)])
     self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
     self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 

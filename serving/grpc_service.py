@@ -146,8 +146,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
-  def __init__(self, api: ServingApi):
+  def __init__(self, api: ServingApi, reload_refusal: Optional[str] = None):
+    """reload_refusal: why HandleReloadConfigRequest is refused (FAILED_PRECONDITION), or
+    None to apply it."""
     self.api = api
+    self.reload_refusal = reload_refusal
 
   def GetModelStatus(self, request, context):  # noqa: N802
     try:
@@ -157,7 +160,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   def HandleReloadConfigRequest(self, request, context):  # noqa: N802
     """Serves exactly the request's models from now on (as TF Serving: the response's status
-    and the call's both carry an error, and an error changes nothing)."""
+    and the call's both carry an error, and an error changes nothing). Refused with
+    FAILED_PRECONDITION where the server has several processes (reload_refusal)."""
+    if self.reload_refusal:
+      _abort(context, errors.ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                          self.reload_refusal))
     try:
       sources = config_files.sources_of(request.config, 'ReloadConfigRequest.config')
       self.api.manager.configure(sources)
@@ -189,9 +196,11 @@ def make_grpc_server(api: ServingApi, address: str, max_workers: int = DEFAULT_M
                      max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                      channel_arguments: Sequence[Tuple[str, Union[int, str]]] = (),
                      socket_path: str = '',
-                     metrics: Optional[monitoring.Metrics] = None) -> grpc.Server:
+                     metrics: Optional[monitoring.Metrics] = None, reuse_port: bool = False,
+                     reload_refusal: Optional[str] = None) -> grpc.Server:
   """A gRPC server with both services on address ('host:port') and, with socket_path, on that
-  Unix socket too; not started yet.
+  Unix socket too; not started yet. reuse_port: bind with SO_REUSEPORT, beside the other
+  processes of a supervisor (serving/processes.py); otherwise a port in use is an error.
 
   Requests over max_message_bytes are refused by gRPC itself with RESOURCE_EXHAUSTED. Sending
   is left unbounded (gRPC's default): Predict answers within the api's max_response_bytes,
@@ -201,10 +210,11 @@ def make_grpc_server(api: ServingApi, address: str, max_workers: int = DEFAULT_M
   server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                        options=[*channel_arguments,
                                 ('grpc.max_receive_message_length', max_message_bytes),
-                                ('grpc.so_reuseport', 0)])
+                                ('grpc.so_reuseport', int(reuse_port))])
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
       PredictionService(api, max_message_bytes, metrics), server)
-  model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(api), server)
+  model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+      ModelService(api, reload_refusal), server)
   try:
     port = server.add_insecure_port(address)
   except RuntimeError:  # newer grpcio raises where older ones returned 0

@@ -170,6 +170,30 @@ class Metrics:
       self._load_micros[(model_path,)] = (self._load_micros.get((model_path,), 0)
                                           + int(seconds * 1e6))
 
+  def snapshot(self) -> dict:
+    """Every counter, as JSON-able lists (for Metrics.add in another process)."""
+    with self._lock:
+      return {
+          'requests': [[*key, value] for key, value in self._requests.items()],
+          'latency': [[*key, histogram.counts, histogram.total, histogram.count]
+                      for key, histogram in self._latency.items()],
+          'loads': [[*key, value] for key, value in self._loads.items()],
+          'load_micros': [[*key, value] for key, value in self._load_micros.items()]}
+
+  def add(self, snapshot: dict) -> None:
+    """Adds another Metrics' snapshot to these counters (the processes of one server,
+    serving/processes.py)."""
+    with self._lock:
+      for cells, rows in ((self._requests, snapshot['requests']), (self._loads,
+                          snapshot['loads']), (self._load_micros, snapshot['load_micros'])):
+        for *key, value in rows:
+          cells[tuple(key)] = cells.get(tuple(key), 0) + value
+      for *key, counts, total, count in snapshot['latency']:
+        histogram = self._latency.setdefault(tuple(key), _Histogram())
+        histogram.counts = [mine + theirs for mine, theirs in zip(histogram.counts, counts)]
+        histogram.total += total
+        histogram.count += count
+
   def exposition(self) -> str:
     """Every metric, in the order of TF Serving's names for them ('/tensorflow/cc/...' before
     '/tensorflow/serving/...'), in its exporter's text format."""

@@ -18,6 +18,7 @@ import base64
 import http.server
 import json
 import re
+import socket
 import socketserver
 import sys
 import threading
@@ -420,8 +421,12 @@ class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                timeout_seconds: float = DEFAULT_TIMEOUT_MS / 1000,
                listen_backlog: int = DEFAULT_LISTEN_BACKLOG, verbose: bool = False,
                num_threads: int = DEFAULT_NUM_THREADS,
-               metrics: Optional[monitoring.Metrics] = None, metrics_path: Optional[str] = None):
+               metrics: Optional[monitoring.Metrics] = None, metrics_path: Optional[str] = None,
+               reuse_port: bool = False):
+    """reuse_port: bind with SO_REUSEPORT, beside the other processes of a supervisor
+    (serving/processes.py)."""
     self.request_queue_size = listen_backlog  # socketserver's listen() argument
+    self.reuse_port = reuse_port
     self._free_threads = threading.BoundedSemaphore(num_threads)
     super().__init__(address, _Handler)
     self.api = api
@@ -430,6 +435,11 @@ class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     self.verbose = verbose
     self.metrics = metrics or monitoring.Metrics()
     self.metrics_path = metrics_path  # None: no metrics page (--monitoring_config_file)
+
+  def server_bind(self):
+    if self.reuse_port:  # socketserver's allow_reuse_port arrives in Python 3.11
+      self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    super().server_bind()
 
   def process_request(self, request, client_address):
     """Waits for a free thread before serving the accepted connection (the accept loop waits

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from serving import api, config_files, grpc_service, monitoring, rest, saved_model
+from serving import api, config_files, grpc_service, monitoring, processes, rest, saved_model
 from serving.api import ServingApi
 from serving.recommendations import DEFAULT_MODEL_NAME
 from serving.config_files import BatchingParameters, ModelSource
@@ -79,11 +79,18 @@ class ServerOptions:
       'grpc.max_connection_age_ms=2000); they win over this server\'s own')
   grpc_socket_path: str = _option(
       '', 'also serve gRPC on this Unix socket (clients: unix:<path>)')
+  server_processes: int = _option(
+      1, 'server processes answering on the same ports (SO_REUSEPORT), each with its own '
+      'copy of the models: throughput past one core (serving/processes.py; not a TF Serving '
+      'flag)')
   verbose: bool = _option(False, 'log every REST request')
 
   def __post_init__(self):
     """Ports may be 0 (any free port); every other number is a size or a time, so over 0."""
     grpc_service.parse_channel_arguments(self.grpc_channel_arguments)  # ValueError if malformed
+    if self.grpc_socket_path and self.server_processes > 1:
+      raise ValueError('--grpc_socket_path serves one process: a Unix socket path cannot be '
+                       'shared by --server_processes')
     for field in dataclasses.fields(self):
       if field.type not in (int, float):
         continue
@@ -119,12 +126,20 @@ class ModelServer:
   def __init__(self, sources: Sequence[ModelSource] = (), options: ServerOptions = ServerOptions(),
                batching: Optional[BatchingParameters] = None, log=print,
                config_file: Optional[str] = None, config_poll_seconds: float = 0,
-               allow_unavailable_labels: bool = False, metrics_path: Optional[str] = None):
+               allow_unavailable_labels: bool = False, metrics_path: Optional[str] = None,
+               process: Optional[processes.ServerProcess] = None):
     """Serves sources, or the models of config_file (a models.config), read again every
     config_poll_seconds if that is over 0; with metrics_path, Prometheus metrics on the REST
-    port there (serving/monitoring.py). ValueError for a config it cannot serve."""
+    port there (serving/monitoring.py). process: this server is one of a supervisor's
+    (--server_processes), sharing its ports and metrics (serving/processes.py). ValueError for
+    a config it cannot serve."""
     self.options = options
-    self.metrics = monitoring.Metrics()
+    self.process = process
+    if process:
+      log = lambda message, log=log: log(f'[{process.name}] {message}')  # noqa: E731
+      self.metrics = processes.SharedMetrics(process)
+    else:
+      self.metrics = monitoring.Metrics()
     self.metrics_path = metrics_path
     config_text = None
     if config_file:
@@ -148,13 +163,16 @@ class ModelServer:
         self.api, f'{options.host}:{options.port}', max_workers=options.grpc_max_threads,
         max_message_bytes=options.grpc_max_message_bytes,
         channel_arguments=grpc_service.parse_channel_arguments(options.grpc_channel_arguments),
-        socket_path=options.grpc_socket_path, metrics=self.metrics)
+        socket_path=options.grpc_socket_path, metrics=self.metrics,
+        reuse_port=bool(process),
+        reload_refusal=process and processes.RELOAD_REFUSAL.format(count=process.count))
     try:
       self._rest = RestServer((options.host, options.rest_api_port), self.api,
                               options.rest_api_max_body_bytes,
                               options.rest_api_timeout_in_ms / 1000,
                               options.rest_api_listen_backlog, options.verbose,
-                              options.rest_api_num_threads, self.metrics, metrics_path)
+                              options.rest_api_num_threads, self.metrics, metrics_path,
+                              reuse_port=bool(process))
     except OSError as error:
       raise OSError(f'cannot listen on {options.host}:{options.rest_api_port} for REST: '
                     f'{error}') from None
@@ -164,6 +182,8 @@ class ModelServer:
 
   def start(self) -> 'ModelServer':
     self.manager.start()
+    if self.process:
+      self.metrics.start()
     if self._config_watcher:
       self._config_watcher.start(applied_text=self._config_text)
     for name, model in self.manager.models.items():
@@ -196,6 +216,8 @@ class ModelServer:
     self._grpc.stop(grace=2).wait()
     if self._config_watcher:
       self._config_watcher.stop()
+    if self.process:
+      self.metrics.stop()
     self.manager.stop()
 
 
@@ -263,6 +285,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'prometheus_config { enable: true } Prometheus metrics are served on the REST port at '
         f'its path (default {monitoring.DEFAULT_PATH})')
   _option_flags(parser)
+  parser.add_argument('--supervised_as', type=processes.ServerProcess.parse,
+                      help=argparse.SUPPRESS)  # set by the supervisor for its children
   args = parser.parse_args(argv)
   if bool(args.model_base_path) == bool(args.model_config_file):
     parser.error('give either --model_base_path (and --model_name) or --model_config_file')
@@ -301,12 +325,15 @@ def server_from_args(args: argparse.Namespace, log=print) -> ModelServer:
                      config_file=args.model_config_file,
                      config_poll_seconds=args.model_config_file_poll_wait_seconds,
                      allow_unavailable_labels=args.allow_version_labels_for_unavailable_models,
-                     metrics_path=metrics_path)
+                     metrics_path=metrics_path, process=args.supervised_as)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
   log = lambda message: print(message, flush=True)  # noqa: E731
+  if args.server_processes > 1 and not args.supervised_as:
+    return processes.supervise(sys.argv[1:] if argv is None else argv, args.server_processes,
+                               args.host, args.port, args.rest_api_port, log)
   try:
     server = server_from_args(args, log).start()
   except (OSError, ValueError) as error:

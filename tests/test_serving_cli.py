@@ -1,5 +1,7 @@
 """The serving command lines: `python -m serving` started and stopped as make demo does, and
 `python -m serving.client` over REST and gRPC."""
+import pytest
+
 from serving import demo
 from tests.serving_endpoints import free_port
 
@@ -38,7 +40,10 @@ def test_pipeline_recommend_says_which_strategy_answered_each_user(first_run, ca
   assert 'Top 3 movies for user nobody (strategy popular:' in out
 
 
-def test_server_refuses_a_port_in_use_clearly(tmp_path, capsys):
+@pytest.mark.parametrize('processes', ['1', '2'])
+def test_server_refuses_a_port_in_use_clearly(tmp_path, capsys, processes):
+  """With several processes (serving/processes.py) before any of them starts: a bind with
+  SO_REUSEPORT could otherwise share another program's port."""
   import socket
   from serving import server
   with socket.socket() as taken:
@@ -46,5 +51,6 @@ def test_server_refuses_a_port_in_use_clearly(tmp_path, capsys):
     taken.listen()
     port = taken.getsockname()[1]
     assert server.main(['--model_base_path', str(tmp_path), '--host', '127.0.0.1',
-                        '--port', str(port), '--rest_api_port', str(free_port())]) == 2
-  assert f'cannot listen on 127.0.0.1:{port}' in capsys.readouterr().err
+                        '--port', str(port), '--rest_api_port', str(free_port()),
+                        '--server_processes', processes]) == 2
+  assert f'cannot listen on 127.0.0.1:{port} for gRPC' in capsys.readouterr().err

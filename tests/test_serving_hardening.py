@@ -2,10 +2,7 @@
 smuggled, the REST port takes bursts of connections, and start-up and --help say what to do.
 
 These tests need the HTTP and gRPC layers, not a recommender, so they serve a tiny SavedModel
-written in a second (same outputs as ours: movie_ids, movie_titles, scores [batch, K]), on a
-real server on loopback. Its signature rows_seen answers how many rows the model has run on, so
-a test can tell that a refused request did no work; history takes a 2-D input as the sequential
-model does (context_movie_ids [batch, length]), for the bound on values per row.
+written in a second (tests/tiny_model.py), on a real server on loopback.
 """
 import re
 import socket
@@ -14,56 +11,21 @@ import time
 
 import pytest
 import requests
-import tensorflow as tf
 
 from serving.client import GrpcClient, ServingClientError
 from serving.config_files import BatchingParameters, ModelSource
 from serving.server import ModelServer, ServerOptions, parse_args, server_from_args
 from serving.server import main as server_main
 from tests.serving_endpoints import free_port
+from tests.tiny_model import K, save_tiny_model
 
-K = 10
 RESPONSE_LIMIT = 100_000  # bytes: ~600 a row, so 100 rows fit and 500 do not
 TIMEOUT_MS = 1000  # the server's --rest_api_timeout_in_ms, short so a stalled body is quick
 
 
-class _TinyRecommender(tf.Module):
-  """serving_default(user_id [batch]) -> K made-up movies per user; counts the rows it ran."""
-
-  def __init__(self):
-    super().__init__()
-    self.rows = tf.Variable(0, dtype=tf.int64)
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id')])
-  def serve(self, user_id):
-    self.rows.assign_add(tf.size(user_id, out_type=tf.int64))
-    batch = tf.size(user_id)
-    ranks = tf.broadcast_to(tf.strings.as_string(tf.range(K)), [batch, K])
-    movie_ids = tf.strings.join([tf.tile(user_id[:, None], [1, K]), ranks], '-')
-    return {'movie_ids': movie_ids,
-            'movie_titles': tf.strings.join([movie_ids, ' a movie title of some length (1999)']),
-            'scores': tf.broadcast_to(tf.range(K, 0, -1, dtype=tf.float32), [batch, K])}
-
-  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string,
-                                              name='context_movie_ids')])
-  def history(self, context_movie_ids):
-    self.rows.assign_add(tf.shape(context_movie_ids, out_type=tf.int64)[0])
-    return {'history_length': tf.fill(tf.shape(context_movie_ids)[:1],
-                                      tf.shape(context_movie_ids)[1])}
-
-  @tf.function(input_signature=[])
-  def rows_seen(self):
-    return {'rows_seen': self.rows.read_value()}
-
-
 @pytest.fixture(scope='module')
 def tiny_base_path(tmp_path_factory):
-  base_path = tmp_path_factory.mktemp('models') / 'tiny'
-  model = _TinyRecommender()
-  tf.saved_model.save(model, str(base_path / '1'),
-                      signatures={'serving_default': model.serve, 'history': model.history,
-                                  'rows_seen': model.rows_seen})
-  return base_path
+  return save_tiny_model(tmp_path_factory.mktemp('models') / 'tiny')
 
 
 def _options(**overrides) -> ServerOptions:
