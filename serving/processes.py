@@ -27,11 +27,16 @@ every process, its siblings' figures at most METRICS_PUBLISH_SECONDS old). What 
 gRPC HandleReloadConfigRequest, which would reach one process: change --model_config_file,
 which every process reads (--model_config_file_poll_wait_seconds).
 
+The supervisor holds no model and no TensorFlow: `python -m serving` checks the flags, then
+replaces itself (exec, same pid) with `python -m serving.processes`, about 20 MB instead of
+TensorFlow's 600.
+
 Lifetime: SIGTERM or SIGINT to the supervisor stops every child (SIGTERM, then SIGKILL after
-STOP_SECONDS). A child that exits on its own stops the others and the supervisor, with the
+STOP_SECONDS); a child whose supervisor is killed stops itself. A child that exits on its own stops the others and the supervisor, with the
 child's exit code: a server short of a process is a failure the orchestrator should see and
 restart, not a silent loss of capacity.
 """
+import argparse
 import dataclasses
 import glob
 import json
@@ -120,6 +125,20 @@ class SharedMetrics(monitoring.Metrics):
         with open(path) as file:
           total.add(json.load(file))
     return total.exposition()
+
+
+def stop_when_orphaned(log: Callable[[str], None], poll_seconds: float = 1.0) -> None:
+  """In a child: SIGTERM to itself once its supervisor is gone (killed, out of memory), so
+  that no orphan goes on holding the ports with nobody to stop it."""
+  supervisor = os.getppid()
+
+  def watch():
+    while os.getppid() == supervisor:
+      time.sleep(poll_seconds)
+    log(f'the supervisor (pid {supervisor}) is gone: stopping')
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  threading.Thread(target=watch, daemon=True, name='supervisor-watch').start()
 
 
 def reserve_port(host: str, port: int, what: str) -> socket.socket:
@@ -217,3 +236,34 @@ def supervise(argv: Sequence[str], count: int, host: str, grpc_port: int, rest_p
   finally:
     supervisor.stop()
   return code
+
+
+def exec_supervisor(argv: Sequence[str], count: int, host: str, grpc_port: int,
+                    rest_port: int) -> None:
+  """Replaces this process (a `python -m serving` that has imported TensorFlow) with the
+  supervisor (main below), which does not import it; never returns."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execv(sys.executable, [
+      sys.executable, '-m', 'serving.processes', '--count', str(count), '--host', host,
+      '--grpc-port', str(grpc_port), '--rest-port', str(rest_port), '--', *argv])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='python -m serving.processes',
+      description='The supervisor of `python -m serving --server_processes N`, which starts '
+      'it (use that): runs `python -m serving SERVER_FLAGS` in COUNT processes on the ports.')
+  parser.add_argument('--count', type=int, required=True)
+  parser.add_argument('--host', required=True)
+  parser.add_argument('--grpc-port', type=int, required=True)
+  parser.add_argument('--rest-port', type=int, required=True)
+  parser.add_argument('server_flags', nargs=argparse.REMAINDER, metavar='-- SERVER_FLAGS')
+  args = parser.parse_args(argv)
+  flags = args.server_flags[1:] if args.server_flags[:1] == ['--'] else args.server_flags
+  return supervise(flags, args.count, args.host, args.grpc_port, args.rest_port,
+                   log=lambda message: print(message, flush=True))
+
+
+if __name__ == '__main__':
+  sys.exit(main())

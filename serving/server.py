@@ -184,6 +184,7 @@ class ModelServer:
     self.manager.start()
     if self.process:
       self.metrics.start()
+      processes.stop_when_orphaned(self._log)
     if self._config_watcher:
       self._config_watcher.start(applied_text=self._config_text)
     for name, model in self.manager.models.items():
@@ -332,8 +333,11 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
   log = lambda message: print(message, flush=True)  # noqa: E731
   if args.server_processes > 1 and not args.supervised_as:
-    return processes.supervise(sys.argv[1:] if argv is None else argv, args.server_processes,
-                               args.host, args.port, args.rest_api_port, log)
+    if argv is None:  # the command line: the supervisor, without TensorFlow's memory
+      processes.exec_supervisor(sys.argv[1:], args.server_processes, args.host, args.port,
+                                args.rest_api_port)
+    return processes.supervise(argv, args.server_processes, args.host, args.port,
+                               args.rest_api_port, log)
   try:
     server = server_from_args(args, log).start()
   except (OSError, ValueError) as error:

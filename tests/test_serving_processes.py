@@ -82,6 +82,10 @@ def two_processes(tiny_base_path, tmp_path_factory):
   monitoring.write_text('prometheus_config { enable: true, path: "/metrics" }\n')
   server = _Server(tiny_base_path, '--monitoring_config_file', str(monitoring))
   children = server.children()
+  # The supervisor replaced itself with one that holds no TensorFlow (same pid).
+  supervisor = psutil.Process(server.process.pid)
+  assert 'serving.processes' in supervisor.cmdline()
+  assert supervisor.memory_info().rss < 100 * 2**20 < min(c.memory_info().rss for c in children)
   yield server
   code, output = server.stop()
   # SIGTERM to the supervisor stops both children and the server exits cleanly.
@@ -139,6 +143,17 @@ def test_a_process_that_dies_stops_the_server_with_its_exit_code(tiny_base_path)
   assert code == 128 + signal.SIGKILL, output
   assert f'server process 1/2 (pid {first.pid}) exited with code -9' in output
   assert not second.is_running() or second.status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_processes_stop_when_the_supervisor_is_killed(tiny_base_path):
+  server = _Server(tiny_base_path)
+  children = server.children()
+  server.process.kill()
+  server.process.wait(timeout=60)
+  _, alive = psutil.wait_procs(children, timeout=30)
+  assert not alive
+  output = server.process.stdout.read()  # the children wrote to it too
+  assert output.count(f'the supervisor (pid {server.process.pid}) is gone: stopping') == 2
 
 
 @pytest.mark.parametrize('flags, message', [
