@@ -139,9 +139,15 @@ BatchingParametersProto = _batching_parameters_class()
 
 @dataclasses.dataclass(frozen=True)
 class BatchingParameters:
-  """Server-side batching; defaults are TF Serving's (batching.md) but for a 2 ms timeout."""
+  """Server-side batching. The defaults follow TF Serving's batching guide for CPU-only
+  serving: a batch timeout of 0 (a batch is what has queued while the batch threads were busy:
+  no wait when the server is idle, larger batches under load) and as many batch threads as
+  cores (2, this project's machines: set num_batch_threads to a bigger pod's), with batches of
+  at most 32 rows to bound their memory. (Until 2026-12-05 the
+  timeout was 2 ms: every request at low load waited it out, 4 ms at p50 instead of 1, and at
+  16 concurrent requests over two server processes fewer requests/s; docs/benchmarks.md.)"""
   max_batch_size: int = 32
-  batch_timeout_micros: int = 2000
+  batch_timeout_micros: int = 0
   max_enqueued_batches: int = 100
   num_batch_threads: int = 2
 
