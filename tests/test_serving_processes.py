@@ -28,14 +28,15 @@ START_SECONDS = 120
 class _Server:
   """`python -m serving --server_processes 2` on two free ports; stop() returns its output."""
 
-  def __init__(self, base_path, *flags):
+  def __init__(self, base_path, *flags, wait: bool = True):
+    """wait: until both children serve; otherwise until both have started."""
     self.grpc_port, self.rest_port = free_port(), free_port()
     self.process = subprocess.Popen(
         [sys.executable, '-m', 'serving', '--model_name', 'tiny', '--model_base_path',
          str(base_path), '--host', '127.0.0.1', '--port', str(self.grpc_port),
          '--rest_api_port', str(self.rest_port), '--server_processes', '2', *flags],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    self.status_calls = self._wait_until_both_serve()
+    self.status_calls = self._wait_until_both_serve() if wait else self._wait_for_children()
 
   def url(self, path=':predict') -> str:
     return f'http://127.0.0.1:{self.rest_port}/v1/models/tiny{path}'
@@ -43,14 +44,19 @@ class _Server:
   def children(self):
     return psutil.Process(self.process.pid).children()
 
-  def _wait_until_both_serve(self) -> int:
-    """Both children listen before they load the model, and answer once it is loaded: a
-    status request on a new connection waits in the chosen child's listen backlog. Returns
-    how many status requests were answered (the metrics count them)."""
+  def _wait_for_children(self) -> int:
     deadline = time.monotonic() + START_SECONDS
     while len(self.children()) < 2 and time.monotonic() < deadline:
       assert self.process.poll() is None, self.process.stdout.read()
       time.sleep(0.1)
+    return 0
+
+  def _wait_until_both_serve(self) -> int:
+    """Both children listen before they load the model, and answer once it is loaded: a
+    status request on a new connection waits in the chosen child's listen backlog. Returns
+    how many status requests were answered (the metrics count them)."""
+    self._wait_for_children()
+    deadline = time.monotonic() + START_SECONDS
     answered = 0
     while time.monotonic() < deadline:
       assert self.process.poll() is None, self.process.stdout.read()
@@ -135,7 +141,7 @@ def test_a_reload_over_grpc_is_refused_as_it_would_reach_one_process(two_process
 
 
 def test_a_process_that_dies_stops_the_server_with_its_exit_code(tiny_base_path):
-  server = _Server(tiny_base_path)
+  server = _Server(tiny_base_path, wait=False)  # dying while it starts counts the same
   first, second = server.children()
   first.kill()
   code = server.process.wait(timeout=60)
