@@ -114,7 +114,10 @@ class SharedMetrics(monitoring.Metrics):
     self._stop.set()
     if self._thread.is_alive():
       self._thread.join()
-    self.publish()
+    try:
+      self.publish()
+    except OSError:  # the supervisor, stopping too, may have removed the folder
+      pass
 
   def exposition(self) -> str:
     """This process's counters now, plus each sibling's last published ones."""
