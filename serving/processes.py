@@ -19,22 +19,23 @@ connections spread by themselves.
 
 What each child holds on its own: its models (N times the memory), its batching queues, its
 version watchers and config-file watcher (each reads the same folders and file, so they serve
-the same versions, but not at the same instant: during a push one process may answer from
-the new version while another still answers from the old, as replicas behind a load balancer
-do). What is shared: the ports, and the Prometheus metrics (each child publishes its counters
-to a folder every second and the one that answers a scrape adds them up: the page counts
-every process, its siblings' figures at most METRICS_PUBLISH_SECONDS old). What is refused:
-gRPC HandleReloadConfigRequest, which would reach one process: change --model_config_file,
-which every process reads (--model_config_file_poll_wait_seconds).
+the same versions, but not at the same instant: during a push one process may answer from the
+new version while another still answers from the old, as replicas behind a load balancer
+do). What is shared: the ports, and the Prometheus metrics where a --monitoring_config_file
+serves them (each child publishes its counters to a folder every second and the one that
+answers a scrape adds them up: the page counts every process, its siblings' figures at most
+METRICS_PUBLISH_SECONDS old). What is refused: gRPC HandleReloadConfigRequest, which would
+reach one process: change --model_config_file, which every process reads
+(--model_config_file_poll_wait_seconds).
 
 The supervisor holds no model and no TensorFlow: `python -m serving` checks the flags, then
 replaces itself (exec, same pid) with `python -m serving.processes`, about 20 MB instead of
 TensorFlow's 600.
 
 Lifetime: SIGTERM or SIGINT to the supervisor stops every child (SIGTERM, then SIGKILL after
-STOP_SECONDS); a child whose supervisor is killed stops itself. A child that exits on its own stops the others and the supervisor, with the
-child's exit code: a server short of a process is a failure the orchestrator should see and
-restart, not a silent loss of capacity.
+STOP_SECONDS); a child whose supervisor is killed stops itself. A child that exits on its own
+stops the others and the supervisor, with the child's exit code: a server short of a process
+is a failure the orchestrator should see and restart, not a silent loss of capacity.
 """
 import argparse
 import dataclasses
@@ -63,10 +64,11 @@ RELOAD_REFUSAL = ('this server runs {count} processes (--server_processes), each
 
 @dataclasses.dataclass(frozen=True)
 class ServerProcess:
-  """One of a supervisor's children: its index (0-based) of count, and the folder where the
-  children publish their metrics."""
+  """One of a supervisor's children: its index (0-based) of count, its supervisor's pid, and
+  the folder where the children publish their metrics."""
   index: int
   count: int
+  supervisor: int
   metrics_dir: str
 
   @property
@@ -75,12 +77,12 @@ class ServerProcess:
 
   @classmethod
   def parse(cls, text: str) -> 'ServerProcess':
-    """The hidden --supervised_as flag's value, 'index:count:metrics_dir'."""
-    index, count, metrics_dir = text.split(':', 2)
-    return cls(int(index), int(count), metrics_dir)
+    """The hidden --supervised_as flag's value, 'index:count:supervisor:metrics_dir'."""
+    index, count, supervisor, metrics_dir = text.split(':', 3)
+    return cls(int(index), int(count), int(supervisor), metrics_dir)
 
   def flag(self) -> str:
-    return f'{self.index}:{self.count}:{self.metrics_dir}'
+    return f'{self.index}:{self.count}:{self.supervisor}:{self.metrics_dir}'
 
 
 class SharedMetrics(monitoring.Metrics):
@@ -130,10 +132,12 @@ class SharedMetrics(monitoring.Metrics):
     return total.exposition()
 
 
-def stop_when_orphaned(log: Callable[[str], None], poll_seconds: float = 1.0) -> None:
-  """In a child: SIGTERM to itself once its supervisor is gone (killed, out of memory), so
-  that no orphan goes on holding the ports with nobody to stop it."""
-  supervisor = os.getppid()
+def stop_when_orphaned(supervisor: int, log: Callable[[str], None],
+                       poll_seconds: float = 1.0) -> None:
+  """In a child: SIGTERM to itself once its supervisor (pid) is gone (killed, out of memory),
+  so that no orphan goes on holding the ports with nobody to stop it. The pid comes from the
+  supervisor, not os.getppid() here: a supervisor killed while the child was still loading
+  has already left the child to another parent."""
 
   def watch():
     while os.getppid() == supervisor:
@@ -180,14 +184,13 @@ class Supervisor:
 
   def __init__(self, argv: Sequence[str], count: int, host: str, grpc_port: int,
                rest_port: int, log: Callable[[str], None] = print):
-    self._log = log
     self._reserved = [reserve_port(host, grpc_port, 'gRPC'),
                       reserve_port(host, rest_port, 'REST')]
     self.grpc_port, self.rest_port = (s.getsockname()[1] for s in self._reserved)
     self.metrics_dir = tempfile.mkdtemp(prefix='serving-metrics-')
     self.children: List[subprocess.Popen] = []
     for index in range(count):
-      command = child_command(argv, ServerProcess(index, count, self.metrics_dir),
+      command = child_command(argv, ServerProcess(index, count, os.getpid(), self.metrics_dir),
                               self.grpc_port, self.rest_port)
       self.children.append(subprocess.Popen(command))
     log(f'Serving in {count} processes (pids {", ".join(str(c.pid) for c in self.children)}) '
@@ -223,15 +226,14 @@ class Supervisor:
 
 
 def supervise(argv: Sequence[str], count: int, host: str, grpc_port: int, rest_port: int,
-              log: Callable[[str], None] = print,
-              stop: Optional[threading.Event] = None) -> int:
+              log: Callable[[str], None] = print) -> int:
   """Runs the children until SIGTERM / SIGINT (exit 0) or until one exits (its code)."""
   try:
     supervisor = Supervisor(argv, count, host, grpc_port, rest_port, log)
   except OSError as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
-  stop = stop or threading.Event()
+  stop = threading.Event()
   for signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(signum, lambda *_: stop.set())
   try:

@@ -137,9 +137,10 @@ class ModelServer:
     self.process = process
     if process:
       log = lambda message, log=log: log(f'[{process.name}] {message}')  # noqa: E731
-      self.metrics = processes.SharedMetrics(process)
-    else:
-      self.metrics = monitoring.Metrics()
+    # With a metrics page, the processes of one server publish their counters for each other.
+    self._shared_metrics = (processes.SharedMetrics(process) if process and metrics_path
+                            else None)
+    self.metrics = self._shared_metrics or monitoring.Metrics()
     self.metrics_path = metrics_path
     config_text = None
     if config_file:
@@ -182,9 +183,10 @@ class ModelServer:
 
   def start(self) -> 'ModelServer':
     self.manager.start()
+    if self._shared_metrics:
+      self._shared_metrics.start()
     if self.process:
-      self.metrics.start()
-      processes.stop_when_orphaned(self._log)
+      processes.stop_when_orphaned(self.process.supervisor, self._log)
     if self._config_watcher:
       self._config_watcher.start(applied_text=self._config_text)
     for name, model in self.manager.models.items():
@@ -217,8 +219,8 @@ class ModelServer:
     self._grpc.stop(grace=2).wait()
     if self._config_watcher:
       self._config_watcher.stop()
-    if self.process:
-      self.metrics.stop()
+    if self._shared_metrics:
+      self._shared_metrics.stop()
     self.manager.stop()
 
 

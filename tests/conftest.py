@@ -16,6 +16,14 @@ def small_dataset(tmp_path_factory) -> pathlib.Path:
   return synthetic.generate(tmp_path_factory.mktemp('data') / 'synthetic', **SMALL)
 
 
+@pytest.fixture(scope='session')
+def tiny_base_path(tmp_path_factory) -> pathlib.Path:
+  """A model base path holding the tiny model of tests/tiny_model.py (version 1), for tests of
+  the server's HTTP and gRPC layers (read-only)."""
+  from tests.tiny_model import save_tiny_model
+  return save_tiny_model(tmp_path_factory.mktemp('models') / 'tiny')
+
+
 TOP_K = 20
 # The first_run's model: retrieval on the random split, pushed as gated (the tutorials' model;
 # the default, sequential on the time split with a refit, has its own run in test_models.py).

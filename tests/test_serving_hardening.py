@@ -17,15 +17,10 @@ from serving.config_files import BatchingParameters, ModelSource
 from serving.server import ModelServer, ServerOptions, parse_args, server_from_args
 from serving.server import main as server_main
 from tests.serving_endpoints import free_port
-from tests.tiny_model import K, save_tiny_model
+from tests.tiny_model import K
 
 RESPONSE_LIMIT = 100_000  # bytes: ~600 a row, so 100 rows fit and 500 do not
 TIMEOUT_MS = 1000  # the server's --rest_api_timeout_in_ms, short so a stalled body is quick
-
-
-@pytest.fixture(scope='module')
-def tiny_base_path(tmp_path_factory):
-  return save_tiny_model(tmp_path_factory.mktemp('models') / 'tiny')
 
 
 def _options(**overrides) -> ServerOptions:
