@@ -10,18 +10,17 @@ A Predict request's size is checked from the shapes its TensorProtos claim, befo
 turned into arrays: a TensorProto may hold one value and claim a billion elements (TensorFlow
 fills in the rest), so a few bytes on the wire could otherwise allocate gigabytes.
 """
+import math
 import os
 import time
 from concurrent import futures
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import grpc
-import numpy as np
-import tensorflow as tf
 from tensorflow_serving.apis import (model_management_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from serving import config_files, errors, monitoring
+from serving import config_files, errors, monitoring, tensor_protos
 from serving.api import ServingApi, requested_version
 from serving.models import LabelError, dtype_name
 
@@ -47,7 +46,7 @@ def _check_elements(shapes: Dict[str, List[int]], max_message_bytes: int) -> Non
   """Refuses a shape with more elements than a message within the limit has bytes: a real
   tensor needs a byte per element at least, so only a filled-in claim has more."""
   for name, dims in sorted(shapes.items()):
-    elements = int(np.prod(dims, dtype=object))
+    elements = math.prod(dims)
     if elements > max_message_bytes:
       raise errors.invalid_argument(
           f'input {name}: shape {dims} claims {elements} elements, more than the '
@@ -120,14 +119,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             f'input {name}: expects {dtype_name(expected.dtype)} but '
             f'{dtype_name(tensor.dtype)} is provided')
       try:
-        inputs[name] = tf.make_ndarray(tensor)
+        inputs[name] = tensor_protos.read(tensor)
       except (TypeError, ValueError) as error:
         raise errors.invalid_argument(f'input {name}: malformed TensorProto: {error}') from None
     spec, outputs = self.api.predict(loaded, request.model_spec.signature_name, inputs,
                                      list(request.output_filter))
     response = predict_pb2.PredictResponse(model_spec=spec)
     for name, array in outputs.items():
-      response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
+      tensor_protos.write(array, response.outputs[name])
     rows = max((array.shape[0] for array in inputs.values() if array.ndim), default=0)
     self.api.check_response_bytes(response.ByteSize(), rows)
     return response

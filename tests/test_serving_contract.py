@@ -134,6 +134,10 @@ def test_predict_over_grpc_matches_rest_and_names_the_version(endpoints):
   request.output_filter.append('movie_ids')
   response = stub.predict_response(request)
   assert set(response.outputs) == {'movie_ids'}
+  # As TF Serving writes outputs (Tensor::AsProtoField): typed fields that clients read as
+  # outputs['movie_ids'].string_val, never tensor_content.
+  assert len(response.outputs['movie_ids'].string_val) == 2 * TOP_K
+  assert not response.outputs['movie_ids'].tensor_content
   assert response.model_spec.name == endpoints.model
   assert response.model_spec.signature_name == 'serving_default'
   assert response.model_spec.version.value == _latest_version(endpoints.rest())
