@@ -29,34 +29,27 @@ _FIELDS = {
     np.dtype(np.uint64): (types_pb2.DT_UINT64, 'uint64_val'),
     np.dtype(np.bool_): (types_pb2.DT_BOOL, 'bool_val'),
 }
-# DataType -> (numpy dtype, field) for the requests read directly; others go to tf.make_ndarray.
-_READ = {
-    types_pb2.DT_FLOAT: (np.float32, 'float_val'),
-    types_pb2.DT_DOUBLE: (np.float64, 'double_val'),
-    types_pb2.DT_INT32: (np.int32, 'int_val'),
-    types_pb2.DT_INT64: (np.int64, 'int64_val'),
-    types_pb2.DT_BOOL: (np.bool_, 'bool_val'),
-    types_pb2.DT_STRING: (object, 'string_val'),
-}
+# And back, for reading: the same pairs (numpy converts the values as tf.make_ndarray does).
+_READ = {dtype: (numpy_dtype, field) for numpy_dtype, (dtype, field) in _FIELDS.items()}
+_READ[types_pb2.DT_STRING] = (object, 'string_val')
 
 
 def write(array: np.ndarray, proto: tensor_pb2.TensorProto) -> None:
   """Writes array (any shape) into an empty proto: dtype, shape, and its values in the typed
-  field. Strings (an object array of bytes, as Session::Run returns them) go to string_val."""
+  field. Strings (an object array of bytes, as Session::Run returns them) go to string_val;
+  anything else (text, half or complex dtypes) is written by tf.make_tensor_proto."""
   array = np.asarray(array)
-  if array.dtype.kind in 'OS':
+  values = array.ravel().tolist()
+  if array.dtype.kind in 'OS' and all(isinstance(value, bytes) for value in values):
     dtype, field = types_pb2.DT_STRING, 'string_val'
   elif array.dtype in _FIELDS:
     dtype, field = _FIELDS[array.dtype]
-  else:  # half, bfloat16, complex, text (str) arrays...: TensorFlow's own conversion
+  else:
     proto.CopyFrom(tf.make_tensor_proto(array))
     return
   proto.dtype = dtype
   for size in array.shape:
     proto.tensor_shape.dim.add(size=size)
-  values = array.ravel().tolist()
-  if dtype == types_pb2.DT_STRING and values and not isinstance(values[0], bytes):
-    values = [tf.compat.as_bytes(value) for value in values]
   getattr(proto, field).extend(values)
 
 

@@ -45,6 +45,9 @@ def test_strings_are_written_to_string_val_from_bytes_or_text():
   assert proto.dtype == types_pb2.DT_STRING
   assert list(proto.string_val) == ['Amélie'.encode(), b'x']
   proto = tensor_pb2.TensorProto()
+  tensor_protos.write(np.array([b'a', 'Amélie'], dtype=object), proto)  # bytes and text
+  assert list(proto.string_val) == [b'a', 'Amélie'.encode()]
+  proto = tensor_pb2.TensorProto()
   tensor_protos.write(np.array([b'a', b'bc']), proto)  # fixed-width bytes
   assert list(proto.string_val) == [b'a', b'bc']
 
