@@ -20,6 +20,10 @@ USER_ZIP_CODE = 'user_zip_code'  # bytes
 # Timeline examples (sequential model), one per (user, next movie): the movies the user rated
 # before it, oldest first; the movie_* features describe the next movie, the label.
 CONTEXT_MOVIE_IDS = 'context_movie_ids'  # bytes list, up to max_context_length values
+# int64 1 or 0: whether a training example ends one of its user's windows, which tile the
+# user's training timeline from its last example back, max_context_length movies apart: the
+# examples every-position training reads (components/timelines.py).
+WINDOW_END = 'window_end'
 
 RAW_STRING_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, USER_GENDER, USER_OCCUPATION, USER_ZIP_CODE)
 RAW_INT_FEATURES = (TIMESTAMP, USER_AGE)

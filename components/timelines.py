@@ -14,6 +14,14 @@ is the `eval_examples` rule (EVAL_RULES):
   example's next movie or context holds a rating of the future.
 - 'last': each user's last movie (leave-last-out, the SASRec/BERT4Rec protocol); the rest train.
 - 'hash': a stable hash of (user, position), eval_percent of them (the tutorial's split).
+
+Every example also says whether it ends one of its user's training windows (window_end):
+the user's last training example does, and every max_context_length-th one before it. Each
+such example's context and next movie cover max_context_length + 1 movies of the timeline,
+and together the windows cover it with each movie a next movie once, so a model that learns
+from every position of a window (SASRec's objective: every movie of the context predicts the
+one after it) reads the window ends alone, each rating once an epoch instead of once per
+example whose context holds it.
 """
 import collections
 import hashlib
@@ -38,10 +46,12 @@ _SOURCE_SPLIT = 'source_split'
 # A timeline example's features and their Arrow types (list columns: tf.Example features).
 _EXAMPLE_TYPES = {f.USER_ID: pa.binary(), f.MOVIE_ID: pa.binary(), f.MOVIE_TITLE: pa.binary(),
                   f.MOVIE_GENRES: pa.binary(), f.TIMESTAMP: pa.int64(),
-                  f.USER_RATING: pa.float32(), f.CONTEXT_MOVIE_IDS: pa.binary()}
+                  f.USER_RATING: pa.float32(), f.CONTEXT_MOVIE_IDS: pa.binary(),
+                  f.WINDOW_END: pa.int64()}
 _LIST_VALUED = (f.MOVIE_GENRES, f.CONTEXT_MOVIE_IDS)
 # What a timeline keeps of each rating: the features of a timeline example's next movie.
-_KEPT = tuple(name for name in _EXAMPLE_TYPES if name != f.CONTEXT_MOVIE_IDS)
+_KEPT = tuple(name for name in _EXAMPLE_TYPES
+              if name not in (f.CONTEXT_MOVIE_IDS, f.WINDOW_END))
 # A rating as it crosses Beam's shuffle: a tuple of these fields (rating_fields: as a dict).
 _ROW = _KEPT + (_SOURCE_SPLIT,)
 _ROW_USER = _ROW.index(f.USER_ID)
@@ -125,9 +135,12 @@ def eval_split(user_id: bytes, position: int, eval_percent: int) -> bool:
 
 
 def split_examples(examples: List[Tuple[int, Dict[str, object]]], user_id: bytes,
-                   eval_examples: str, eval_percent: int) -> Iterator[Tuple[str, Dict]]:
-  """(split name, fields) of one user's (position, fields) examples, by the eval_examples rule
-  (module docstring)."""
+                   eval_examples: str, eval_percent: int, window_length: int
+                   ) -> Iterator[Tuple[str, Dict]]:
+  """(split name, fields with window_end) of one user's (position, fields) examples, by the
+  eval_examples rule; window_end marks the user's last training example and every
+  window_length-th position before it (module docstring)."""
+  splits = []
   for position, fields in examples:
     if eval_examples == 'future':
       evaluated = fields[_SOURCE_SPLIT] == 'eval'
@@ -135,7 +148,12 @@ def split_examples(examples: List[Tuple[int, Dict[str, object]]], user_id: bytes
       evaluated = position == examples[-1][0]
     else:
       evaluated = eval_split(user_id, position, eval_percent)
-    yield 'eval' if evaluated else 'train', fields
+    splits.append('eval' if evaluated else 'train')
+  last_train = max((position for (position, _), split in zip(examples, splits)
+                    if split == 'train'), default=None)
+  for (position, fields), split in zip(examples, splits):
+    window_end = split == 'train' and (last_train - position) % window_length == 0
+    yield split, {**fields, f.WINDOW_END: int(window_end)}
 
 
 @beam.ptransform_fn
@@ -154,7 +172,8 @@ def BuildTimelines(rating_batches: beam.PCollection, min_rating: float,
     examples = list(timeline_examples(ratings, min_rating, min_timeline_length,
                                       max_context_length))
     by_split = [[] for _ in SPLITS]
-    for split, fields in split_examples(examples, user, eval_examples, eval_percent):
+    for split, fields in split_examples(examples, user, eval_examples, eval_percent,
+                                        max_context_length):
       by_split[SPLITS.index(split)].append(fields)
     for index, fields in enumerate(by_split):
       if fields:

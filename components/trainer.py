@@ -42,6 +42,14 @@ def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
       tft_output.transformed_metadata.schema)
 
 
+def window_ends(batches: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+  """The examples of timeline batches that end a window (components/timelines.py), in batches
+  of batch_size again: what every-position training reads."""
+  return (batches.unbatch()
+          .filter(lambda example: tf.reduce_all(tf.equal(example[f.WINDOW_END], 1)))
+          .batch(batch_size))
+
+
 def _movie_table_size(tft_output: tft.TFTransformOutput) -> int:
   """Rows of a movie id table: the vocabulary and its out-of-vocabulary bucket."""
   return tft_output.vocabulary_size_by_name(f.MOVIE_ID_VOCAB) + NUM_OOV_BUCKETS
@@ -64,6 +72,13 @@ def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
     absl.logging.info('Catalogue of %d movies, over max_catalogue_negatives %d: in-batch '
                       'negatives', len(catalogue), config.max_catalogue_negatives)
     full_softmax = False
+  every_position = config.train_positions == 'every'
+  if every_position and not full_softmax:
+    raise ValueError(
+        f"train_positions 'every' ranks every position against the whole catalogue: "
+        f'{len(catalogue)} movies with --negatives {config.negatives} and '
+        f'--max-catalogue-negatives {config.max_catalogue_negatives} trains on in-batch '
+        'negatives; use --negatives catalogue and a larger --max-catalogue-negatives')
   if full_softmax:
     catalogue_negatives = CatalogueNegatives(catalogue.candidate_features(),
                                              catalogue.positions(movie_table_size))
@@ -72,7 +87,7 @@ def build_model(config: ModelConfig, tft_output: tft.TFTransformOutput,
   rating_head = kind.rating_head(config, tft_output, catalogue)
   return RecommenderModel(query_tower, candidate_tower, sampling_probability, config.temperature,
                           rating_head, config.retrieval_weight, config.rating_weight,
-                          catalogue_negatives)
+                          catalogue_negatives, every_position)
 
 
 def _optimizer(config: ModelConfig, model: RecommenderModel) -> tf.keras.optimizers.Optimizer:
@@ -161,6 +176,9 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
     model.compute_loss(next(iter(train_dataset(seed))), training=False)  # one batch
     return model
 
+  # Every training example; every-position training reads the window ends alone.
+  train_examples = (_examples(train_dataset(config.seed)) if config.train_positions == 'every'
+                    else len(catalogue.ratings[0]))
   members, summaries = [], []
   for member in range(config.ensemble_size):
     seed = config.seed + member
@@ -177,7 +195,7 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
       summaries.append(warm_start.restore(model, member, base_model_dir, vocabularies))
       absl.logging.info('Warm start of member %d: %s', member, summaries[-1])
     model.fit(**training.fit_arguments(
-                  train_dataset(seed), len(catalogue.ratings[0]),  # every training example
+                  train_dataset(seed), train_examples,
                   eval_dataset, lambda: _examples(eval_dataset), config.batch_size),
               epochs=config.warm_start_epochs if warm else config.epochs, verbose=2,
               callbacks=training.callbacks(
@@ -244,9 +262,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     return input_fn(files, fn_args.data_accessor, tft_output, config.batch_size, shuffle,
                     seed=seed)
 
+  def train_dataset(seed):
+    batches = dataset(fn_args.train_files, shuffle=True, seed=seed)
+    return window_ends(batches, config.batch_size) if config.train_positions == 'every' else batches
+
   train_and_export(
       config, tft_output,
-      train_dataset=lambda seed: dataset(fn_args.train_files, shuffle=True, seed=seed),
+      train_dataset=train_dataset,
       catalogue_dataset=dataset(fn_args.train_files, shuffle=False),
       eval_dataset=dataset(fn_args.eval_files, shuffle=False),
       serving_model_dir=fn_args.serving_model_dir,

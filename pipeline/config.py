@@ -119,6 +119,10 @@ class PipelineConfig:
       raise ValueError(f"split 'last' (leave-last-out) holds out each user's last movie of "
                        f'a timeline: a next-movie protocol, which model {self.model.kind!r} '
                        'does not train on; use --split time or random')
+    if self.split == 'random' and self.model.train_positions == 'every':
+      raise ValueError("train_positions 'every' trains on every movie of a window's context, "
+                       "and the random split's eval movies sit inside training contexts: it "
+                       "would train on them; use --train-positions last with --split random")
     if self.train_spans is not None and self.train_spans < 1:
       raise ValueError(f'train_spans must be at least 1, got {self.train_spans}')
     if self.drift_action not in DRIFT_ACTIONS:

@@ -75,6 +75,14 @@ def test_leave_last_out_is_refused_for_a_model_that_does_not_read_timelines():
     _config('--model', 'retrieval', '--split', 'last')
 
 
+def test_every_position_training_is_refused_without_timelines_or_with_the_random_split():
+  assert _config('--train-positions', 'every').model.train_positions == 'every'
+  with pytest.raises(ValueError, match="'every'.*'retrieval'"):
+    _config('--model', 'retrieval', '--train-positions', 'every')
+  with pytest.raises(ValueError, match="random split's eval movies"):
+    _config('--split', 'random', '--train-positions', 'every')
+
+
 def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them():
   from components.model.config import TUNED, TUNED_FIELDS
   for kind in ('retrieval', 'multitask', 'sequential'):

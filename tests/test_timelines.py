@@ -160,7 +160,7 @@ def _split_of(ratings_and_sources, eval_examples, eval_percent=10):
              for rating, source in ratings_and_sources]
   built = list(timelines.timeline_examples(ratings, 2.0, 2, 10))
   return [(split, fields[f.CONTEXT_MOVIE_IDS], fields[f.MOVIE_ID]) for split, fields in
-          timelines.split_examples(built, b'1', eval_examples, eval_percent)]
+          timelines.split_examples(built, b'1', eval_examples, eval_percent, 10)]
 
 
 def test_the_future_rule_evaluates_the_ratings_of_the_eval_split_after_the_history_so_far():
@@ -199,3 +199,23 @@ def test_an_unknown_rule_is_refused_naming_the_known_ones():
   with pytest.raises(ValueError, match="'future', 'last', 'hash'"):
     with beam.Pipeline() as pipeline:
       _ = pipeline | beam.Create([]) | timelines.BuildTimelines(2.0, 3, 10, 10, 'sometimes')
+
+
+@pytest.mark.parametrize('eval_examples', ['last', 'future'])
+def test_window_ends_tile_the_training_timeline_back_from_its_last_example(eval_examples):
+  # Eleven movies; with contexts of 3 each window is 4 movies. 'future': the last two are the
+  # eval split's, 'last': the last one.
+  ratings = [{**rating(b'1', str(movie).encode(), 10 * movie), timelines._SOURCE_SPLIT:
+              'eval' if movie > 9 else 'train'} for movie in range(1, 12)]
+  built = list(timelines.timeline_examples(ratings, 2.0, 2, 3))
+  examples = list(timelines.split_examples(built, b'1', eval_examples, 10, 3))
+  ends = [(fields[f.CONTEXT_MOVIE_IDS], fields[f.MOVIE_ID]) for split, fields in examples
+          if fields[f.WINDOW_END]]
+  last_train = b'9' if eval_examples == 'future' else b'10'
+  assert ends[-1][1] == last_train
+  assert all(split == 'train' for split, fields in examples if fields[f.WINDOW_END])
+  # Every training next movie is a target exactly once: in a window's context after its
+  # first movie, or as its next movie.
+  targets = [movie for context, next_movie in ends for movie in context[1:] + [next_movie]]
+  trained = [fields[f.MOVIE_ID] for split, fields in examples if split == 'train']
+  assert sorted(targets) == sorted(trained)

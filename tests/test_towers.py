@@ -62,3 +62,29 @@ def test_the_user_id_moves_the_query_and_every_unknown_id_reads_one_row():
   as_unknown = np.all(np.isclose(trained, queries[2], atol=1e-5), axis=1)
   assert np.all(as_known | as_unknown)
   assert 60 < as_unknown.sum() < 140
+
+
+def _every_position(tower, histories, labels):
+  queries, next_movies, real = tower.every_position(
+      {f.CONTEXT_MOVIE_ID_INDICES: tf.ragged.constant(histories, tf.int64),
+       f.MOVIE_ID_INDEX: tf.constant(labels, tf.int64)})
+  return queries.numpy(), next_movies.numpy(), real.numpy()
+
+
+@pytest.mark.parametrize('encoder', HISTORY_ENCODERS)
+def test_every_position_asks_each_position_for_the_next_movie_from_the_movies_up_to_it(encoder):
+  tower = _tower(encoder)
+  queries, next_movies, real = _every_position(tower, [[3, 4, 5], [3, 4, 6]], [7, 8])
+  # Window of 4, left-padded: positions 1..3 are real; each asks for the movie after it.
+  np.testing.assert_array_equal(real, [[False, True, True, True]] * 2)
+  np.testing.assert_array_equal(next_movies[:, 1:], [[4, 5, 7], [4, 6, 8]])
+  # Causal: the rows differ from position 3 on only.
+  np.testing.assert_allclose(queries[0, 1:3], queries[1, 1:3], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(queries[0, 3], queries[1, 3])
+  if encoder != 'attention':  # (attention's positions count back from the window's end)
+    # Each position's query is the one the served tower gives the history up to it.
+    for position, history in ((1, [3]), (2, [3, 4]), (3, [3, 4, 5])):
+      np.testing.assert_allclose(queries[0, position], _query(tower, [history])[0],
+                                 rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(queries[:, -1], _query(tower, [[3, 4, 5], [3, 4, 6]]),
+                             rtol=1e-5, atol=1e-6)

@@ -20,6 +20,9 @@ OPTIMIZERS = ('adagrad', 'adam')
 # How the sequential query tower reads the history (components/model/towers.py
 # HISTORY_ENCODERS; docs/benchmarks.md compares them).
 HISTORY_ENCODERS = ('gru', 'mean', 'attention')
+# What a sequential training example teaches (components/model/recommender.py): its next movie
+# from its whole context, or every movie of it from the movies before it (SASRec's objective).
+TRAIN_POSITIONS = ('last', 'every')
 
 # What ModelConfig.tuned sets per kind on top of the dataclass defaults (each kind's `tuned`):
 # the settings that reached the quality targets on MovieLens (docs/benchmarks.md says what
@@ -130,6 +133,14 @@ class ModelConfig:
   user_id_dropout: float = documented(
       0.5, 'sequential, with --use-user-id: share of training examples whose user id is '
       'hidden (read as unknown), so the model learns to answer new users')
+  # Each window end's context and next movie (components/timelines.py) hold max_context_length
+  # + 1 movies, so one pass of the encoder trains max_context_length targets: the same compute
+  # buys longer histories and more epochs. batch_size then counts windows.
+  train_positions: str = documented(
+      'last', "sequential: what each training example teaches: its next movie from its whole "
+      "context ('last'), or every movie of its context and its next movie from the movies "
+      "before it ('every', SASRec's objective; it trains on the examples that end a window, "
+      'each rating once an epoch, against the whole catalogue)', choices=TRAIN_POSITIONS)
   attention_blocks: int = documented(2, 'sequential, attention encoder: self-attention blocks')
   attention_heads: int = documented(1, 'sequential, attention encoder: heads per block')
   attention_dropout: float = documented(
@@ -162,6 +173,12 @@ class ModelConfig:
     if self.history_encoder not in HISTORY_ENCODERS:
       raise ValueError(f'history_encoder {self.history_encoder!r} is not one of '
                        f'{HISTORY_ENCODERS}')
+    if self.train_positions not in TRAIN_POSITIONS:
+      raise ValueError(f'train_positions {self.train_positions!r} is not one of '
+                       f'{TRAIN_POSITIONS}')
+    if self.train_positions == 'every' and not self.model_kind.timelines:
+      raise ValueError(f"train_positions 'every' needs the timeline examples of a sequential "
+                       f'model; model {self.kind!r} trains on single ratings')
     if not 0 <= self.user_id_dropout < 1:
       raise ValueError(f'user_id_dropout must be in [0, 1), got {self.user_id_dropout}')
     if not 0 <= self.attention_dropout < 1:

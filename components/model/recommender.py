@@ -84,6 +84,10 @@ class RecommenderModel(tfrs.Model):
     catalogue_negatives: when given, the softmax ranks each label against the whole catalogue
       (movie_sampling_probability is then not used); else against the batch's other movies.
     rating_head: when given, also fits user_rating with a squared error (multitask).
+    every_position: in training, every position of each example's context is a query for
+      the movie after it (query_tower.every_position, ContextTower's), against the whole
+      catalogue (catalogue_negatives is then required); validation and the export still ask
+      the last position alone.
     retrieval_weight, rating_weight: the two losses' weights; both are sums over the batch,
       so 1 and 1 weigh one example's softmax loss against its squared rating error.
   """
@@ -92,8 +96,14 @@ class RecommenderModel(tfrs.Model):
                movie_sampling_probability: Optional[tf.Tensor] = None,
                temperature: float = 1.0, rating_head: Optional[RatingHead] = None,
                retrieval_weight: float = 1.0, rating_weight: float = 1.0,
-               catalogue_negatives: Optional[CatalogueNegatives] = None):
+               catalogue_negatives: Optional[CatalogueNegatives] = None,
+               every_position: bool = False):
     super().__init__()
+    if every_position and catalogue_negatives is None:
+      raise ValueError('every-position training ranks each position against the whole '
+                       'catalogue: it needs catalogue negatives (a context movie has no '
+                       'candidate features of its own in the batch)')
+    self.every_position = every_position
     self.query_tower = query_tower
     self.candidate_tower = candidate_tower
     self.movie_sampling_probability = movie_sampling_probability
@@ -111,6 +121,10 @@ class RecommenderModel(tfrs.Model):
           metrics=[tf.keras.metrics.RootMeanSquaredError(name='rating_rmse')])
 
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    if self.every_position and training:
+      queries, next_movies, real = self.query_tower.every_position(features, training=True)
+      return self.retrieval_weight * self._catalogue_loss(tf.boolean_mask(queries, real),
+                                                          tf.boolean_mask(next_movies, real))
     movie_index = features[f.MOVIE_ID_INDEX]
     queries = self.query_tower(features, training=training)
     # The batch's own movies: the in-batch negatives, and the rating head's input.

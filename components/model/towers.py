@@ -3,7 +3,7 @@
 Each tower maps transformed features to one embedding per example; the variants differ only
 in the task on top (see retrieval.py), never in copies of these layers.
 """
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -101,11 +101,14 @@ def _ragged(ids) -> tf.RaggedTensor:
 
 
 class HistoryEncoder(tf.keras.layers.Layer):
-  """Reads a user's recent movies into one vector: the part of ContextTower that varies.
+  """Reads a user's recent movies, position by position: the part of ContextTower that varies.
 
   Expects the embedded history, right-aligned: movies [batch, length, dim] (left padding,
   oldest first, the latest movie at position length - 1) and real [batch, length] (False on
-  the padding). Every row has at least one real movie. Returns [batch, dim]. The subclasses
+  the padding). Every row has at least one real movie. Returns [batch, length, dim]: at each
+  real position, the reading of the movies up to it (causal: never of a later one), so the
+  last position reads the whole history, and every-position training (recommender.py) asks
+  each position for the movie after it. The padding's outputs mean nothing. The subclasses
   are the encoders the --history-encoder flag names (HISTORY_ENCODERS).
   """
   name_in_config: str
@@ -120,16 +123,18 @@ class MeanEncoder(HistoryEncoder):
 
   def call(self, movies, real, training=None):
     weights = tf.cast(real, movies.dtype)[..., tf.newaxis]
-    return tf.reduce_sum(movies * weights, axis=1) / tf.reduce_sum(weights, axis=1)
+    return (tf.cumsum(movies * weights, axis=1)
+            / tf.maximum(tf.cumsum(weights, axis=1), 1.0))
 
 
 class GruEncoder(HistoryEncoder):
-  """A GRU over the movies, oldest first, the padding masked: its last state."""
+  """A GRU over the movies, oldest first, the padding masked: its state after each movie."""
   name_in_config = 'gru'
 
   def __init__(self, config: ModelConfig, **kwargs):
     super().__init__(config, **kwargs)
-    self.gru = tf.keras.layers.GRU(config.embedding_dim, name='context_gru')
+    self.gru = tf.keras.layers.GRU(config.embedding_dim, return_sequences=True,
+                                   name='context_gru')
 
   def call(self, movies, real, training=None):
     return self.gru(movies, mask=real, training=training)
@@ -139,8 +144,8 @@ class AttentionEncoder(HistoryEncoder):
   """Causal self-attention over the movies with learned positions (SASRec, Kang & McAuley
   2018): config.attention_blocks blocks of (multi-head self-attention, position-wise
   feed-forward), each with a residual and layer norm; each position adds a learned embedding
-  of its distance from the latest movie. The output is the latest position's, which attends
-  to every real movie. On ml-100k it lost to the GRU (docs/benchmarks.md)."""
+  of its distance from the latest movie. Each position attends to the real movies up to it;
+  the last to every one. On ml-100k it lost to the GRU (docs/benchmarks.md)."""
   name_in_config = 'attention'
 
   def __init__(self, config: ModelConfig, **kwargs):
@@ -169,7 +174,7 @@ class AttentionEncoder(HistoryEncoder):
     for attention, attention_norm, feed_forward, feed_forward_norm in self.blocks:
       x = attention_norm(x + attention(x, x, attention_mask=mask, training=training))
       x = feed_forward_norm(x + feed_forward(x, training=training))
-    return x[:, -1]
+    return x
 
 
 # Every history encoder, by its --history-encoder name.
@@ -186,7 +191,7 @@ class ContextTower(tf.keras.Model):
   for an id outside the vocabulary). Only the last config.max_context_length movies are read;
   shorter histories are padded on the left and the padding masked, so the latest movie is
   always at the last position and the encoder reads the real movies only.
-  Returns [batch, output_dim].
+  Returns [batch, output_dim]; every_position gives a query at each position.
   """
 
   def __init__(self, num_movie_ids: int, config: ModelConfig, num_user_ids: int = 0, **kwargs):
@@ -206,21 +211,48 @@ class ContextTower(tf.keras.Model):
           f.USER_ID_VOCAB)
     self.dense = query_dense(config)
 
-  def call(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
+  def _padded_context(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """[batch, max_context_length] the last movies' indices + 1, left-padded with 0."""
     length = self.max_context_length
     context = _ragged(features[f.CONTEXT_MOVIE_ID_INDICES])[:, -length:]
     # Left padding: reverse, pad on the right, reverse back.
-    padded = tf.reverse(
+    return tf.reverse(
         tf.reverse(context, axis=[1]).to_tensor(default_value=-1, shape=[None, length]) + 1,
         axis=[1])
-    parts = [self.encoder(self.movie_embedding(padded), padded > 0, training=training)]
+
+  def _queries(self, features: Dict[str, tf.Tensor], states: tf.Tensor,
+               training=None) -> tf.Tensor:
+    """The dense layers over encoder states [batch, (positions,) dim] and the user id's
+    embedding."""
+    parts = [states]
     if self.user_embedding is not None:
       users = tf.reshape(features[f.USER_ID_INDEX], [-1])
       if training:  # hide some ids, so the unknown row learns to stand for new users
         hidden = tf.random.uniform(tf.shape(users)) < self.user_id_dropout
         users = tf.where(hidden, tf.constant(self.num_user_ids, users.dtype), users)
-      parts.append(self.user_embedding(users))
-    return self.dense(tf.concat(parts, axis=1), training=training)
+      user = self.user_embedding(users)
+      if states.shape.rank == 3:  # the same user at every position
+        user = tf.repeat(user[:, tf.newaxis], tf.shape(states)[1], axis=1)
+      parts.append(user)
+    return self.dense(tf.concat(parts, axis=-1), training=training)
+
+  def call(self, features: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
+    padded = self._padded_context(features)
+    states = self.encoder(self.movie_embedding(padded), padded > 0, training=training)
+    return self._queries(features, states[:, -1], training=training)
+
+  def every_position(self, features: Dict[str, tf.Tensor], training=None
+                     ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """A query at each position of the context, for the movie after it: queries [batch,
+    max_context_length, output_dim], their next movies' indices [batch, max_context_length]
+    (the context's next position, the example's own movie_id_index for the last), and real
+    [batch, max_context_length] (False on the padding)."""
+    padded = self._padded_context(features)
+    real = padded > 0
+    states = self.encoder(self.movie_embedding(padded), real, training=training)
+    label = tf.reshape(features[f.MOVIE_ID_INDEX], [-1, 1])
+    next_movies = tf.concat([padded[:, 1:] - 1, tf.cast(label, padded.dtype)], axis=1)
+    return self._queries(features, states, training=training), next_movies, real
 
 
 class CandidateTower(tf.keras.Model):
