@@ -264,7 +264,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   def train_dataset(seed):
     batches = dataset(fn_args.train_files, shuffle=True, seed=seed)
-    return window_ends(batches, config.batch_size) if config.train_positions == 'every' else batches
+    if config.train_positions == 'every':
+      return window_ends(batches, config.batch_size)
+    return batches
 
   train_and_export(
       config, tft_output,
