@@ -42,12 +42,18 @@ def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
       tft_output.transformed_metadata.schema)
 
 
-def window_ends(batches: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+def window_ends(batches: tf.data.Dataset, batch_size: int,
+                seed: Optional[int] = None) -> tf.data.Dataset:
   """The examples of timeline batches that end a window (components/timelines.py), in batches
-  of batch_size again: what every-position training reads."""
-  return (batches.unbatch()
-          .filter(lambda example: tf.reduce_all(tf.equal(example[f.WINDOW_END], 1)))
-          .batch(batch_size))
+  of batch_size again (shuffled by the seed when given): what every-position training reads.
+  Kept in memory after the first pass: they are one in max_context_length of the split, and
+  every later epoch would read the whole split again to find them."""
+  windows = (batches.unbatch()
+             .filter(lambda example: tf.reduce_all(tf.equal(example[f.WINDOW_END], 1)))
+             .cache())
+  if seed is not None:
+    windows = windows.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
+  return windows.batch(batch_size)
 
 
 def _movie_table_size(tft_output: tft.TFTransformOutput) -> int:
@@ -176,9 +182,6 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
     model.compute_loss(next(iter(train_dataset(seed))), training=False)  # one batch
     return model
 
-  # Every training example; every-position training reads the window ends alone.
-  train_examples = (_examples(train_dataset(config.seed)) if config.train_positions == 'every'
-                    else len(catalogue.ratings[0]))
   members, summaries = [], []
   for member in range(config.ensemble_size):
     seed = config.seed + member
@@ -195,7 +198,7 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
       summaries.append(warm_start.restore(model, member, base_model_dir, vocabularies))
       absl.logging.info('Warm start of member %d: %s', member, summaries[-1])
     model.fit(**training.fit_arguments(
-                  train_dataset(seed), train_examples,
+                  train_dataset(seed), train_examples(config, train_dataset, catalogue),
                   eval_dataset, lambda: _examples(eval_dataset), config.batch_size),
               epochs=config.warm_start_epochs if warm else config.epochs, verbose=2,
               callbacks=training.callbacks(
@@ -209,6 +212,16 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
             serving_model_dir, eval_model_dir)
   training.finish()
   return model
+
+
+def train_examples(config: ModelConfig, train_dataset: Callable[[int], tf.data.Dataset],
+                   catalogue: Catalogue) -> Callable[[], int]:
+  """The rows train_dataset passes over, counted only when asked (multi-worker steps): every
+  training example (the catalogue's ratings), or for every-position training the window ends
+  (one pass over them)."""
+  if config.train_positions == 'every':
+    return lambda: _examples(train_dataset(config.seed))
+  return lambda: len(catalogue.ratings[0])
 
 
 def _examples(dataset: tf.data.Dataset) -> int:
@@ -263,10 +276,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                     seed=seed)
 
   def train_dataset(seed):
-    batches = dataset(fn_args.train_files, shuffle=True, seed=seed)
     if config.train_positions == 'every':
-      return window_ends(batches, config.batch_size)
-    return batches
+      return window_ends(dataset(fn_args.train_files, shuffle=False), config.batch_size, seed)
+    return dataset(fn_args.train_files, shuffle=True, seed=seed)
 
   train_and_export(
       config, tft_output,

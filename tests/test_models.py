@@ -449,8 +449,9 @@ def test_every_position_training_reads_the_window_ends_and_trains_each_rating_on
                 catalogue)
   tf.keras.utils.set_random_seed(config.seed)
   untrained = loss(build_model(config, tft_output, catalogue))
-  trained = train_and_export(config, tft_output, lambda seed: window_ends(dataset, 32), dataset,
-                             None, str(tmp_path / 'serving'))
+  trained = train_and_export(config, tft_output,
+                             lambda seed: window_ends(dataset, 32, seed), dataset, None,
+                             str(tmp_path / 'serving'))
   assert loss(trained) < 0.95 * untrained  # 0.89 when written
   serve = saved_model.load(tmp_path / 'serving')
   answer = serve(context_movie_ids=tf.constant([['5', '9', '12']]))

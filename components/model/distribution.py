@@ -156,14 +156,14 @@ class Distribution:
     """The config the trained (not the exported) model is built from."""
     return config
 
-  def fit_arguments(self, train: tf.data.Dataset, train_examples: int,
+  def fit_arguments(self, train: tf.data.Dataset, train_examples: Callable[[], int],
                     eval_dataset: Optional[tf.data.Dataset],
                     eval_examples: Callable[[], int], batch_size: int) -> Dict[str, Any]:
     """Model.fit's data arguments on this worker.
 
     train, eval_dataset: one pass over each split in batches of batch_size (eval may be None);
-    train_examples: the rows in train; eval_examples(): the rows in eval_dataset (counted only
-    if needed).
+    train_examples(), eval_examples(): the rows in train and in eval_dataset (counted only if
+    needed).
     """
     raise NotImplementedError
 
@@ -245,7 +245,7 @@ class MultiWorkerMirrored(Distribution):
             max(1, math.ceil(examples / batch_size)))
 
   def fit_arguments(self, train, train_examples, eval_dataset, eval_examples, batch_size):
-    x, steps = self._shards(train, train_examples, batch_size)
+    x, steps = self._shards(train, train_examples(), batch_size)
     arguments = {'x': x, 'steps_per_epoch': steps}
     if eval_dataset is not None:
       arguments['validation_data'], arguments['validation_steps'] = self._shards(
