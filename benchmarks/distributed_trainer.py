@@ -57,9 +57,12 @@ def transform_outputs(workdir: str) -> Dict[str, str]:
           'examples': outputs[('Transform', 'Examples')]}
 
 
-def fn_args(transform_graph: str, examples: str, output_dir: str, custom_config: dict):
-  """TFX's FnArgs for a Trainer over these Transform outputs, writing under output_dir (model/
-  and model_run/, as the Trainer's Model and ModelRun artifacts)."""
+def fn_args(transform_graph: str, examples: str, output_dir: str, custom_config: dict,
+            train_splits: Sequence[str] = ('train',)):
+  """TFX's FnArgs for a Trainer over these Transform outputs, training on train_splits (the
+  pipeline's Trainer: train; its refit: train and eval), writing under output_dir (model/ and
+  model_run/, as the Trainer's Model and ModelRun artifacts)."""
+  from components.model.config import TRAIN_SPLITS_KEY
   from tfx.components.trainer import fn_args_utils
   from tfx.types import artifact_utils, standard_artifacts
   from tfx.utils import path_utils
@@ -71,9 +74,9 @@ def fn_args(transform_graph: str, examples: str, output_dir: str, custom_config:
   graph_artifact.uri = transform_graph
   args = fn_args_utils.get_common_fn_args(
       {'examples': [examples_artifact], 'transform_graph': [graph_artifact]},
-      {'train_args': json.dumps({'splits': ['train']}),
+      {'train_args': json.dumps({'splits': list(train_splits)}),
        'eval_args': json.dumps({'splits': ['eval']}),
-       'custom_config': json.dumps(custom_config)})
+       'custom_config': json.dumps({**custom_config, TRAIN_SPLITS_KEY: list(train_splits)})})
   model_dir = os.path.join(output_dir, 'model')
   args.transform_output = args.transform_graph_path
   args.serving_model_dir = path_utils.serving_model_dir(model_dir)

@@ -24,6 +24,11 @@ CONTEXT_MOVIE_IDS = 'context_movie_ids'  # bytes list, up to max_context_length 
 # user's training timeline from its last example back, max_context_length movies apart: the
 # examples every-position training reads (components/timelines.py).
 WINDOW_END = 'window_end'
+# int64 1 or 0: the same over the user's whole timeline, train and eval examples: the windows
+# the refit (which trains on both splits) reads.
+WINDOW_END_ALL = 'window_end_all'
+# Which of the two a Trainer reads: the windows of the splits it trains on.
+WINDOW_END_OF_SPLITS = {('train',): WINDOW_END, ('train', 'eval'): WINDOW_END_ALL}
 
 RAW_STRING_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, USER_GENDER, USER_OCCUPATION, USER_ZIP_CODE)
 RAW_INT_FEATURES = (TIMESTAMP, USER_AGE)

@@ -21,7 +21,8 @@ such example's context and next movie cover max_context_length + 1 movies of the
 and together the windows cover it with each movie a next movie once, so a model that learns
 from every position of a window (SASRec's objective: every movie of the context predicts the
 one after it) reads the window ends alone, each rating once an epoch instead of once per
-example whose context holds it.
+example whose context holds it. window_end_all marks the same over the user's whole timeline
+(train and eval examples): the windows of the refit, which trains on both splits.
 """
 import collections
 import hashlib
@@ -47,11 +48,11 @@ _SOURCE_SPLIT = 'source_split'
 _EXAMPLE_TYPES = {f.USER_ID: pa.binary(), f.MOVIE_ID: pa.binary(), f.MOVIE_TITLE: pa.binary(),
                   f.MOVIE_GENRES: pa.binary(), f.TIMESTAMP: pa.int64(),
                   f.USER_RATING: pa.float32(), f.CONTEXT_MOVIE_IDS: pa.binary(),
-                  f.WINDOW_END: pa.int64()}
+                  f.WINDOW_END: pa.int64(), f.WINDOW_END_ALL: pa.int64()}
 _LIST_VALUED = (f.MOVIE_GENRES, f.CONTEXT_MOVIE_IDS)
 # What a timeline keeps of each rating: the features of a timeline example's next movie.
 _KEPT = tuple(name for name in _EXAMPLE_TYPES
-              if name not in (f.CONTEXT_MOVIE_IDS, f.WINDOW_END))
+              if name not in (f.CONTEXT_MOVIE_IDS, f.WINDOW_END, f.WINDOW_END_ALL))
 # A rating as it crosses Beam's shuffle: a tuple of these fields (rating_fields: as a dict).
 _ROW = _KEPT + (_SOURCE_SPLIT,)
 _ROW_USER = _ROW.index(f.USER_ID)
@@ -137,9 +138,10 @@ def eval_split(user_id: bytes, position: int, eval_percent: int) -> bool:
 def split_examples(examples: List[Tuple[int, Dict[str, object]]], user_id: bytes,
                    eval_examples: str, eval_percent: int, window_length: int
                    ) -> Iterator[Tuple[str, Dict]]:
-  """(split name, fields with window_end) of one user's (position, fields) examples, by the
-  eval_examples rule; window_end marks the user's last training example and every
-  window_length-th position before it (module docstring)."""
+  """(split name, fields with window_end and window_end_all) of one user's (position, fields)
+  examples, by the eval_examples rule; window_end marks the user's last training example and
+  every window_length-th position before it, window_end_all the same from the user's last
+  example of either split (module docstring)."""
   splits = []
   for position, fields in examples:
     if eval_examples == 'future':
@@ -151,9 +153,11 @@ def split_examples(examples: List[Tuple[int, Dict[str, object]]], user_id: bytes
     splits.append('eval' if evaluated else 'train')
   last_train = max((position for (position, _), split in zip(examples, splits)
                     if split == 'train'), default=None)
+  last = examples[-1][0] if examples else None
   for (position, fields), split in zip(examples, splits):
     window_end = split == 'train' and (last_train - position) % window_length == 0
-    yield split, {**fields, f.WINDOW_END: int(window_end)}
+    yield split, {**fields, f.WINDOW_END: int(window_end),
+                  f.WINDOW_END_ALL: int((last - position) % window_length == 0)}
 
 
 @beam.ptransform_fn

@@ -23,7 +23,7 @@ from tfx_bsl.public import tfxio
 from components import features as f
 from components.model import distribution, export, warm_start
 from components.model.catalogue import Catalogue
-from components.model.config import ModelConfig
+from components.model.config import TRAIN_SPLITS_KEY, ModelConfig
 from components.model.distribution import Distribution
 from components.model.ensemble import Ensemble
 from components.model.epoch_metrics import MAX_EVAL_EXAMPLES, CatalogueTopK
@@ -42,14 +42,15 @@ def input_fn(file_pattern, data_accessor: tfx.components.DataAccessor,
       tft_output.transformed_metadata.schema)
 
 
-def window_ends(batches: tf.data.Dataset, batch_size: int,
-                seed: Optional[int] = None) -> tf.data.Dataset:
-  """The examples of timeline batches that end a window (components/timelines.py), in batches
+def window_ends(batches: tf.data.Dataset, batch_size: int, seed: Optional[int] = None,
+                mark: str = f.WINDOW_END) -> tf.data.Dataset:
+  """The examples of timeline batches that end a window (components/timelines.py: mark is
+  window_end for the training split's windows, window_end_all for train + eval's), in batches
   of batch_size again (shuffled by the seed when given): what every-position training reads.
   Kept in memory after the first pass: they are one in max_context_length of the split, and
   every later epoch would read the whole split again to find them."""
   windows = (batches.unbatch()
-             .filter(lambda example: tf.reduce_all(tf.equal(example[f.WINDOW_END], 1)))
+             .filter(lambda example: tf.reduce_all(tf.equal(example[mark], 1)))
              .cache())
   if seed is not None:
     windows = windows.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
@@ -265,8 +266,17 @@ VERTEX_KEYS = (tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY,
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """TFX Trainer entry point (on every worker of a multi-worker Trainer)."""
-  config = ModelConfig.from_dict({key: value for key, value in (fn_args.custom_config or {}).items()
+  custom_config = dict(fn_args.custom_config or {})
+  # The splits this Trainer trains on (the pipeline's; the refit's are train and eval): which
+  # windows every-position training reads.
+  train_splits = tuple(custom_config.pop(TRAIN_SPLITS_KEY, ['train']))
+  config = ModelConfig.from_dict({key: value for key, value in custom_config.items()
                                   if key not in VERTEX_KEYS})
+  if config.train_positions == 'every' and train_splits not in f.WINDOW_END_OF_SPLITS:
+    raise ValueError(f'train_positions every reads the windows TimelineGen marks for the '
+                     f'splits {" or ".join(map(str, f.WINDOW_END_OF_SPLITS))}, not for '
+                     f'{train_splits}')
+  window_mark = f.WINDOW_END_OF_SPLITS.get(train_splits)
   # Before any TensorFlow op: multi-worker collectives are configured at start-up.
   training = distribution.of(config.distribution).start()
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -277,7 +287,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   def train_dataset(seed):
     if config.train_positions == 'every':
-      return window_ends(dataset(fn_args.train_files, shuffle=False), config.batch_size, seed)
+      return window_ends(dataset(fn_args.train_files, shuffle=False), config.batch_size, seed,
+                         window_mark)
     return dataset(fn_args.train_files, shuffle=True, seed=seed)
 
   train_and_export(

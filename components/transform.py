@@ -76,7 +76,7 @@ def timeline_preprocessing_fn(inputs: Dict[str, Any],
 
   One movie vocabulary covers the next movies and the context movies, so a movie seen only in
   contexts (a user's first) still has an index; the context becomes indices, oldest first;
-  window_end passes through.
+  window_end and window_end_all pass through.
   """
   del custom_config  # nothing to configure
   context = inputs[f.CONTEXT_MOVIE_IDS]
@@ -87,6 +87,8 @@ def timeline_preprocessing_fn(inputs: Dict[str, Any],
       **_shared_features(inputs, movie_vocabulary),
       f.CONTEXT_MOVIE_ID_INDICES: tft.apply_vocabulary(context, movie_vocabulary,
                                                        num_oov_buckets=NUM_OOV_BUCKETS),
-      # Which training examples every-position training reads (components/timelines.py).
+      # Which examples every-position training reads (components/timelines.py): the
+      # Trainer's, and the refit's over train + eval.
       f.WINDOW_END: tf.identity(inputs[f.WINDOW_END]),
+      f.WINDOW_END_ALL: tf.identity(inputs[f.WINDOW_END_ALL]),
   }

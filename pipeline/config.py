@@ -123,12 +123,6 @@ class PipelineConfig:
       raise ValueError("train_positions 'every' trains on every movie of a window's context, "
                        "and the random split's eval movies sit inside training contexts: it "
                        "would train on them; use --train-positions last with --split random")
-    if self.refit and self.model.train_positions == 'every':
-      # TimelineGen's windows tile each user's training examples, which the refit's eval
-      # examples extend: read through them, the refit would drop the eval ratings.
-      raise ValueError("train_positions 'every' reads the windows of the training split, "
-                       'and the refit trains on train + eval: it would leave the eval '
-                       'ratings out; use --no-refit with --train-positions every')
     if self.train_spans is not None and self.train_spans < 1:
       raise ValueError(f'train_spans must be at least 1, got {self.train_spans}')
     if self.drift_action not in DRIFT_ACTIONS:

@@ -10,6 +10,7 @@ from components.eval_config import make_eval_config
 from components import features as f
 from components.ingest import example_gen, spans
 from components.ingest.span_window import SpanWindow
+from components.model.config import TRAIN_SPLITS_KEY
 from components.model_card import ModelCard
 from components.refit_blessing import RefitBlessing
 from components.validation import AnomaliesGate, DistributionValidator, DriftGate, drift_config
@@ -132,7 +133,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         base_model=model_resolver.outputs['model'] if config.warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=train_splits),
         eval_args=tfx.proto.EvalArgs(splits=['eval']),
-        custom_config=config.model.to_dict())
+        custom_config={**config.model.to_dict(), TRAIN_SPLITS_KEY: train_splits})
 
   # Trains the TFRS model and exports the serving (ScaNN) and evaluation (plain TF) models.
   trainer = trainer_of(['train'])

@@ -76,14 +76,12 @@ def test_leave_last_out_is_refused_for_a_model_that_does_not_read_timelines():
 
 
 def test_every_position_training_is_refused_without_timelines_or_with_the_random_split():
-  every = ('--train-positions', 'every', '--no-refit')
-  assert _config(*every).model.train_positions == 'every'
+  every = ('--train-positions', 'every')
+  assert _config(*every).model.train_positions == 'every' and _config(*every).refit
   with pytest.raises(ValueError, match="'every'.*'retrieval'"):
     _config('--model', 'retrieval', *every)
   with pytest.raises(ValueError, match="random split's eval movies"):
     _config('--split', 'random', *every)
-  with pytest.raises(ValueError, match='--no-refit'):
-    _config('--train-positions', 'every')
 
 
 def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them():

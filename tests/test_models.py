@@ -168,13 +168,14 @@ def test_multitask_rmse_bound_blocks_the_push(multitask_run, csv_dataset):
   assert saved_model.version_dirs(workdir / 'serving_models' / 'multitask') == before
 
 
-def _transformed_train_split(results):
-  """A run's Transform output: (TFTransformOutput, one pass over its transformed train split)."""
+def _transformed_train_split(results, splits=('train',)):
+  """A run's Transform output: (TFTransformOutput, one pass over its transformed train split,
+  or over the splits given)."""
   import tensorflow_transform as tft
   from tfx_bsl.public import tfxio
   tft_output = tft.TFTransformOutput(results.outputs[('Transform', 'TransformGraph')])
   dataset = tfxio.TFExampleRecord(
-      f"{results.outputs[('Transform', 'Examples')]}/Split-train/*",
+      [f"{results.outputs[('Transform', 'Examples')]}/Split-{split}/*" for split in splits],
       schema=tft_output.transformed_metadata.schema,
   ).TensorFlowDataset(tfxio.TensorFlowDatasetOptions(batch_size=512, num_epochs=1))
   return tft_output, dataset
@@ -433,12 +434,8 @@ def test_every_position_training_reads_the_window_ends_and_trains_each_rating_on
                              batch_size=32, query_dropout=0.0)
   windows = list(window_ends(dataset, config.batch_size))
   assert all(np.all(batch[f.WINDOW_END].numpy() == 1) for batch in windows)
-  contexts = [tf.RaggedTensor.from_sparse(batch[f.CONTEXT_MOVIE_ID_INDICES]).row_lengths()
-              for batch in windows]
-  targets = sum(int(tf.reduce_sum(tf.minimum(lengths, config.max_context_length)))
-                for lengths in contexts)
-  examples = sum(int(tf.shape(batch[f.MOVIE_ID_INDEX])[0]) for batch in dataset)
-  assert targets == examples and len(windows) * config.batch_size < examples
+  examples = _rows(dataset)
+  assert _targets(windows, config) == examples and len(windows) * config.batch_size < examples
 
   def loss(model):
     return float(sum(model.compute_loss(batch, training=True) for batch in windows))
@@ -454,6 +451,46 @@ def test_every_position_training_reads_the_window_ends_and_trains_each_rating_on
                              str(tmp_path / 'serving'))
   assert loss(trained) < 0.95 * untrained  # 0.89 when written
   serve = saved_model.load(tmp_path / 'serving')
+  answer = serve(context_movie_ids=tf.constant([['5', '9', '12']]))
+  assert answer['strategy'].numpy().tolist() == [b'history']
+  assert len(set(answer['movie_ids'].numpy()[0].tolist())) == TOP_K
+
+
+def _rows(batches) -> int:
+  return sum(int(tf.shape(batch['movie_id_index'])[0]) for batch in batches)
+
+
+def _targets(windows, config) -> int:
+  """The next movies every-position training asks of these windows: one a context movie."""
+  return sum(int(tf.reduce_sum(tf.minimum(
+      tf.RaggedTensor.from_sparse(batch['context_movie_id_indices']).row_lengths(),
+      config.max_context_length))) for batch in windows)
+
+
+def test_the_refit_trains_every_position_on_the_windows_of_train_and_eval(sequential_run,
+                                                                         tmp_path):
+  """The refit trains on train + eval: with --train-positions every it reads the windows of
+  the whole timeline (window_end_all), which hold every example of both splits once as a next
+  movie, where the training split's windows leave the eval ones out; the Trainer's run_fn,
+  told its splits as the pipeline tells the refit, trains on them and exports a model."""
+  from benchmarks import distributed_trainer
+  from components import features as f
+  from components.model.config import ModelConfig
+  from components.trainer import run_fn, window_ends
+
+  _, _, results = sequential_run
+  _, both = _transformed_train_split(results, splits=('train', 'eval'))
+  _, train = _transformed_train_split(results)
+  config = ModelConfig.tuned(train_positions='every', epochs=1, ensemble_size=1, top_k=TOP_K,
+                             batch_size=32)
+  assert _rows(train) < _rows(both)
+  assert _targets(window_ends(both, 32, mark=f.WINDOW_END_ALL), config) == _rows(both)
+  assert _targets(window_ends(both, 32), config) == _rows(train)
+
+  run_fn(distributed_trainer.fn_args(
+      results.outputs[('Transform', 'TransformGraph')], results.outputs[('Transform', 'Examples')],
+      str(tmp_path), config.to_dict(), train_splits=('train', 'eval')))
+  serve = saved_model.load(tmp_path / 'model' / 'Format-Serving')
   answer = serve(context_movie_ids=tf.constant([['5', '9', '12']]))
   assert answer['strategy'].numpy().tolist() == [b'history']
   assert len(set(answer['movie_ids'].numpy()[0].tolist())) == TOP_K

@@ -219,3 +219,9 @@ def test_window_ends_tile_the_training_timeline_back_from_its_last_example(eval_
   targets = [movie for context, next_movie in ends for movie in context[1:] + [next_movie]]
   trained = [fields[f.MOVIE_ID] for split, fields in examples if split == 'train']
   assert sorted(targets) == sorted(trained)
+  # The refit's windows (train and eval) end at the user's last example and tile all of them.
+  ends_all = [(fields[f.CONTEXT_MOVIE_IDS], fields[f.MOVIE_ID]) for _, fields in examples
+              if fields[f.WINDOW_END_ALL]]
+  assert ends_all[-1][1] == b'11'
+  targets = [movie for context, next_movie in ends_all for movie in context[1:] + [next_movie]]
+  assert sorted(targets) == sorted(fields[f.MOVIE_ID] for _, fields in examples)

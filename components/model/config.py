@@ -23,6 +23,11 @@ HISTORY_ENCODERS = ('gru', 'mean', 'attention')
 # What a sequential training example teaches (components/model/recommender.py): its next movie
 # from its whole context, or every movie of it from the movies before it (SASRec's objective).
 TRAIN_POSITIONS = ('last', 'every')
+# The Trainer's custom_config key beside ModelConfig.to_dict()'s: the splits it trains on
+# (TrainArgs.splits, which the Trainer's FnArgs give only as file patterns). The refit trains
+# on train and eval, and every-position training then reads the windows of both
+# (features.WINDOW_END_OF_SPLITS).
+TRAIN_SPLITS_KEY = 'train_splits'
 
 # What ModelConfig.tuned sets per kind on top of the dataclass defaults (each kind's `tuned`):
 # the settings that reached the quality targets on MovieLens (docs/benchmarks.md says what
