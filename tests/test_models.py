@@ -487,9 +487,15 @@ def test_the_refit_trains_every_position_on_the_windows_of_train_and_eval(sequen
   assert _targets(window_ends(both, 32, mark=f.WINDOW_END_ALL), config) == _rows(both)
   assert _targets(window_ends(both, 32), config) == _rows(train)
 
-  run_fn(distributed_trainer.fn_args(
-      results.outputs[('Transform', 'TransformGraph')], results.outputs[('Transform', 'Examples')],
-      str(tmp_path), config.to_dict(), train_splits=('train', 'eval')))
+  def trainer_args(*train_splits):
+    return distributed_trainer.fn_args(
+        results.outputs[('Transform', 'TransformGraph')],
+        results.outputs[('Transform', 'Examples')], str(tmp_path), config.to_dict(),
+        train_splits=train_splits)
+
+  with pytest.raises(ValueError, match=r"marks for the splits.*not for \('eval',\)"):
+    run_fn(trainer_args('eval'))  # no windows are marked for it
+  run_fn(trainer_args('train', 'eval'))
   serve = saved_model.load(tmp_path / 'model' / 'Format-Serving')
   answer = serve(context_movie_ids=tf.constant([['5', '9', '12']]))
   assert answer['strategy'].numpy().tolist() == [b'history']
