@@ -60,7 +60,7 @@ def transform_outputs(workdir: str) -> Dict[str, str]:
 def fn_args(transform_graph: str, examples: str, output_dir: str, custom_config: dict,
             train_splits: Sequence[str] = ('train',)):
   """TFX's FnArgs for a Trainer over these Transform outputs, training on train_splits (the
-  pipeline's Trainer: train; its refit: train and eval), writing under output_dir (model/ and
+  pipeline's Trainer: train; its refit: every split), writing under output_dir (model/ and
   model_run/, as the Trainer's Model and ModelRun artifacts)."""
   from components.model.config import TRAIN_SPLITS_KEY
   from tfx.components.trainer import fn_args_utils
@@ -69,7 +69,8 @@ def fn_args(transform_graph: str, examples: str, output_dir: str, custom_config:
 
   examples_artifact = standard_artifacts.Examples()
   examples_artifact.uri = examples
-  examples_artifact.split_names = artifact_utils.encode_split_names(['train', 'eval'])
+  examples_artifact.split_names = artifact_utils.encode_split_names(sorted(
+      name[len('Split-'):] for name in os.listdir(examples) if name.startswith('Split-')))
   graph_artifact = standard_artifacts.TransformGraph()
   graph_artifact.uri = transform_graph
   args = fn_args_utils.get_common_fn_args(

@@ -24,11 +24,16 @@ CONTEXT_MOVIE_IDS = 'context_movie_ids'  # bytes list, up to max_context_length 
 # user's training timeline from its last example back, max_context_length movies apart: the
 # examples every-position training reads (components/timelines.py).
 WINDOW_END = 'window_end'
-# int64 1 or 0: the same over the user's whole timeline, train and eval examples: the windows
-# the refit (which trains on both splits) reads.
+# int64 1 or 0: the same over the user's whole timeline, examples of every split: the windows
+# the refit (which trains on every split) reads.
 WINDOW_END_ALL = 'window_end_all'
-# Which of the two a Trainer reads: the windows of the splits it trains on.
-WINDOW_END_OF_SPLITS = {('train',): WINDOW_END, ('train', 'eval'): WINDOW_END_ALL}
+# The split between train and eval that early stopping reads (ExampleGen's, and so
+# TimelineGen's, when the pipeline's valid_percent is not 0).
+VALID_SPLIT = 'valid'
+# Which of the two a Trainer reads: the windows of the splits it trains on (the refit's: every
+# split).
+WINDOW_END_OF_SPLITS = {('train',): WINDOW_END, ('train', 'eval'): WINDOW_END_ALL,
+                        ('train', VALID_SPLIT, 'eval'): WINDOW_END_ALL}
 
 RAW_STRING_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, USER_GENDER, USER_OCCUPATION, USER_ZIP_CODE)
 RAW_INT_FEATURES = (TIMESTAMP, USER_AGE)

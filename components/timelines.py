@@ -7,13 +7,16 @@ when the id is a number, as MovieLens' are; byte order otherwise): the same data
 the same timelines. Users with fewer than min_timeline_length movies are left out. Every movie
 after the first becomes a label, with up to max_context_length movies before it as its
 context, oldest first (the TFRS sequential tutorial's protocol). Which examples are evaluated
-is the `eval_examples` rule (EVAL_RULES):
-- 'future': those whose next movie is a rating of ExampleGen's eval split. With the time split
-  that is the future: every rating at or after the cut, asked with the history so far (the
-  past's and the future's own earlier ratings), as a deployed model is asked. No training
-  example's next movie or context holds a rating of the future.
-- 'last': each user's last movie (leave-last-out, the SASRec/BERT4Rec protocol); the rest train.
-- 'hash': a stable hash of (user, position), eval_percent of them (the tutorial's split).
+is the `eval_examples` rule (EVAL_RULES); when the ratings have a validation split (valid, which
+early stopping reads), the same rule picks the validation examples:
+- 'future': those whose next movie is a rating of ExampleGen's eval split (valid: of its valid
+  split). With the time split that is the future: every rating at or after the cut, asked
+  with the history so far (the past's and the future's own earlier ratings), as a deployed
+  model is asked. No training example's next movie or context holds a rating of the future.
+- 'last': each user's last movie (leave-last-out, the SASRec/BERT4Rec protocol; valid: the one
+  before it, SASRec's validation); the rest train.
+- 'hash': a stable hash of (user, position), eval_percent of them (the tutorial's split; valid:
+  the next valid_percent).
 
 Every example also says whether it ends one of its user's training windows (window_end):
 the user's last training example does, and every max_context_length-th one before it. Each
@@ -22,7 +25,7 @@ and together the windows cover it with each movie a next movie once, so a model 
 from every position of a window (SASRec's objective: every movie of the context predicts the
 one after it) reads the window ends alone, each rating once an epoch instead of once per
 example whose context holds it. window_end_all marks the same over the user's whole timeline
-(train and eval examples): the windows of the refit, which trains on both splits.
+(examples of every split): the windows of the refit, which trains on all of them.
 """
 import collections
 import hashlib
@@ -41,6 +44,8 @@ from components import example_batches
 from components import features as f
 
 SPLITS = ('train', 'eval')
+# With a validation split: the splits in time order for the 'future' rule.
+SPLITS_WITH_VALID = ('train', f.VALID_SPLIT, 'eval')
 EVAL_RULES = ('future', 'last', 'hash')
 # Not a tf.Example feature: the ExampleGen split a rating was read from, for the 'future' rule.
 _SOURCE_SPLIT = 'source_split'
@@ -129,31 +134,45 @@ def encode_timeline_examples(examples: List[Dict[str, object]]) -> List[bytes]:
       pa.RecordBatch.from_arrays(columns, list(_EXAMPLE_TYPES)))
 
 
-def eval_split(user_id: bytes, position: int, eval_percent: int) -> bool:
-  """Whether this example goes to eval: a stable hash, the same on every run and runner."""
+def hash_percentile(user_id: bytes, position: int) -> int:
+  """A stable hash of (user, position) in 0..99, the same on every run and runner."""
   digest = hashlib.md5(user_id + b'/' + str(position).encode()).digest()
-  return int.from_bytes(digest[:8], 'little') % 100 < eval_percent
+  return int.from_bytes(digest[:8], 'little') % 100
+
+
+def eval_split(user_id: bytes, position: int, eval_percent: int) -> bool:
+  """Whether this example goes to eval by the 'hash' rule."""
+  return hash_percentile(user_id, position) < eval_percent
+
+
+def example_split(position: int, fields: Dict[str, object], last: int, user_id: bytes,
+                  eval_examples: str, eval_percent: int, valid_percent: int) -> str:
+  """The split of a user's example at `position` (`last`: the position of the user's last
+  example) by the eval_examples rule; valid only when valid_percent is not 0."""
+  if eval_examples == 'future':
+    return fields[_SOURCE_SPLIT] if fields[_SOURCE_SPLIT] in SPLITS_WITH_VALID else 'train'
+  if eval_examples == 'last':
+    if position == last:
+      return 'eval'
+    return f.VALID_SPLIT if valid_percent and position == last - 1 else 'train'
+  percentile = hash_percentile(user_id, position)
+  if percentile < eval_percent:
+    return 'eval'
+  return f.VALID_SPLIT if percentile < eval_percent + valid_percent else 'train'
 
 
 def split_examples(examples: List[Tuple[int, Dict[str, object]]], user_id: bytes,
-                   eval_examples: str, eval_percent: int, window_length: int
-                   ) -> Iterator[Tuple[str, Dict]]:
+                   eval_examples: str, eval_percent: int, window_length: int,
+                   valid_percent: int = 0) -> Iterator[Tuple[str, Dict]]:
   """(split name, fields with window_end and window_end_all) of one user's (position, fields)
   examples, by the eval_examples rule; window_end marks the user's last training example and
   every window_length-th position before it, window_end_all the same from the user's last
-  example of either split (module docstring)."""
-  splits = []
-  for position, fields in examples:
-    if eval_examples == 'future':
-      evaluated = fields[_SOURCE_SPLIT] == 'eval'
-    elif eval_examples == 'last':
-      evaluated = position == examples[-1][0]
-    else:
-      evaluated = eval_split(user_id, position, eval_percent)
-    splits.append('eval' if evaluated else 'train')
+  example of any split (module docstring)."""
+  last = examples[-1][0] if examples else None
+  splits = [example_split(position, fields, last, user_id, eval_examples, eval_percent,
+                          valid_percent) for position, fields in examples]
   last_train = max((position for (position, _), split in zip(examples, splits)
                     if split == 'train'), default=None)
-  last = examples[-1][0] if examples else None
   for (position, fields), split in zip(examples, splits):
     window_end = split == 'train' and (last_train - position) % window_length == 0
     yield split, {**fields, f.WINDOW_END: int(window_end),
@@ -163,10 +182,10 @@ def split_examples(examples: List[Tuple[int, Dict[str, object]]], user_id: bytes
 @beam.ptransform_fn
 def BuildTimelines(rating_batches: beam.PCollection, min_rating: float,
                    min_timeline_length: int, max_context_length: int, eval_percent: int,
-                   eval_examples: str = 'hash'):
-  """(source split name, record batch of rating examples) -> (split index, list of serialized
-  timeline examples): one element per user and split, not per example (Beam's cost per
-  element was most of the stage's time)."""
+                   eval_examples: str = 'hash', valid_percent: int = 0):
+  """(source split name, record batch of rating examples) -> (split index in
+  SPLITS_WITH_VALID, list of serialized timeline examples): one element per user and split,
+  not per example (Beam's cost per element was most of the stage's time)."""
   if eval_examples not in EVAL_RULES:
     raise ValueError(f'eval_examples {eval_examples!r} is not one of {EVAL_RULES}')
 
@@ -175,10 +194,10 @@ def BuildTimelines(rating_batches: beam.PCollection, min_rating: float,
     ratings = (rating_fields(row) for part in parts for row in part)
     examples = list(timeline_examples(ratings, min_rating, min_timeline_length,
                                       max_context_length))
-    by_split = [[] for _ in SPLITS]
+    by_split = [[] for _ in SPLITS_WITH_VALID]
     for split, fields in split_examples(examples, user, eval_examples, eval_percent,
-                                        max_context_length):
-      by_split[SPLITS.index(split)].append(fields)
+                                        max_context_length, valid_percent):
+      by_split[SPLITS_WITH_VALID.index(split)].append(fields)
     for index, fields in enumerate(by_split):
       if fields:
         yield index, encode_timeline_examples(fields)
@@ -198,9 +217,11 @@ def TimelineGen(
     max_context_length: tfx.dsl.components.Parameter[int] = 10,
     eval_percent: tfx.dsl.components.Parameter[int] = 10,
     eval_examples: tfx.dsl.components.Parameter[str] = 'future',
+    valid_percent: tfx.dsl.components.Parameter[int] = 0,
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None) -> None:
-  """Builds the sequential model's train/eval examples from every split of the ratings;
-  eval_examples: which are evaluated, one of EVAL_RULES (module docstring)."""
+  """Builds the sequential model's train/eval examples (and valid ones, when the ratings have
+  a valid split) from every split of the ratings; eval_examples: which are evaluated, one of
+  EVAL_RULES (module docstring); valid_percent: the 'hash' rule's share of valid examples."""
   if min_timeline_length < 2:
     raise ValueError(f'min_timeline_length must be >= 2, got {min_timeline_length}')
   if max_context_length < 1:
@@ -210,17 +231,25 @@ def TimelineGen(
   if eval_examples not in EVAL_RULES:
     raise ValueError(f'eval_examples {eval_examples!r} is not one of {EVAL_RULES}')
   source_splits = artifact_utils.decode_split_names(examples.split_names)
-  timelines.split_names = artifact_utils.encode_split_names(list(SPLITS))
+  with_valid = f.VALID_SPLIT in source_splits
+  if with_valid and not 0 < valid_percent < 100 - eval_percent:
+    raise ValueError(f'the ratings have a {f.VALID_SPLIT} split: valid_percent must be in '
+                     f'1..{99 - eval_percent}, got {valid_percent}')
+  splits = SPLITS_WITH_VALID if with_valid else SPLITS
+  timelines.split_names = artifact_utils.encode_split_names(list(splits))
   with beam_pipeline as pipeline:
     ratings = pipeline | 'Read' >> example_batches.ReadExampleBatches({
         split: os.path.join(artifact_utils.get_split_uri([examples], split), '*')
         for split in source_splits})
     by_split = (ratings
                 | 'Build' >> BuildTimelines(min_rating, min_timeline_length, max_context_length,
-                                            eval_percent, eval_examples)
+                                            eval_percent, eval_examples,
+                                            valid_percent if with_valid else 0)
                 | 'Split' >> beam.Partition(lambda split_and_example, _: split_and_example[0],
-                                            len(SPLITS)))
-    for split, examples_of_split in zip(SPLITS, by_split):
+                                            len(SPLITS_WITH_VALID)))
+    for split, examples_of_split in zip(SPLITS_WITH_VALID, by_split):
+      if split not in splits:
+        continue
       _ = (examples_of_split
            | f'Drop{split}' >> beam.Values()
            | f'Write{split}' >> beam.io.Write(example_batches.ExampleBatchSink(

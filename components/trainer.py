@@ -1,8 +1,15 @@
 """The Trainer component's run_fn: trains the configured TFRS model and exports it.
 
+Training runs at most `epochs` passes; with a validation split (the Trainer's eval_args: the
+pipeline's valid split) it stops once the validation top-10 accuracy has not risen for
+early_stopping_patience epochs and keeps the best epoch's weights (Keras' EarlyStopping over
+epoch_metrics.CatalogueTopK).
+
 With a base model (the pipeline's --warm-start: the latest blessed model), each model starts
-from its weights (components/model/warm_start.py) and trains warm_start_epochs; every model
-leaves its own weights for the next (Format-WarmStart/ beside its SavedModels).
+from its weights (components/model/warm_start.py) and trains at most warm_start_epochs. The
+Refit (custom_config REFIT_KEY) starts from the gated model's weights and continues them for
+refit_epochs over every split. Every model leaves its own weights for the next
+(Format-WarmStart/ beside its SavedModels).
 
 Passed to the Trainer as a dotted path ('components.trainer.run_fn'), as the TFX taxi template
 does, so the same code runs locally and in a Kubeflow container.
@@ -23,7 +30,8 @@ from tfx_bsl.public import tfxio
 from components import features as f
 from components.model import distribution, export, warm_start
 from components.model.catalogue import Catalogue
-from components.model.config import TRAIN_SPLITS_KEY, ModelConfig
+from components.model.config import (EARLY_STOPPING_K, FIT_FILE, REFIT_KEY, TRAIN_SPLITS_KEY,
+                                     ModelConfig)
 from components.model.distribution import Distribution
 from components.model.ensemble import Ensemble
 from components.model.epoch_metrics import MAX_EVAL_EXAMPLES, CatalogueTopK
@@ -125,19 +133,40 @@ def _optimizer(config: ModelConfig, model: RecommenderModel) -> tf.keras.optimiz
 
 
 def _epoch_callbacks(log_dir: Optional[str], member: int, eval_dataset: Optional[tf.data.Dataset],
-                     catalogue: Catalogue, tft_output: tft.TFTransformOutput) -> list:
-  """The eval split's catalogue top-k accuracy, then TensorBoard's writer (it writes what the
-  callbacks before it added to the epoch's logs); none without a log_dir."""
-  if not log_dir:
-    return []
+                     catalogue: Catalogue, tft_output: tft.TFTransformOutput,
+                     patience: int, profile_steps: int = 0) -> list:
+  """The validation split's catalogue top-k accuracy; early stopping on its top-10 (patience
+  epochs; 0: none), which restores the best epoch's weights when training ends; then
+  TensorBoard's writer (it writes what the callbacks before it added to the epoch's logs),
+  which traces profile_steps steps from the second (config.PROFILE_DIR under log_dir)."""
   callbacks = []
-  if eval_dataset is not None:
+  if eval_dataset is not None and (log_dir or patience):
     callbacks.append(CatalogueTopK(eval_dataset, catalogue.candidate_features(),
                                    catalogue.positions(_movie_table_size(tft_output))))
-  callbacks.append(tf.keras.callbacks.TensorBoard(
-      log_dir=os.path.join(log_dir, f'member-{member}'), write_graph=False,
-      update_freq='epoch', profile_batch=0))
+    if patience:
+      callbacks.append(tf.keras.callbacks.EarlyStopping(
+          monitor=f'val_top_{EARLY_STOPPING_K}_accuracy', mode='max', patience=patience,
+          restore_best_weights=True, verbose=1))
+  if log_dir:
+    callbacks.append(tf.keras.callbacks.TensorBoard(
+        log_dir=os.path.join(log_dir, f'member-{member}'), write_graph=False,
+        update_freq='epoch', profile_batch=(2, 1 + profile_steps) if profile_steps else 0))
   return callbacks
+
+
+def _epochs_trained(history: tf.keras.callbacks.History, callbacks: list) -> Dict[str, object]:
+  """What one member's fit did: epochs run, each epoch's training loss (the mean of its
+  batches' summed losses), and with early stopping the best epoch (1-based, the one whose
+  weights it kept) and its validation top-10."""
+  metric = f'val_top_{EARLY_STOPPING_K}_accuracy'
+  summary = {'epochs': len(history.epoch),
+             'loss': [float(loss) for loss in history.history.get('loss', [])]}
+  if any(isinstance(callback, tf.keras.callbacks.EarlyStopping) for callback in callbacks):
+    values = history.history.get(metric, [])
+    if values:
+      best = max(range(len(values)), key=values.__getitem__)
+      summary.update(best_epoch=best + 1, **{metric: round(float(values[best]), 4)})
+  return summary
 
 
 def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
@@ -147,7 +176,8 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
                      eval_model_dir: Optional[str] = None,
                      base_model_dir: Optional[str] = None,
                      log_dir: Optional[str] = None,
-                     training: Optional[Distribution] = None
+                     training: Optional[Distribution] = None,
+                     refit: bool = False
                      ) -> Union[RecommenderModel, Ensemble]:
   """Trains, then writes the serving SavedModel (config.index) and the plain-TF eval one, and
   the weights a later model may start from (warm_start.py), all beside serving_model_dir.
@@ -155,8 +185,10 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   train_dataset(seed) is one pass over the training split, shuffled by the seed, in batches of
   config.batch_size (as eval_dataset). With config.ensemble_size > 1 the model is trained that
   many times, on seeds config.seed, config.seed + 1, ..., and exported as one (ensemble.py).
+  eval_dataset: the validation split, each epoch's top-k and early stopping's (None: neither).
   base_model_dir: a previous model's folder to start from, for config.warm_start_epochs (None,
-  or one without warm-start weights: from scratch, for config.epochs). log_dir: where
+  or one without warm-start weights: from scratch, for config.epochs). refit: base_model_dir
+  is the gated model, continued for config.refit_epochs, with no early stopping. log_dir: where
   TensorBoard's event files go (a folder per ensemble member, member-<i>): each epoch's losses
   and the eval split's catalogue top-k accuracy (epoch_metrics.py), over the eval split's first
   MAX_EVAL_EXAMPLES.
@@ -174,6 +206,9 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   absl.logging.info('Catalogue: %d movies', len(catalogue))
   vocabularies = {name: tft_output.vocabulary_by_name(name) for name in f.VOCABULARIES}
   warm = warm_start.has_state(base_model_dir)
+  if refit and not warm:
+    raise ValueError(f'the refit continues the gated model, and {base_model_dir} holds no '
+                     f'warm-start weights ({warm_start.STATE_DIR}/)')
   if base_model_dir and not warm:
     absl.logging.warning('%s holds no warm-start weights: training from scratch',
                          base_model_dir)
@@ -183,7 +218,13 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
     model.compute_loss(next(iter(train_dataset(seed))), training=False)  # one batch
     return model
 
-  members, summaries = [], []
+  epochs = (config.refit_epochs if refit else config.warm_start_epochs if warm
+            else config.epochs)
+  # The chief alone measures the validation top-k: with several workers a stop on one would
+  # leave the others waiting in an all-reduce.
+  patience = (config.early_stopping_patience
+              if eval_dataset is not None and not refit and training.replicas == 1 else 0)
+  members, summaries, fits = [], [], []
   for member in range(config.ensemble_size):
     seed = config.seed + member
     if config.ensemble_size > 1:
@@ -198,19 +239,23 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
     if warm:
       summaries.append(warm_start.restore(model, member, base_model_dir, vocabularies))
       absl.logging.info('Warm start of member %d: %s', member, summaries[-1])
-    model.fit(**training.fit_arguments(
-                  train_dataset(seed), train_examples(config, train_dataset, catalogue),
-                  eval_dataset, lambda: _examples(eval_dataset), config.batch_size),
-              epochs=config.warm_start_epochs if warm else config.epochs, verbose=2,
-              callbacks=training.callbacks(
-                  _epoch_callbacks(log_dir, member, eval_dataset, catalogue, tft_output)))
+    callbacks = training.callbacks(
+        _epoch_callbacks(log_dir, member, None if refit else eval_dataset, catalogue,
+                         tft_output, patience, config.profile_steps if member == 0 else 0))
+    history = model.fit(**training.fit_arguments(
+                            train_dataset(seed), train_examples(config, train_dataset, catalogue),
+                            None if refit else eval_dataset, lambda: _examples(eval_dataset),
+                            config.batch_size),
+                        epochs=epochs, verbose=2, callbacks=callbacks)
+    fits.append(_epochs_trained(history, callbacks))
+    absl.logging.info('Member %d trained: %s', member, fits[-1])
     training.report(member, model)
     members.append(training.exportable(
         model, lambda: build_weights(build_model(config, tft_output, catalogue), seed)))
   model = members[0] if len(members) == 1 else Ensemble.of(members)
   if training.writes_outputs:
     _export(config, tft_output, catalogue, model, members, vocabularies, summaries,
-            serving_model_dir, eval_model_dir)
+            serving_model_dir, eval_model_dir, fits)
   training.finish()
   return model
 
@@ -233,14 +278,17 @@ def _examples(dataset: tf.data.Dataset) -> int:
 def _export(config: ModelConfig, tft_output: tft.TFTransformOutput, catalogue: Catalogue,
             model: Union[RecommenderModel, Ensemble], members: List[RecommenderModel],
             vocabularies: Dict[str, List[bytes]], summaries: List[dict],
-            serving_model_dir: str, eval_model_dir: Optional[str]) -> None:
-  """Writes the warm-start weights (and what the warm start carried), the serving SavedModel
-  and the eval one."""
+            serving_model_dir: str, eval_model_dir: Optional[str],
+            fits: List[Dict[str, object]]) -> None:
+  """Writes the warm-start weights (and what the warm start carried), what each member's fit
+  did (FIT_FILE: epochs run, best epoch), the serving SavedModel and the eval one."""
   model_dir = os.path.dirname(serving_model_dir.rstrip('/'))
   state_dir = warm_start.save(members, vocabularies, model_dir)
   if summaries:
     with tf.io.gfile.GFile(os.path.join(state_dir, warm_start.SUMMARY_FILE), 'w') as file:
       json.dump(summaries, file, indent=1)
+  with tf.io.gfile.GFile(os.path.join(model_dir, FIT_FILE), 'w') as file:
+    json.dump(fits, file, indent=1)
 
   candidate_embeddings = model.candidate_tower(catalogue.candidate_features())
 
@@ -270,6 +318,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   # The splits this Trainer trains on (the pipeline's; the refit's are train and eval): which
   # windows every-position training reads.
   train_splits = tuple(custom_config.pop(TRAIN_SPLITS_KEY, ['train']))
+  refit = bool(custom_config.pop(REFIT_KEY, False))
   config = ModelConfig.from_dict({key: value for key, value in custom_config.items()
                                   if key not in VERTEX_KEYS})
   if config.train_positions == 'every' and train_splits not in f.WINDOW_END_OF_SPLITS:
@@ -302,4 +351,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       base_model_dir=os.path.dirname(fn_args.base_model.rstrip('/')) if fn_args.base_model
       else None,
       # TFX's ModelRun artifact, where Kubeflow's and Vertex AI's TensorBoard look.
-      log_dir=fn_args.model_run_dir, training=training)
+      log_dir=fn_args.model_run_dir, training=training, refit=refit)

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import components
 from components.ingest import movielens, spans
-from components.model.config import TUNED, TUNED_FIELDS, ModelConfig
+from components.model.config import PROFILE_DIR, TUNED, TUNED_FIELDS, ModelConfig
 from pipeline import beam_presets
 from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, PipelineConfig
 from pipeline.datasets import DATASETS, SyntheticSize
@@ -113,8 +113,8 @@ def rating_scale_of(data_dir: str) -> str:
 
 
 # PipelineConfig's fields that are flags, by help group.
-_DATA_FIELDS = ('split', 'eval_percent', 'train_spans', 'drift_action', 'max_rating_drift',
-                'max_id_drift')
+_DATA_FIELDS = ('split', 'eval_percent', 'valid_percent', 'train_spans', 'drift_action',
+                'max_rating_drift', 'max_id_drift')
 _TIMELINE_FIELDS = ('min_rating', 'min_timeline_length', 'timeline_eval_percent')
 _GATE_FIELDS = ('gate_k', 'min_accuracy', 'max_regression', 'max_rmse', 'warm_start', 'refit',
                 'model_name')
@@ -251,7 +251,7 @@ def user_error_message(error: BaseException) -> Optional[str]:
 
 
 def print_results(config: PipelineConfig) -> int:
-  from pipeline.results import latest_run_results
+  from pipeline.results import describe_fit, latest_run_results
   results = latest_run_results(config.metadata_path)
   print('\nEvaluation (eval split, whole catalogue):')
   baseline = results.baseline_metrics
@@ -265,10 +265,17 @@ def print_results(config: PipelineConfig) -> int:
     print(f'  ({int(results.metrics["example_count"]):,} eval examples; per user segment: '
           'the model card)')
   print(f'Model:      {results.model_uri}')
+  for trainer in ('Trainer', 'Refit'):
+    fits = results.fits(trainer)
+    if fits:
+      print(f'{trainer + ":":<11} ' + '; '.join(describe_fit(fit) for fit in fits))
   model_run = results.outputs.get(('Trainer', 'ModelRun'))
   if model_run:
-    print(f'Training curves (losses, eval top-k accuracy per epoch): tensorboard --logdir '
-          f'{model_run}')
+    print(f'Training curves (losses, validation top-k accuracy per epoch): tensorboard '
+          f'--logdir {model_run}')
+    if config.model.profile_steps:
+      print(f'Profiler trace ({config.model.profile_steps} steps): '
+            f'{os.path.join(model_run, PROFILE_DIR)} (TensorBoard\'s Profile tab)')
   print(f'Evaluation: {results.evaluation_uri}')
   if results.blessed:
     also = config.model.model_kind.describe_gate(config)  # multitask: ' and rating_rmse <= x'

@@ -1,7 +1,7 @@
 """Every knob of the pipeline in one dataclass; create_pipeline(config) reads nothing else."""
 import dataclasses
 import os
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from components import features as f
 from components.model.config import ModelConfig, documented
@@ -50,6 +50,12 @@ class PipelineConfig:
       "user's last movie (leave-last-out; sequential only)", choices=SPLITS)
   eval_percent: int = documented(
       20, 'share of ratings in the eval split (time: the latest; random: by hash)')
+  # Early stopping reads it (ModelConfig.early_stopping_patience): the gate's eval split stays
+  # unseen by every choice made in training. The refit trains on it too.
+  valid_percent: int = documented(
+      10, 'share of ratings in the validation split that ends training early (time: the '
+      'latest before the eval split; random: by hash; 0: no validation split, every model '
+      'trains --epochs)')
   # TFX's DistributionValidator compares this run's statistics with the previous run's
   # (per split): the rating's histogram by Jensen-Shannon divergence, the ids' frequencies
   # by L-infinity distance (the largest change of one id's share).
@@ -112,6 +118,10 @@ class PipelineConfig:
       raise ValueError(f'split {self.split!r} is not one of {SPLITS}')
     if not 0 < self.eval_percent < 100:
       raise ValueError(f'eval_percent must be in 1..99, got {self.eval_percent}')
+    if not 0 <= self.valid_percent < 100 - self.eval_percent:
+      raise ValueError(f'valid_percent must be in 0..{99 - self.eval_percent} (what eval_percent '
+                       f'{self.eval_percent} leaves to train on, less one), got '
+                       f'{self.valid_percent}')
     if not 0 < self.timeline_eval_percent < 100:
       raise ValueError('timeline_eval_percent must be in 1..99, got '
                        f'{self.timeline_eval_percent}')
@@ -136,6 +146,28 @@ class PipelineConfig:
                        f'({scale.name}: {scale.minimum:g} to {scale.maximum:g} stars)')
     if self.gate_k not in self.eval_top_ks:
       raise ValueError(f'gate_k {self.gate_k} must be one of eval_top_ks {self.eval_top_ks}')
+
+  @property
+  def split_percents(self) -> Dict[str, int]:
+    """ExampleGen's splits and their shares of the ratings, in time order for the time split:
+    train, valid (unless valid_percent is 0), eval."""
+    percents = {'train': 100 - self.eval_percent - self.valid_percent,
+                f.VALID_SPLIT: self.valid_percent, 'eval': self.eval_percent}
+    return {name: percent for name, percent in percents.items() if percent}
+
+  @property
+  def trained_model(self) -> ModelConfig:
+    """The model config the Trainers get: `model`, with no early stopping when there is no
+    valid split (the eval split, which the gate judges, is never stopped on)."""
+    if self.valid_percent:
+      return self.model
+    return dataclasses.replace(self.model, early_stopping_patience=0)
+
+  @property
+  def validation_split(self) -> str:
+    """The split the Trainer validates on each epoch (and stops early on): valid, or eval
+    when there is no valid split."""
+    return f.VALID_SPLIT if self.valid_percent else 'eval'
 
   @property
   def pipeline_root(self) -> str:

@@ -10,7 +10,7 @@ from components.eval_config import make_eval_config
 from components import features as f
 from components.ingest import example_gen, spans
 from components.ingest.span_window import SpanWindow
-from components.model.config import TRAIN_SPLITS_KEY
+from components.model.config import REFIT_KEY, TRAIN_SPLITS_KEY
 from components.model_card import ModelCard
 from components.refit_blessing import RefitBlessing
 from components.validation import AnomaliesGate, DistributionValidator, DriftGate, drift_config
@@ -28,9 +28,10 @@ def _example_gen(config: PipelineConfig) -> FileBasedExampleGen:
       # (TFX's {SPAN} spec); its files' fingerprint drives caching.
       input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
           name='raw', pattern=spans.SPAN_PATTERN if config.spans else '*')]),
+      # train, valid, eval: with the time split in that order in time.
       output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-          example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=100 - config.eval_percent),
-          example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=config.eval_percent)])),
+          example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=percent)
+          for name, percent in config.split_percents.items()])),
       custom_executor_spec=executor_spec.BeamExecutorSpec(executor))
 
 
@@ -107,7 +108,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
 
   # The model kind's examples and their Transform (components/model/kinds.py model_data): the
   # ratings, or for sequential TimelineGen's (recent movies -> next movie) examples and their
-  # schema. Transform builds vocabularies, timestamp buckets and z-scores; transforms both splits.
+  # schema. Transform builds vocabularies, timestamp buckets and z-scores; transforms every split.
   kind = config.model.model_kind
   model_data = kind.model_data(window, schema_gen.outputs['schema'],
                                after=drift_check[-1] if drift_check else anomalies_gate,
@@ -124,19 +125,22 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id('latest_blessed_model_resolver')
 
-  def trainer_of(train_splits):
+  def trainer_of(train_splits, eval_split, base_model, **custom_config):
     return tfx.components.Trainer(
         run_fn='components.trainer.run_fn',
         examples=transform.outputs['transformed_examples'],
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_gen.outputs['schema'],
-        base_model=model_resolver.outputs['model'] if config.warm_start else None,
+        base_model=base_model,
         train_args=tfx.proto.TrainArgs(splits=train_splits),
-        eval_args=tfx.proto.EvalArgs(splits=['eval']),
-        custom_config={**config.model.to_dict(), TRAIN_SPLITS_KEY: train_splits})
+        eval_args=tfx.proto.EvalArgs(splits=[eval_split]),
+        custom_config={**config.trained_model.to_dict(), TRAIN_SPLITS_KEY: train_splits,
+                       **custom_config})
 
-  # Trains the TFRS model and exports the serving (ScaNN) and evaluation (plain TF) models.
-  trainer = trainer_of(['train'])
+  # Trains the TFRS model, at most --epochs, stopping early on the valid split, and exports the
+  # serving (ScaNN) and evaluation (plain TF) models.
+  trainer = trainer_of(['train'], config.validation_split,
+                       model_resolver.outputs['model'] if config.warm_start else None)
 
   # Computes top-k accuracy (and the kind's own gated metrics: RMSE for multitask) on the eval
   # split and blesses the model if it clears the gate.
@@ -150,15 +154,13 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
           config.eval_top_ks, config.gate_k, config.min_accuracy, config.max_regression,
           **kind.gate(config)))
 
-  # The same model trained again on train + eval, the one served (PipelineConfig.refit): with
-  # the time split, eval is the newest data. Not under the Cond below: a Cond makes the blessing
-  # an input, new on every run, so an unchanged re-run would train it again instead of reusing
-  # the cached one (and push a new version).
-  refit = trainer_of(['train', 'eval']).with_id('Refit') if config.refit else None
-  if refit and config.spans:
-    # After the gated model: with span folders the latest blessed model, found by id, is to be
-    # the refit one (RefitBlessing). Otherwise the two may train at once (Kubeflow: two pods).
-    refit.add_upstream_node(trainer)
+  # The gated model continued on every split, the one served (PipelineConfig.refit): with the
+  # time split, valid and eval are the newest data. It starts from the gated model's weights
+  # and trains refit_epochs more, instead of training again from scratch. Not under the Cond
+  # below: a Cond makes the blessing an input, new on every run, so an unchanged re-run would
+  # train it again instead of reusing the cached one (and push a new version).
+  refit = trainer_of(list(config.split_percents), 'eval', trainer.outputs['model'],
+                     **{REFIT_KEY: True}).with_id('Refit') if config.refit else None
 
   # Past the gate only with a blessing: nothing is pushed otherwise.
   blessed = evaluator.outputs['blessing'].future()[0].custom_property('blessed') == 1
@@ -184,7 +186,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
         pushed_model=pusher.outputs['pushed_model'],
         transform_graph=transform.outputs['transform_graph'], examples=model_data.examples,
-        model_name=config.serving_model_name, model_config=config.model.to_dict(),
+        model_name=config.serving_model_name, model_config=config.trained_model.to_dict(),
         refit=bool(refit))
 
   return tfx.dsl.Pipeline(

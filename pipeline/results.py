@@ -1,14 +1,16 @@
 """Reads what the last pipeline run produced back from MLMD: metrics, blessing, pushed model,
 and how long each component took; and closes the executions a run that died left open."""
 import dataclasses
+import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from components.eval_config import evaluation_metrics, failed_thresholds
+from components.model.config import EARLY_STOPPING_K, FIT_FILE
 from components.model_card import HTML_FILE as MODEL_CARD_FILE, card_folder
 from components.model_card.component import ModelCardArtifact
 
@@ -41,6 +43,16 @@ class RunResults:
   def model_uri(self) -> Optional[str]:
     return self.outputs.get(('Trainer', 'Model'))
 
+  def fits(self, trainer: str = 'Trainer') -> List[Dict[str, Any]]:
+    """What each member's fit did in a Trainer ('Trainer', or the 'Refit'): its FIT_FILE, or
+    none (a model trained before it was written, or no such Trainer in the run)."""
+    model = self.outputs.get((trainer, 'Model'))
+    path = os.path.join(model, FIT_FILE) if model else None
+    if not path or not os.path.exists(path):
+      return []
+    with open(path) as file:
+      return json.load(file)
+
   @property
   def evaluation_uri(self) -> Optional[str]:
     return self.outputs.get(('Evaluator', 'ModelEvaluation'))
@@ -51,6 +63,17 @@ class RunResults:
     if not self.pushed_path or ('ModelCard', ModelCardArtifact.TYPE_NAME) not in self.outputs:
       return None
     return os.path.join(card_folder(self.pushed_path), MODEL_CARD_FILE)
+
+
+def describe_fit(fit: Dict[str, Any]) -> str:
+  """One member's fit in words: '12 epochs, the best 9th (validation top-10 0.2113)'."""
+  epochs = f'{fit["epochs"]} epoch{"s" if fit["epochs"] != 1 else ""}'
+  if 'best_epoch' not in fit:
+    return epochs
+  metric = f'val_top_{EARLY_STOPPING_K}_accuracy'
+  return (f'{epochs}, stopped early, kept epoch {fit["best_epoch"]} (validation '
+          f'top-{EARLY_STOPPING_K} {fit[metric]:.4f})' if fit['best_epoch'] < fit['epochs'] else
+          f'{epochs}, kept the last (validation top-{EARLY_STOPPING_K} {fit[metric]:.4f})')
 
 
 def _int_property(artifact, name: str) -> Optional[int]:

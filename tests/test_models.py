@@ -232,11 +232,15 @@ def test_sequential_trains_on_timelines_learns_and_is_pushed(sequential_run):
   assert exit_code == 0 and results.blessed and results.pushed
   assert len(saved_model.version_dirs(workdir / 'serving_models' / 'sequential')) == 1
   timelines = results.outputs[('TimelineGen', 'Examples')]
-  train, eval_examples = ratings_of_split(timelines, 'train'), ratings_of_split(timelines, 'eval')
-  assert all(1 <= len(context) <= 20 for context in train.contexts + eval_examples.contexts)
-  # The future: about the latest 20% of the ratings (less those below min_rating).
-  eval_share = len(eval_examples.movie_ids) / (len(train.movie_ids) + len(eval_examples.movie_ids))
-  assert 0.1 < eval_share < 0.25
+  train, valid, eval_examples = (ratings_of_split(timelines, split)
+                                 for split in ('train', 'valid', 'eval'))
+  assert all(1 <= len(context) <= 20
+             for context in train.contexts + valid.contexts + eval_examples.contexts)
+  # The future: about the latest 20% of the ratings (less those below min_rating), and the
+  # validation split about the 10% before them.
+  total = sum(len(split.movie_ids) for split in (train, valid, eval_examples))
+  assert 0.1 < len(eval_examples.movie_ids) / total < 0.25
+  assert 0.05 < len(valid.movie_ids) / total < 0.15
   accuracy = [results.metrics[f'top_{k}_accuracy'] for k in (10, 50, 100)]
   assert accuracy == sorted(accuracy)
   # Chance is k / movies. (Popularity is as strong as the model on this tiny synthetic set,
@@ -273,7 +277,7 @@ def _timestamps(examples_uri, split):
           for record in records.as_numpy_iterator()]
 
 
-def test_the_pushed_model_is_the_blessed_one_trained_again_on_train_and_eval(sequential_run):
+def test_the_pushed_model_is_the_blessed_one_continued_on_every_split(sequential_run):
   _, workdir, results = sequential_run
   pushed = saved_model.latest_version_dir(workdir / 'serving_models' / 'sequential')
 
@@ -289,9 +293,13 @@ def test_the_default_gate_judges_the_future_and_no_future_rating_is_trained_on(s
   _, _, results = sequential_run
   ratings = results.outputs[('FileBasedExampleGen', 'Examples')]
   cut = min(_timestamps(ratings, 'eval'))
-  assert max(_timestamps(ratings, 'train')) < cut  # the time split
+  valid_from = min(_timestamps(ratings, 'valid'))
+  # The time split: train, then the validation split early stopping reads, then the future.
+  assert max(_timestamps(ratings, 'train')) < valid_from <= max(_timestamps(ratings, 'valid')) < cut
   timelines = results.outputs[('TimelineGen', 'Examples')]
-  assert max(_timestamps(timelines, 'train')) < cut <= min(_timestamps(timelines, 'eval'))
+  assert max(_timestamps(timelines, 'train')) < valid_from
+  assert valid_from <= min(_timestamps(timelines, 'valid'))
+  assert max(_timestamps(timelines, 'valid')) < cut <= min(_timestamps(timelines, 'eval'))
   # Every training context is the past too: it is the movies before a past next movie.
   future_movies = {(user, movie) for user, movie in zip(
       *(lambda r: (r.user_ids, r.movie_ids))(ratings_of_split(ratings, 'eval')))}
@@ -467,19 +475,20 @@ def _targets(windows, config) -> int:
       config.max_context_length))) for batch in windows)
 
 
-def test_the_refit_trains_every_position_on_the_windows_of_train_and_eval(sequential_run,
-                                                                         tmp_path):
-  """The refit trains on train + eval: with --train-positions every it reads the windows of
-  the whole timeline (window_end_all), which hold every example of both splits once as a next
-  movie, where the training split's windows leave the eval ones out; the Trainer's run_fn,
-  told its splits as the pipeline tells the refit, trains on them and exports a model."""
+def test_the_refit_trains_every_position_on_the_windows_of_every_split(sequential_run,
+                                                                       tmp_path):
+  """The refit trains on train + valid + eval: with --train-positions every it reads the
+  windows of the whole timeline (window_end_all), which hold every example of the three splits
+  once as a next movie, where the training split's windows leave the others out; the
+  Trainer's run_fn, told its splits as the pipeline tells the refit, trains on them and
+  exports a model."""
   from benchmarks import distributed_trainer
   from components import features as f
   from components.model.config import ModelConfig
   from components.trainer import run_fn, window_ends
 
   _, _, results = sequential_run
-  _, both = _transformed_train_split(results, splits=('train', 'eval'))
+  _, both = _transformed_train_split(results, splits=('train', 'valid', 'eval'))
   _, train = _transformed_train_split(results)
   config = ModelConfig.tuned(train_positions='every', epochs=1, ensemble_size=1, top_k=TOP_K,
                              batch_size=32)
@@ -495,11 +504,87 @@ def test_the_refit_trains_every_position_on_the_windows_of_train_and_eval(sequen
 
   with pytest.raises(ValueError, match=r"marks for the splits.*not for \('eval',\)"):
     run_fn(trainer_args('eval'))  # no windows are marked for it
-  run_fn(trainer_args('train', 'eval'))
+  run_fn(trainer_args('train', 'valid', 'eval'))
   serve = saved_model.load(tmp_path / 'model' / 'Format-Serving')
   answer = serve(context_movie_ids=tf.constant([['5', '9', '12']]))
   assert answer['strategy'].numpy().tolist() == [b'history']
   assert len(set(answer['movie_ids'].numpy()[0].tolist())) == TOP_K
+
+
+def _fit(model_dir):
+  """What the Trainer's fit did, per ensemble member (components/trainer.py FIT_FILE)."""
+  import json
+  from components.trainer import FIT_FILE
+  return json.loads((pathlib.Path(model_dir) / FIT_FILE).read_text())
+
+
+def test_training_stops_early_and_keeps_the_weights_of_its_best_epoch(sequential_run, tmp_path):
+  """With a validation split, epochs is a maximum: training stops once the validation top-10
+  has not risen for early_stopping_patience epochs, and the model it returns (and exports)
+  holds the best epoch's weights: its validation top-10 is the best one recorded."""
+  from components.model.catalogue import Catalogue
+  from components.model.config import ModelConfig
+  from components.model.epoch_metrics import CatalogueTopK
+  from components.trainer import _movie_table_size, train_and_export, window_ends
+
+  _, _, results = sequential_run
+  tft_output, train = _transformed_train_split(results)
+  _, valid = _transformed_train_split(results, splits=('valid',))
+  # A learning rate that overfits the tiny synthetic set within a few epochs.
+  config = ModelConfig.tuned(epochs=40, early_stopping_patience=2, ensemble_size=1,
+                             top_k=TOP_K, batch_size=32, learning_rate=1.0, embedding_l2=0.0,
+                             query_dropout=0.0)
+  model = train_and_export(config, tft_output, lambda seed: window_ends(train, 32, seed),
+                           train, valid, str(tmp_path / 'model' / 'serving'))
+  [fit] = _fit(tmp_path / 'model')
+  assert fit['epochs'] < config.epochs  # stopped
+  assert fit['best_epoch'] == fit['epochs'] - config.early_stopping_patience
+  catalogue = Catalogue.from_dataset(train)
+  measure = CatalogueTopK(valid, catalogue.candidate_features(),
+                          catalogue.positions(_movie_table_size(tft_output)))
+  measure.set_model(model)
+  logs = {}
+  measure.on_epoch_end(0, logs)
+  assert logs['val_top_10_accuracy'] == pytest.approx(fit['val_top_10_accuracy'], abs=1e-4)
+
+
+def test_the_refit_continues_the_gated_model_from_its_weights(sequential_run, tmp_path):
+  """The Refit starts from the gated model (its base model) and trains refit_epochs over every
+  split; its first loss is the gated model's on the same batch."""
+  import json
+  from components import features as f
+  from components.model import warm_start
+  from components.model.catalogue import Catalogue
+  from components.model.config import ModelConfig
+  from components.trainer import build_model, train_and_export, window_ends
+
+  _, _, results = sequential_run
+  gated = pathlib.Path(results.model_uri)
+  refit = pathlib.Path(results.outputs[('Refit', 'Model')])
+  summary = json.loads((refit / warm_start.STATE_DIR / warm_start.SUMMARY_FILE).read_text())
+  assert [member['from'] for member in summary] == [str(gated)] and not summary[0]['fresh']
+  [fit] = _fit(refit)
+  assert fit['epochs'] == ModelConfig.tuned().refit_epochs and 'best_epoch' not in fit
+
+  tft_output, train = _transformed_train_split(results, splits=('train', 'valid', 'eval'))
+  config = ModelConfig.tuned(ensemble_size=1, top_k=TOP_K, query_dropout=0.0, refit_epochs=1)
+  batch = next(iter(window_ends(train, 64, mark=f.WINDOW_END_ALL)))
+  catalogue = Catalogue.from_dataset(train)
+  vocabularies = {name: tft_output.vocabulary_by_name(name) for name in f.VOCABULARIES}
+  gated_model = build_model(config, tft_output, catalogue)
+  gated_model.compute_loss(batch)  # builds the weights
+  assert not warm_start.restore(gated_model, 0, str(gated), vocabularies)['fresh']
+  train_and_export(config, tft_output, lambda seed: tf.data.Dataset.from_tensors(batch), train,
+                   None, str(tmp_path / 'model' / 'serving'), base_model_dir=str(gated),
+                   refit=True)
+  [fit] = _fit(tmp_path / 'model')
+  assert fit['epochs'] == 1
+  # Equal to float32 rounding (the sums run in another order in Keras' graph); a model that
+  # started afresh would be far off.
+  gated_loss = float(gated_model.compute_loss(batch, training=True))
+  assert fit['loss'][0] == pytest.approx(gated_loss, rel=1e-3)
+  fresh = build_model(config, tft_output, catalogue)
+  assert float(fresh.compute_loss(batch, training=True)) > 1.1 * gated_loss
 
 
 def test_recommend_cli_takes_a_history_for_sequential_models(sequential_run, capsys):

@@ -98,7 +98,7 @@ def test_beam_transform_groups_users_across_batches_and_writes_parsable_examples
     built = (pipeline | beam.Create(batches)
              | timelines.BuildTimelines(2.0, 3, 10, 10, eval_examples='future')
              | beam.FlatMapTuple(lambda split, examples: [
-                 (timelines.SPLITS[split], summary(example)) for example in examples]))
+                 (timelines.SPLITS_WITH_VALID[split], summary(example)) for example in examples]))
     assert_that(built, equal_to([
         ('eval', (b'1', (b'3',), b'4', b'Title 4', (b'Drama',), 20, 4.0)),
         ('train', (b'1', (b'3', b'4'), b'5', b'Title 5', (b'Drama',), 30, 4.0))]))
@@ -154,13 +154,14 @@ def test_bad_parameters_are_refused_naming_them(bad):
                                               max_context_length=10, eval_percent=10), **bad})
 
 
-def _split_of(ratings_and_sources, eval_examples, eval_percent=10):
+def _split_of(ratings_and_sources, eval_examples, eval_percent=10, valid_percent=0):
   """(split, context, next movie) of one user's examples under an eval_examples rule."""
   ratings = [{**rating, timelines._SOURCE_SPLIT: source}
              for rating, source in ratings_and_sources]
   built = list(timelines.timeline_examples(ratings, 2.0, 2, 10))
   return [(split, fields[f.CONTEXT_MOVIE_IDS], fields[f.MOVIE_ID]) for split, fields in
-          timelines.split_examples(built, b'1', eval_examples, eval_percent, 10)]
+          timelines.split_examples(built, b'1', eval_examples, eval_percent, 10,
+                                   valid_percent)]
 
 
 def test_the_future_rule_evaluates_the_ratings_of_the_eval_split_after_the_history_so_far():
@@ -195,23 +196,50 @@ def test_the_hash_rule_is_the_stable_hash_of_user_and_position():
   assert [split for split, _, _ in _split_of(user, 'hash', 30)] == expected
 
 
+def test_the_future_rule_validates_on_the_valid_split_between_train_and_eval():
+  # The time split with a validation slice: rating 30 is in it, 40 in the future.
+  user = [(rating(b'1', b'1', 10), 'train'), (rating(b'1', b'2', 20), 'train'),
+          (rating(b'1', b'3', 30), 'valid'), (rating(b'1', b'4', 40), 'eval')]
+  assert _split_of(user, 'future', valid_percent=10) == [
+      ('train', [b'1'], b'2'),
+      ('valid', [b'1', b'2'], b'3'),
+      ('eval', [b'1', b'2', b'3'], b'4')]
+
+
+def test_the_last_rule_validates_on_each_user_s_movie_before_the_last():
+  user = [(rating(b'1', str(movie).encode(), movie), 'train') for movie in range(1, 6)]
+  assert [split for split, _, _ in _split_of(user, 'last', valid_percent=10)] == [
+      'train', 'train', 'valid', 'eval']
+
+
+def test_the_hash_rule_validates_on_the_next_valid_percent_of_the_hash():
+  user = [(rating(b'1', str(movie).encode(), movie), 'eval') for movie in range(1, 80)]
+  percentiles = [timelines.hash_percentile(b'1', position) for position in range(1, 79)]
+  expected = ['eval' if p < 30 else 'valid' if p < 50 else 'train' for p in percentiles]
+  assert [split for split, _, _ in _split_of(user, 'hash', 30, valid_percent=20)] == expected
+  assert {'train', 'valid', 'eval'} == set(expected)
+
+
 def test_an_unknown_rule_is_refused_naming_the_known_ones():
   with pytest.raises(ValueError, match="'future', 'last', 'hash'"):
     with beam.Pipeline() as pipeline:
       _ = pipeline | beam.Create([]) | timelines.BuildTimelines(2.0, 3, 10, 10, 'sometimes')
 
 
-@pytest.mark.parametrize('eval_examples', ['last', 'future'])
-def test_window_ends_tile_the_training_timeline_back_from_its_last_example(eval_examples):
+@pytest.mark.parametrize('eval_examples,valid_percent,last_train', [
+    ('last', 0, b'10'), ('future', 0, b'9'), ('last', 10, b'9'), ('future', 10, b'8')])
+def test_window_ends_tile_the_training_timeline_back_from_its_last_example(
+    eval_examples, valid_percent, last_train):
   # Eleven movies; with contexts of 3 each window is 4 movies. 'future': the last two are the
-  # eval split's, 'last': the last one.
+  # eval split's (with a valid split, movie 9 is valid's), 'last': the last one (and with a
+  # valid split, the one before it is valid's).
   ratings = [{**rating(b'1', str(movie).encode(), 10 * movie), timelines._SOURCE_SPLIT:
-              'eval' if movie > 9 else 'train'} for movie in range(1, 12)]
+              'eval' if movie > 9 else 'valid' if valid_percent and movie == 9 else 'train'}
+             for movie in range(1, 12)]
   built = list(timelines.timeline_examples(ratings, 2.0, 2, 3))
-  examples = list(timelines.split_examples(built, b'1', eval_examples, 10, 3))
+  examples = list(timelines.split_examples(built, b'1', eval_examples, 10, 3, valid_percent))
   ends = [(fields[f.CONTEXT_MOVIE_IDS], fields[f.MOVIE_ID]) for split, fields in examples
           if fields[f.WINDOW_END]]
-  last_train = b'9' if eval_examples == 'future' else b'10'
   assert ends[-1][1] == last_train
   assert all(split == 'train' for split, fields in examples if fields[f.WINDOW_END])
   # Every training next movie is a target exactly once: in a window's context after its
@@ -219,7 +247,7 @@ def test_window_ends_tile_the_training_timeline_back_from_its_last_example(eval_
   targets = [movie for context, next_movie in ends for movie in context[1:] + [next_movie]]
   trained = [fields[f.MOVIE_ID] for split, fields in examples if split == 'train']
   assert sorted(targets) == sorted(trained)
-  # The refit's windows (train and eval) end at the user's last example and tile all of them.
+  # The refit's windows (every split) end at the user's last example and tile all of them.
   ends_all = [(fields[f.CONTEXT_MOVIE_IDS], fields[f.MOVIE_ID]) for _, fields in examples
               if fields[f.WINDOW_END_ALL]]
   assert ends_all[-1][1] == b'11'

@@ -163,12 +163,14 @@ def _require_examples(counts: Dict[str, int], split_names: List[str], input_base
         f"rating{'s' if total != 1 else ''} in all); {hint}", path=input_base)
 
 
-def _train_fraction(output_config: example_gen_pb2.Output) -> float:
+def _time_fractions(output_config: example_gen_pb2.Output) -> List[float]:
+  """The share of the ratings before each split's end, for every split but the last: the
+  splits follow each other in time in the output config's order (train, valid, eval)."""
   buckets = [split.hash_buckets for split in output_config.split_config.splits]
-  if len(buckets) != 2:
-    raise ValueError('the time split needs exactly two output splits (train, eval), '
+  if len(buckets) < 2:
+    raise ValueError('the time split needs at least two output splits (train, eval), '
                      f'got {len(buckets)}')
-  return buckets[0] / sum(buckets)
+  return (np.cumsum(buckets[:-1]) / sum(buckets)).tolist()
 
 
 def time_cutoff(timestamps: Sequence[int], train_fraction: float) -> int:
@@ -178,19 +180,22 @@ def time_cutoff(timestamps: Sequence[int], train_fraction: float) -> int:
   return int(np.partition(timestamps, rank)[rank])
 
 
-def _split_by_time(batch, cutoff: int, split_names: List[str]):
-  """A record batch's serialized tf.Examples, one list per split: before the cutoff, after."""
-  is_eval = np.asarray(batch.column(f.TIMESTAMP).flatten()) >= cutoff
-  parts = ([], [])
-  for example, late in zip(encode_examples(batch), is_eval.tolist()):
-    parts[late].append(example)
+def _split_by_time(batch, cutoffs: List[int], split_names: List[str]):
+  """A record batch's serialized tf.Examples, one list per split: split i holds the ratings
+  from cutoffs[i - 1] (inclusive) to cutoffs[i] (exclusive)."""
+  split_of = np.searchsorted(np.asarray(cutoffs, np.int64),
+                             np.asarray(batch.column(f.TIMESTAMP).flatten()), side='right')
+  parts = [[] for _ in split_names]
+  for example, split in zip(encode_examples(batch), split_of.tolist()):
+    parts[split].append(example)
   for name, part in zip(split_names, parts):
     if part:
       yield beam.pvalue.TaggedOutput(name, part)
 
 
 class TimeSplitExecutor(Executor):
-  """Train on the earlier ratings, evaluate on the latest ones."""
+  """Train on the earlier ratings, evaluate on the latest ones (and with a validation split,
+  validate on the ones just before those)."""
 
   EMPTY_SPLIT_HINT = (
       'the time split trains on the ratings strictly before the cutoff (the timestamp found '
@@ -199,12 +204,16 @@ class TimeSplitExecutor(Executor):
 
   def _split(self, ratings: byte_ranges.RatingBatches, output_config: example_gen_pb2.Output,
              split_names: List[str]) -> Dict[str, beam.pvalue.PCollection]:
-    train_fraction = _train_fraction(output_config)
-    # The kept ratings' timestamps, 8 bytes a rating, meet in one worker for the exact cutoff.
+    fractions = _time_fractions(output_config)
+
+    def cutoffs(arrays):
+      timestamps = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+      return [time_cutoff(timestamps, fraction) for fraction in fractions]
+
+    # The kept ratings' timestamps, 8 bytes a rating, meet in one worker for the exact cutoffs.
     cutoff = (ratings.kept_timestamps
               | 'AllTimestamps' >> beam.combiners.ToList()
-              | 'Cutoff' >> beam.Map(lambda arrays: time_cutoff(
-                  np.concatenate(arrays) if arrays else np.zeros(0, np.int64), train_fraction)))
+              | 'Cutoff' >> beam.Map(cutoffs))
     splits = ratings.batches | 'SplitByTime' >> beam.FlatMap(
         _split_by_time, beam.pvalue.AsSingleton(cutoff), split_names).with_outputs(*split_names)
     return {name: splits[name] for name in split_names}

@@ -5,8 +5,10 @@ ingested span, components/ingest/spans.py): the newest `--train-spans` spans. It
 what the model's examples are built from (TimelineGen, or the Transform of the ratings):
 - eval: the newest span's eval split, which no model has trained on yet (with the time
   split, the newest span's last days). The gate compares the new model and the live one there.
-- train: everything else: the earlier spans whole (their eval splits included: those are old
-  news now) and the newest span's train split.
+- valid: the newest span's valid split, when it has one (the days before its eval split),
+  which early stopping reads.
+- train: everything else: the earlier spans whole (their valid and eval splits included:
+  those are old news now) and the newest span's train split.
 The files are copied, not parsed: every span's are gzipped TFRecords of tf.Examples.
 """
 import dataclasses
@@ -22,6 +24,8 @@ from tfx.types import Artifact, artifact_utils
 from components.ingest.spans import SPAN_PROPERTY, describe
 
 EVAL_SPLIT = 'eval'
+# The newest span's splits that keep their name; every other split folder is train.
+HELD_OUT_SPLITS = ('valid', EVAL_SPLIT)
 # The window's custom property naming the spans joined ('1-4').
 SPANS_PROPERTY = 'spans'
 
@@ -35,15 +39,17 @@ class SpanSplits:
 
 def window_splits(spans: Iterable[SpanSplits]) -> Dict[str, List[Tuple[int, str, str]]]:
   """Where each split folder of each span goes: {'train': [(span, split, folder)...],
-  'eval': [...]}, oldest span first. Only the newest span's eval split is eval."""
+  'valid': [...], 'eval': [...]}, oldest span first. Only the newest span's eval (and valid)
+  split is eval (valid); 'valid' is there only when the newest span has one."""
   ordered = sorted(spans, key=lambda span: span.span)
   if not ordered:
     raise ValueError('no spans to join: ExampleGen has ingested none')
   newest = ordered[-1].span
-  joined = {'train': [], EVAL_SPLIT: []}
+  joined = {'train': [], **{split: [] for split in HELD_OUT_SPLITS
+                             if split in ordered[-1].split_uris or split == EVAL_SPLIT}}
   for span in ordered:
     for split, uri in sorted(span.split_uris.items()):
-      target = EVAL_SPLIT if span.span == newest and split == EVAL_SPLIT else 'train'
+      target = split if span.span == newest and split in HELD_OUT_SPLITS else 'train'
       joined[target].append((span.span, split, uri))
   return joined
 
@@ -88,7 +94,8 @@ def SpanWindow(
     examples: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples]
 ) -> None:
   """Joins the resolved spans (the latest artifact of each span number) into one Examples
-  artifact: eval is the newest span's eval split, train all the rest (module docstring)."""
+  artifact: eval (valid) is the newest span's eval (valid) split, train all the rest (module
+  docstring)."""
   numbers = join_spans(spans, examples)
   missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
   logging.info('SpanWindow: trains on span%s %s, evaluates on span %d\'s eval split%s',

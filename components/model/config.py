@@ -28,6 +28,17 @@ TRAIN_POSITIONS = ('last', 'every')
 # on train and eval, and every-position training then reads the windows of both
 # (features.WINDOW_END_OF_SPLITS).
 TRAIN_SPLITS_KEY = 'train_splits'
+# The Refit's custom_config key: true when the Trainer continues its base model (the gated
+# one) for refit_epochs on every split, with no validation split to stop on.
+REFIT_KEY = 'refit'
+# The validation metric early stopping watches (epoch_metrics.CatalogueTopK's) and its k.
+EARLY_STOPPING_K = 10
+# Beside a trained model's SavedModels (components/trainer.py): a JSON list, one entry per
+# ensemble member, of what its fit did ({'epochs': run, 'loss': per epoch, 'best_epoch': kept,
+# 'val_top_10_accuracy': its figure}).
+FIT_FILE = 'fit.json'
+# Where the Trainer's TensorBoard profiler trace goes (profile_steps), under its ModelRun.
+PROFILE_DIR = 'member-0/train/plugins/profile'
 
 # What ModelConfig.tuned sets per kind on top of the dataclass defaults (each kind's `tuned`):
 # the settings that reached the quality targets on MovieLens (docs/benchmarks.md says what
@@ -66,10 +77,22 @@ class ModelConfig:
       False, 'timestamp buckets and the z-scored timestamp in the query tower')
   use_title: bool = documented(True, 'the title-token embedding in the candidate tower')
   use_genres: bool = documented(True, 'the genre embedding in the candidate tower')
-  epochs: int = documented(10, 'passes over the training split')
+  # With a validation split (the pipeline's --valid-percent) a maximum: training stops once the
+  # validation top-10 accuracy has not risen for early_stopping_patience epochs, and keeps the
+  # weights of its best epoch.
+  epochs: int = documented(10, 'most passes over the training split')
+  early_stopping_patience: int = documented(
+      3, "stop training once the validation split's top-10 accuracy has not risen for this "
+      'many epochs, and keep the best epoch\'s weights (0: train every epoch)')
   # components/model/warm_start.py; the pipeline's --warm-start gives the Trainer the model.
   warm_start_epochs: int = documented(
-      3, 'passes over the training split when starting from a previous model (--warm-start)')
+      3, 'most passes over the training split when starting from a previous model '
+      '(--warm-start)')
+  # The Refit continues the gated model's weights on every split (pipeline/pipeline.py):
+  # the newest ratings, which the gated model never trained on, at the cost of a few epochs
+  # instead of a second training from scratch.
+  refit_epochs: int = documented(
+      2, "passes of the refit over train + valid + eval, continuing the gated model's weights")
   batch_size: int = documented(1024, 'training examples per step')
   learning_rate: float = documented(0.05, "the towers' optimizer's learning rate")
   optimizer: str = documented('adagrad', "the towers' optimizer", choices=OPTIMIZERS)
@@ -153,6 +176,10 @@ class ModelConfig:
       'feed-forward outputs, in training')
   seed: int = documented(
       42, 'seed of the starting weights and the order of the batches')
+  # TensorBoard's profiler (its Profile tab: each op's time, the input pipeline's share).
+  profile_steps: int = documented(
+      0, "trace this many training steps of the first model (from its second step) with "
+      "TensorBoard's profiler, into the Trainer's logs (<ModelRun>/" + PROFILE_DIR + '); 0: none')
   # components/model/distribution.py; the workers themselves come from TF_CONFIG (the Kubeflow
   # runner's --trainer-workers, docs/kubeflow.md). batch_size stays the examples of one step,
   # all workers together.
@@ -193,7 +220,13 @@ class ModelConfig:
                        f'{tuple(f.RATING_SCALES)}')
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
-    for name in ('embedding_dim', 'epochs', 'warm_start_epochs', 'batch_size', 'top_k',
+    if self.profile_steps < 0:
+      raise ValueError(f'profile_steps must be >= 0 (0: no trace), got {self.profile_steps}')
+    if self.early_stopping_patience < 0:
+      raise ValueError('early_stopping_patience must be >= 0 (0: no early stopping), got '
+                       f'{self.early_stopping_patience}')
+    for name in ('embedding_dim', 'epochs', 'warm_start_epochs', 'refit_epochs', 'batch_size',
+                 'top_k',
                  'timestamp_buckets', 'max_excluded', 'max_context_length', 'ensemble_size', 'fallback_days',
                  'max_catalogue_negatives',
                  'attention_blocks', 'attention_heads'):

@@ -56,6 +56,7 @@ class PipelineSettings(Protocol):
   split: str
   timeline_eval_percent: int
   timeline_schema_file: str
+  valid_percent: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +237,8 @@ class Sequential(ModelKind):
         min_timeline_length=settings.min_timeline_length,
         max_context_length=settings.model.max_context_length,
         eval_percent=settings.timeline_eval_percent,
-        eval_examples=TIMELINE_EVAL_RULES[settings.split])
+        eval_examples=TIMELINE_EVAL_RULES[settings.split],
+        valid_percent=settings.valid_percent)
     timeline_gen.add_upstream_node(after)
     from components.curated_schema import CuratedSchemaGen
     timeline_schema_gen = CuratedSchemaGen(  # pylint: disable=no-value-for-parameter

@@ -58,11 +58,11 @@ def dense_stack(layer_sizes: Sequence[int], name: str,
 
 
 def query_dense(config: ModelConfig) -> tf.keras.Sequential:
-  """The query tower's dense layers, behind config.query_dropout when set."""
-  dense = dense_stack(config.layer_sizes, name='query_dense')
-  if not config.query_dropout:
-    return dense
-  return tf.keras.Sequential([tf.keras.layers.Dropout(config.query_dropout), dense],
+  """The query tower's dense layers, behind config.query_dropout (a rate of 0 passes the input
+  through). One structure whatever the rate, so the weights keep their checkpoint names: a
+  model trained with dropout continues without it (warm_start.py, the refit)."""
+  return tf.keras.Sequential([tf.keras.layers.Dropout(config.query_dropout),
+                              dense_stack(config.layer_sizes, name='query_dense')],
                              name='query_dropout_dense')
 
 

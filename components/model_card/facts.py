@@ -26,8 +26,9 @@ KIND_SUMMARIES = {
     'sequential': "next-movie retrieval from the user's watch history",
 }
 # ModelConfig fields worth a reader's attention (the rest are in the model's config JSON).
-SHOWN_CONFIG = ('kind', 'history_encoder', 'embedding_dim', 'layer_sizes', 'epochs',
-                'warm_start_epochs', 'ensemble_size', 'learning_rate', 'batch_size',
+SHOWN_CONFIG = ('kind', 'history_encoder', 'train_positions', 'embedding_dim', 'layer_sizes',
+                'epochs', 'early_stopping_patience', 'warm_start_epochs', 'refit_epochs',
+                'ensemble_size', 'learning_rate', 'batch_size',
                 'negatives', 'max_context_length', 'use_timestamps', 'use_user_id', 'index',
                 'exclude_seen', 'fallback_days', 'seed')
 
