@@ -8,7 +8,8 @@ epoch_metrics.CatalogueTopK).
 With a base model (the pipeline's --warm-start: the latest blessed model), each model starts
 from its weights (components/model/warm_start.py) and trains at most warm_start_epochs. The
 Refit (custom_config REFIT_KEY) starts from the gated model's weights and continues them for
-refit_epochs over every split. Every model leaves its own weights for the next
+refit_epochs over every split (or, with refit_from 'scratch', trains fresh weights for the
+epochs the gated model kept). Every model leaves its own weights for the next
 (Format-WarmStart/ beside its SavedModels).
 
 Passed to the Trainer as a dotted path ('components.trainer.run_fn'), as the TFX taxi template
@@ -188,27 +189,33 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   eval_dataset: the validation split, each epoch's top-k and early stopping's (None: neither).
   base_model_dir: a previous model's folder to start from, for config.warm_start_epochs (None,
   or one without warm-start weights: from scratch, for config.epochs). refit: base_model_dir
-  is the gated model, continued for config.refit_epochs, with no early stopping. log_dir: where
-  TensorBoard's event files go (a folder per ensemble member, member-<i>): each epoch's losses
-  and the eval split's catalogue top-k accuracy (epoch_metrics.py), over the eval split's first
-  MAX_EVAL_EXAMPLES.
+  is the gated model, continued for config.refit_epochs (refit_from 'gated') or trained again
+  for the epochs it kept ('scratch'), with no early stopping. log_dir: where
+  TensorBoard's event files go (a folder per ensemble member, member-<i>): each epoch's training
+  loss and the validation split's catalogue top-k accuracy and loss (epoch_metrics.py), over
+  its first MAX_EVAL_EXAMPLES.
   training: this process's part in config.distribution (components/model/distribution.py),
   started before TensorFlow's first op; None: started here. With several workers each trains
   on its share of every batch, and only the chief writes the SavedModels, weights and logs.
   """
   training = training or distribution.of(config.distribution).start()
   if eval_dataset is not None:
-    # Each epoch's validation loss and top-k (TensorBoard's curves, not the gate: the Evaluator
-    # reads the whole split) from its first MAX_EVAL_EXAMPLES: the whole split of 10M ratings
-    # (2M examples) took 75 s an epoch, 5 minutes of the Trainer's and the Refit's 2 epochs.
+    # Each epoch's validation loss and top-k (early stopping's and TensorBoard's; the gate is
+    # the Evaluator's, on the eval split) from its first MAX_EVAL_EXAMPLES: a whole split of
+    # 10M ratings (2M examples) took 75 s an epoch.
     eval_dataset = eval_dataset.take(math.ceil(MAX_EVAL_EXAMPLES / config.batch_size))
   catalogue = Catalogue.from_dataset(catalogue_dataset)
   absl.logging.info('Catalogue: %d movies', len(catalogue))
   vocabularies = {name: tft_output.vocabulary_by_name(name) for name in f.VOCABULARIES}
   warm = warm_start.has_state(base_model_dir)
-  if refit and not warm:
+  if refit and config.refit_from == 'gated' and not warm:
     raise ValueError(f'the refit continues the gated model, and {base_model_dir} holds no '
                      f'warm-start weights ({warm_start.STATE_DIR}/)')
+  if refit and config.refit_from == 'scratch':
+    warm, epochs = False, kept_epochs(base_model_dir, config.epochs)
+  else:
+    epochs = (config.refit_epochs if refit else config.warm_start_epochs if warm
+              else config.epochs)
   if base_model_dir and not warm:
     absl.logging.warning('%s holds no warm-start weights: training from scratch',
                          base_model_dir)
@@ -218,8 +225,6 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
     model.compute_loss(next(iter(train_dataset(seed))), training=False)  # one batch
     return model
 
-  epochs = (config.refit_epochs if refit else config.warm_start_epochs if warm
-            else config.epochs)
   # The chief alone measures the validation top-k: with several workers a stop on one would
   # leave the others waiting in an all-reduce.
   patience = (config.early_stopping_patience
@@ -244,7 +249,6 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
                          tft_output, patience, config.profile_steps if member == 0 else 0))
     history = model.fit(**training.fit_arguments(
                             train_dataset(seed), train_examples(config, train_dataset, catalogue),
-                            None if refit else eval_dataset, lambda: _examples(eval_dataset),
                             config.batch_size),
                         epochs=epochs, verbose=2, callbacks=callbacks)
     fits.append(_epochs_trained(history, callbacks))
@@ -258,6 +262,16 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
             serving_model_dir, eval_model_dir, fits)
   training.finish()
   return model
+
+
+def kept_epochs(model_dir: Optional[str], default: int) -> int:
+  """The most epochs a member of the model in model_dir kept (its best epoch when it stopped
+  early, else all it ran), from its FIT_FILE; default when it has none."""
+  path = os.path.join(model_dir, FIT_FILE) if model_dir else None
+  if not path or not tf.io.gfile.exists(path):
+    return default
+  with tf.io.gfile.GFile(path) as file:
+    return max(fit.get('best_epoch', fit['epochs']) for fit in json.load(file))
 
 
 def train_examples(config: ModelConfig, train_dataset: Callable[[int], tf.data.Dataset],

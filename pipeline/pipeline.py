@@ -182,7 +182,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     # (components/model_card/).
     model_card = ModelCard(
         model=(refit or trainer).outputs['model'],
-        model_run=(refit or trainer).outputs['model_run'],
+        # The gated Trainer's curves: where the validation split stopped it.
+        model_run=trainer.outputs['model_run'],
         evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
         pushed_model=pusher.outputs['pushed_model'],
         transform_graph=transform.outputs['transform_graph'], examples=model_data.examples,

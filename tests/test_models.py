@@ -2,8 +2,11 @@
 blessed and pushed, and what their serving signatures promise (ratings in range, any history
 length, exclusions, clear errors on bad input). The sequential run is the pipeline's default
 (no --model, the time split): it answers users the training data never saw."""
+import contextlib
+import io
 import os
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -49,11 +52,18 @@ def portable_pipelines():
 
 
 @pytest.fixture(scope='module')
-def sequential_run(small_dataset, tmp_path_factory, portable_pipelines):
+def sequential_run_output():
+  """What the module's default run printed."""
+  return []
+
+
+@pytest.fixture(scope='module')
+def sequential_run(small_dataset, tmp_path_factory, portable_pipelines, sequential_run_output):
   """The default run (the sequential model, gated on the time split, refitted), one model
   instead of the tuned ensemble of 3 to save test time (ensembles: the exclusions test); its
   data stages through Beam's portable runner (--beam-preset portable-local), counted in
-  portable_pipelines."""
+  portable_pipelines; 2 training steps traced by TensorBoard's profiler. What it printed is
+  in sequential_run_output."""
   from apache_beam.runners.portability import portable_runner
   run_on_portable_runner = portable_runner.PortableRunner.run_pipeline
 
@@ -62,10 +72,13 @@ def sequential_run(small_dataset, tmp_path_factory, portable_pipelines):
     return run_on_portable_runner(self, pipeline, options)
 
   workdir = tmp_path_factory.mktemp('sequential')
-  with pytest.MonkeyPatch.context() as patch:
+  printed = io.StringIO()
+  with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
     patch.setattr(portable_runner.PortableRunner, 'run_pipeline', counting_run_pipeline)
     exit_code = run_pipeline(small_dataset, workdir, '--ensemble-size', '1', '--beam-preset',
-                             'portable-local')
+                             'portable-local', '--profile-steps', '2')
+  sequential_run_output.append(printed.getvalue())
+  print(printed.getvalue())
   return exit_code, workdir, latest_run_results(str(workdir / 'metadata.sqlite'))
 
 
@@ -585,6 +598,23 @@ def test_the_refit_continues_the_gated_model_from_its_weights(sequential_run, tm
   assert fit['loss'][0] == pytest.approx(gated_loss, rel=1e-3)
   fresh = build_model(config, tft_output, catalogue)
   assert float(fresh.compute_loss(batch, training=True)) > 1.1 * gated_loss
+
+
+def test_the_profiler_trace_is_written_where_the_run_says(sequential_run,
+                                                         sequential_run_output):
+  _, _, results = sequential_run
+  [line] = [line for line in sequential_run_output[0].splitlines()
+            if line.startswith('Profiler trace (2 steps): ')]
+  trace_dir = pathlib.Path(re.match(r'Profiler trace \(2 steps\): (\S+)', line).group(1))
+  assert trace_dir.is_relative_to(results.outputs[('Trainer', 'ModelRun')])
+  assert list(trace_dir.glob('*/*.xplane.pb'))  # TensorBoard's Profile tab reads these
+
+
+def test_the_run_says_what_each_trainer_s_fit_did(sequential_run_output):
+  printed = sequential_run_output[0]
+  assert re.search(r'^Trainer: +\d+ epochs?, (stopped early, kept epoch \d+|kept the last) '
+                   r'\(validation top-10 0\.\d{4}\)$', printed, re.MULTILINE)
+  assert re.search(r'^Refit: +2 epochs$', printed, re.MULTILINE)
 
 
 def test_recommend_cli_takes_a_history_for_sequential_models(sequential_run, capsys):

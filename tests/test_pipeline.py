@@ -59,7 +59,7 @@ def test_the_trainer_writes_each_epochs_losses_and_top_k_accuracy_for_tensorboar
                                                                'member-2']
   train = _scalars(model_run / 'member-0' / 'train')
   validation = _scalars(model_run / 'member-0' / 'validation')
-  assert len(train['epoch_loss']) == 5 and len(validation['epoch_loss']) == 5
+  assert len(train['epoch_loss']) == 5 and len(validation['epoch_catalogue_loss']) == 5
   top_10, top_100 = validation['epoch_top_10_accuracy'], validation['epoch_top_100_accuracy']
   assert len(top_100) == 5 and all(0 <= low <= high <= 1 for low, high in zip(top_10, top_100))
   assert top_100[-1] > top_100[0]  # it learns

@@ -31,6 +31,8 @@ TRAIN_SPLITS_KEY = 'train_splits'
 # The Refit's custom_config key: true when the Trainer continues its base model (the gated
 # one) for refit_epochs on every split, with no validation split to stop on.
 REFIT_KEY = 'refit'
+# Where the Refit starts (components/trainer.py): the gated model's weights, or fresh ones.
+REFIT_STARTS = ('gated', 'scratch')
 # The validation metric early stopping watches (epoch_metrics.CatalogueTopK's) and its k.
 EARLY_STOPPING_K = 10
 # Beside a trained model's SavedModels (components/trainer.py): a JSON list, one entry per
@@ -91,8 +93,13 @@ class ModelConfig:
   # The Refit continues the gated model's weights on every split (pipeline/pipeline.py):
   # the newest ratings, which the gated model never trained on, at the cost of a few epochs
   # instead of a second training from scratch.
+  refit_from: str = documented(
+      'gated', "where the refit starts: the gated model's weights, continued for "
+      "--refit-epochs, or fresh weights trained for as many epochs as the gated model kept "
+      '(its best epoch)', choices=REFIT_STARTS)
   refit_epochs: int = documented(
-      2, "passes of the refit over train + valid + eval, continuing the gated model's weights")
+      2, "passes of the refit over train + valid + eval when it continues the gated model's "
+      'weights (--refit-from gated)')
   batch_size: int = documented(1024, 'training examples per step')
   learning_rate: float = documented(0.05, "the towers' optimizer's learning rate")
   optimizer: str = documented('adagrad', "the towers' optimizer", choices=OPTIMIZERS)
@@ -220,6 +227,8 @@ class ModelConfig:
                        f'{tuple(f.RATING_SCALES)}')
     if self.index not in INDEX_KINDS:
       raise ValueError(f'index {self.index!r} is not one of {INDEX_KINDS}')
+    if self.refit_from not in REFIT_STARTS:
+      raise ValueError(f'refit_from {self.refit_from!r} is not one of {REFIT_STARTS}')
     if self.profile_steps < 0:
       raise ValueError(f'profile_steps must be >= 0 (0: no trace), got {self.profile_steps}')
     if self.early_stopping_patience < 0:

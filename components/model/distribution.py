@@ -157,13 +157,12 @@ class Distribution:
     return config
 
   def fit_arguments(self, train: tf.data.Dataset, train_examples: Callable[[], int],
-                    eval_dataset: Optional[tf.data.Dataset],
-                    eval_examples: Callable[[], int], batch_size: int) -> Dict[str, Any]:
-    """Model.fit's data arguments on this worker.
+                    batch_size: int) -> Dict[str, Any]:
+    """Model.fit's data arguments on this worker (no validation_data: the Trainer's epoch
+    callbacks measure the validation split, components/model/epoch_metrics.py).
 
-    train, eval_dataset: one pass over each split in batches of batch_size (eval may be None);
-    train_examples(), eval_examples(): the rows in train and in eval_dataset (counted only if
-    needed).
+    train: one pass over the training split in batches of batch_size; train_examples(): its
+    rows (counted only if needed).
     """
     raise NotImplementedError
 
@@ -197,8 +196,8 @@ class OneProcess(Distribution):
   def scope(self):
     return contextlib.nullcontext()
 
-  def fit_arguments(self, train, train_examples, eval_dataset, eval_examples, batch_size):
-    return {'x': train, 'validation_data': eval_dataset}
+  def fit_arguments(self, train, train_examples, batch_size):
+    return {'x': train}
 
 
 class MultiWorkerMirrored(Distribution):
@@ -244,13 +243,9 @@ class MultiWorkerMirrored(Distribution):
     return (self.strategy.distribute_datasets_from_function(shard),
             max(1, math.ceil(examples / batch_size)))
 
-  def fit_arguments(self, train, train_examples, eval_dataset, eval_examples, batch_size):
+  def fit_arguments(self, train, train_examples, batch_size):
     x, steps = self._shards(train, train_examples(), batch_size)
-    arguments = {'x': x, 'steps_per_epoch': steps}
-    if eval_dataset is not None:
-      arguments['validation_data'], arguments['validation_steps'] = self._shards(
-          eval_dataset, eval_examples(), batch_size)
-    return arguments
+    return {'x': x, 'steps_per_epoch': steps}
 
   def exportable(self, trained, build):
     if not self.writes_outputs:

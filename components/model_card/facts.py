@@ -75,7 +75,7 @@ class Artifact:
 @dataclasses.dataclass
 class CardFacts:
   """model_name/version: as served. training_curve: member -> tag -> value per epoch
-  ('loss', 'validation loss', 'validation top-10 accuracy', ...)."""
+  ('loss', 'validation catalogue_loss', 'validation top-10 accuracy', ...)."""
   model_name: str
   version: str
   pushed_to: str
@@ -168,7 +168,8 @@ def _scalars(folder: str) -> Dict[str, List[float]]:
 
 
 def training_curve(model_run_uri: str) -> Dict[str, Dict[str, List[float]]]:
-  """member -> {'loss': [...], 'validation loss': [...], 'validation top-10 accuracy': ...}
+  """member -> {'loss': [...], 'validation catalogue_loss': [...], 'validation top-10 accuracy':
+  ...}
   from the Trainer's TensorBoard logs (a folder per ensemble member)."""
   curves = {}
   for member in sorted(glob.glob(os.path.join(model_run_uri, 'member-*'))):

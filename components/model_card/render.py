@@ -87,23 +87,23 @@ def segments_plot(facts: CardFacts) -> bytes:
 
 
 def training_plot(facts: CardFacts) -> bytes:
-  """Per epoch: the training and eval losses (left) and the eval split's top-k accuracy
-  (right), a line per ensemble member, a colour per curve."""
+  """Per epoch: the training loss (left) and the validation split's top-k accuracy (right),
+  a line per ensemble member, a colour per curve."""
   figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(9, 3.2))
   colours: Dict[str, str] = {}
   for curve in facts.training_curve.values():
     for name, values in sorted(curve.items()):
-      if name in ('loss', 'validation loss'):
+      if name == 'loss':
         axes = loss_axes
       elif 'accuracy' in name:
         axes = accuracy_axes
-      else:  # regularization and total losses: in TensorBoard
+      else:  # regularization, total and validation losses: in TensorBoard
         continue
       first = name not in colours
       colours.setdefault(name, f'C{len(colours)}')
       axes.plot(range(1, len(values) + 1), values, color=colours[name], alpha=0.8,
                 label=name if first else None)
-  for axes, label in ((loss_axes, 'loss'), (accuracy_axes, 'eval split top-k accuracy')):
+  for axes, label in ((loss_axes, 'loss'), (accuracy_axes, 'validation top-k accuracy')):
     axes.set_xlabel('epoch')
     axes.set_ylabel(label)
     axes.grid(alpha=0.3)
