@@ -243,6 +243,9 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
         build_weights(model, seed)
     if warm:
       summaries.append(warm_start.restore(model, member, base_model_dir, vocabularies))
+      if refit:  # the same run's gated model: its optimizer goes on where it stopped
+        summaries[-1]['optimizer'] = warm_start.restore_optimizer(model, member,
+                                                                  base_model_dir)
       absl.logging.info('Warm start of member %d: %s', member, summaries[-1])
     callbacks = training.callbacks(
         _epoch_callbacks(log_dir, member, None if refit else eval_dataset, catalogue,
@@ -298,6 +301,7 @@ def _export(config: ModelConfig, tft_output: tft.TFTransformOutput, catalogue: C
   did (FIT_FILE: epochs run, best epoch), the serving SavedModel and the eval one."""
   model_dir = os.path.dirname(serving_model_dir.rstrip('/'))
   state_dir = warm_start.save(members, vocabularies, model_dir)
+  warm_start.save_optimizer(members, model_dir)
   if summaries:
     with tf.io.gfile.GFile(os.path.join(state_dir, warm_start.SUMMARY_FILE), 'w') as file:
       json.dump(summaries, file, indent=1)

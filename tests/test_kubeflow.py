@@ -44,7 +44,8 @@ def test_components_depend_on_each_other_in_data_flow_order(spec):
       set(tasks['DistributionValidator'].dependent_tasks)
   assert 'DistributionValidator' in tasks['DriftGate'].dependent_tasks
   assert {'Transform', 'Refit'} <= {*tasks['Refit'].dependent_tasks, 'Refit'}
-  assert 'Trainer' not in tasks['Refit'].dependent_tasks  # the two train at once
+  assert 'Trainer' in tasks['Refit'].dependent_tasks  # it continues the gated model
+  assert 'Evaluator' not in tasks['Refit'].dependent_tasks  # beside the gate
   assert 'Refit' in tasks['Pusher'].dependent_tasks
   assert 'ImportSchemaGen' in tasks['ExampleValidator'].dependent_tasks
 
@@ -85,7 +86,9 @@ def test_functions_and_parameters_reach_the_components(spec):
     assert _parameter(spec, trainer, 'run_fn') == 'components.trainer.run_fn'
     assert json.loads(_parameter(spec, trainer, 'custom_config'))['epochs'] == 3
   assert json.loads(_parameter(spec, 'Trainer', 'train_args')) == {'splits': ['train']}
-  assert json.loads(_parameter(spec, 'Refit', 'train_args')) == {'splits': ['train', 'eval']}
+  assert json.loads(_parameter(spec, 'Trainer', 'eval_args')) == {'splits': ['valid']}
+  assert json.loads(_parameter(spec, 'Refit', 'train_args')) == {
+      'splits': ['train', 'valid', 'eval']}
   assert _parameter(spec, 'FileBasedExampleGen', 'input_base') == 'gs://bucket/movielens/ml-100k'
   assert _parameter(spec, 'ImportSchemaGen', 'schema_file') == runner.IMAGE_SCHEMA_FILE
   push = json.loads(_parameter(spec, 'Pusher', 'push_destination'))

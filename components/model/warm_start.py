@@ -10,8 +10,12 @@ and `restore` copies into a freshly built model:
 - every other weight of the same name and shape (dense layers, the history encoder);
 - nothing else: a weight whose shape changed with the config starts fresh, and is counted.
 
-Only the weights move: the optimizer starts afresh, on the warm schedule
-(ModelConfig.warm_start_epochs).
+Across runs only the weights move: the optimizer starts afresh, on the warm schedule
+(ModelConfig.warm_start_epochs). The refit, which continues the gated model of its own run
+(same vocabularies, same variables), also takes the optimizer's state (`save_optimizer`,
+`restore_optimizer`): Adagrad's accumulated squared gradients, Adam's moments. A fresh Adagrad
+takes steps of about the learning rate on every row it touches, the first epoch a jolt away
+from the weights it continues.
 """
 import io
 import json
@@ -166,3 +170,42 @@ def restore(member: tf.keras.Model, index: int, model_dir: str,
       continue
     summary['fresh'].append(key)
   return summary
+
+
+def _optimizer_file(state_dir: str, index: int) -> str:
+  return os.path.join(state_dir, f'member-{index}-optimizer.npz')
+
+
+def save_optimizer(members: Sequence[tf.keras.Model], model_dir: str) -> None:
+  """Writes each member's optimizer variables (its step count, then its slots in the order of
+  the member's trainable variables) beside its weights, for a refit that continues them."""
+  state_dir = os.path.join(model_dir, STATE_DIR)
+  for index, member in enumerate(members):
+    optimizer = getattr(member, 'optimizer', None)
+    if optimizer is None or not hasattr(optimizer, 'variables') or callable(
+        getattr(optimizer, 'get_slot_names', None)):  # legacy optimizers (multitask): none
+      continue
+    buffer = io.BytesIO()
+    np.savez(buffer, *[variable.numpy() for variable in optimizer.variables])
+    with tf.io.gfile.GFile(_optimizer_file(state_dir, index), 'wb') as file:
+      file.write(buffer.getvalue())
+
+
+def restore_optimizer(member: tf.keras.Model, index: int, model_dir: str) -> bool:
+  """Builds the member's optimizer over its trainable variables and loads the optimizer state
+  save_optimizer wrote for member `index` of the model in model_dir; False (nothing loaded)
+  when there is none or its shapes differ (another config, other vocabularies)."""
+  path = _optimizer_file(os.path.join(model_dir, STATE_DIR), index)
+  optimizer = member.optimizer
+  if not tf.io.gfile.exists(path) or callable(getattr(optimizer, 'get_slot_names', None)):
+    return False
+  with tf.io.gfile.GFile(path, 'rb') as file:
+    saved = np.load(io.BytesIO(file.read()))
+    values = [saved[f'arr_{position}'] for position in range(len(saved.files))]
+  optimizer.build(member.trainable_variables)
+  variables = optimizer.variables
+  if [tuple(v.shape) for v in variables] != [value.shape for value in values]:
+    return False
+  for variable, value in zip(variables, values):
+    variable.assign(value)
+  return True
