@@ -40,7 +40,7 @@ EARLY_STOPPING_K = 10
 # 'val_top_10_accuracy': its figure}).
 FIT_FILE = 'fit.json'
 # Where the Trainer's TensorBoard profiler trace goes (profile_steps), under its ModelRun.
-PROFILE_DIR = 'member-0/train/plugins/profile'
+PROFILE_DIR = 'member-0/plugins/profile'
 
 # What ModelConfig.tuned sets per kind on top of the dataclass defaults (each kind's `tuned`):
 # the settings that reached the quality targets on MovieLens (docs/benchmarks.md says what
@@ -98,7 +98,7 @@ class ModelConfig:
       "--refit-epochs, or fresh weights trained for as many epochs as the gated model kept "
       '(its best epoch)', choices=REFIT_STARTS)
   refit_epochs: int = documented(
-      2, "passes of the refit over train + valid + eval when it continues the gated model's "
+      5, "passes of the refit over train + valid + eval when it continues the gated model's "
       'weights (--refit-from gated)')
   batch_size: int = documented(1024, 'training examples per step')
   learning_rate: float = documented(0.05, "the towers' optimizer's learning rate")

@@ -158,12 +158,15 @@ def segments(evaluation_uri: str) -> List[Segment]:
 
 
 def _scalars(folder: str) -> Dict[str, List[float]]:
-  """{tag: [value per epoch]} of the TensorBoard event files in one folder."""
+  """{tag: [value per epoch]} of the TensorBoard event files in one folder: the scalars (a
+  profiler trace adds summaries of its own there, which are not)."""
   values: Dict[str, List[float]] = {}
   for path in sorted(glob.glob(os.path.join(folder, 'events.out.tfevents.*'))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        values.setdefault(value.tag, []).append(float(tf.make_ndarray(value.tensor)))
+        array = tf.make_ndarray(value.tensor)
+        if array.dtype.kind in 'fiu' and array.size == 1:
+          values.setdefault(value.tag, []).append(float(array))
   return values
 
 
