@@ -353,14 +353,16 @@ def _examples_per_split(examples_uri):
 def test_a_span_run_trains_on_every_span_and_is_gated_on_the_newest_spans_eval(
     four_movie_runs):
   """Span 2's run ingested span 2 alone (span 1's Examples came from the first run), and its
-  window holds both: eval is span 2's eval split (its last ratings in time), train the rest."""
+  window holds both: eval is span 2's eval split (its last ratings in time), valid span 2's
+  valid split (the days before them), train the rest."""
   workdir, (first, second) = four_movie_runs
   span_1 = _examples_per_split(first.outputs[('FileBasedExampleGen', 'Examples')])
   span_2 = _examples_per_split(second.outputs[('FileBasedExampleGen', 'Examples')])
   assert sum(span_1.values()) == 160 and sum(span_2.values()) == 320
   window = second.outputs[('SpanWindow', 'Examples')]
   assert _examples_per_split(window) == {
-      'train': sum(span_1.values()) + span_2['train'], 'eval': span_2['eval']}
+      'train': sum(span_1.values()) + span_2['train'], 'valid': span_2['valid'],
+      'eval': span_2['eval']}
   assert all(path.name.startswith('span-2-eval-')
              for path in (pathlib.Path(window) / 'Split-eval').iterdir())
   # The gate compared the new model with the live one: the first run's refit model, which the
