@@ -93,10 +93,12 @@ def test_each_model_kind_starts_from_its_tuned_defaults_and_flags_override_them(
       assert getattr(model, name) == value
   overridden = _config('--model', 'retrieval', '--epochs', '3', '--embedding-l2', '0',
                        '--negatives', 'in-batch', '--temperature', '1', '--query-dropout', '0',
-                       '--ensemble-size', '2', '--max-context-length', '7').model
+                       '--ensemble-size', '2', '--max-context-length', '7',
+                       '--train-positions', 'last', '--batch-size', '256').model
   assert {name: getattr(overridden, name) for name in TUNED_FIELDS} == {
       'epochs': 3, 'embedding_l2': 0.0, 'negatives': 'in-batch', 'temperature': 1.0,
-      'query_dropout': 0.0, 'ensemble_size': 2, 'max_context_length': 7}
+      'query_dropout': 0.0, 'ensemble_size': 2, 'max_context_length': 7,
+      'train_positions': 'last', 'batch_size': 256}
   multitask = _config('--model', 'multitask', '--rating-weight', '2', '--retrieval-weight',
                       '0.5', '--max-rmse', '0.9')
   assert (multitask.model.rating_weight, multitask.model.retrieval_weight) == (2.0, 0.5)
