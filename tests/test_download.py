@@ -165,9 +165,10 @@ def test_archive_of_the_wrong_dataset_raises(served, tmp_path, name, archive, mi
 def test_connection_refused_fails_fast_and_says_how_to_run_offline(tmp_path, name):
   started = time.monotonic()
   with pytest.raises(DownloadError, match='download of .* failed') as caught:
-    download.fetch_dataset(name, tmp_path / 'cache', url=closed_port_url(), timeout=30,
+    download.fetch_dataset(name, tmp_path / 'cache', url=closed_port_url(), timeout=600,
                            progress=False)
-  assert time.monotonic() - started < 5
+  # A refused connection is not retried until the timeout: far below it, on any machine.
+  assert time.monotonic() - started < 60
   assert '--data-dir' in str(caught.value) and '--dataset synthetic' in str(caught.value)
   assert list((tmp_path / 'cache').iterdir()) == []
 

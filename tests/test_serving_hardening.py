@@ -294,10 +294,9 @@ def test_a_version_number_of_5000_digits_is_a_400(server, method, suffix):
 
 def test_a_body_that_stops_midway_is_a_408_then_a_close_and_no_traceback(server, capfd):
   headers = 'Content-Length: 100\r\n'
-  started = time.monotonic()
+  # Only the server's deadline answers 408: the body never completes.
   answer = _exchange(server, _request('POST', ':predict', headers=headers) + b'{"instan')
   assert _statuses(answer) == [408] and b'--rest_api_timeout_in_ms' in answer
-  assert time.monotonic() - started < 5 * TIMEOUT_MS / 1000
   with socket.create_connection(('127.0.0.1', server.rest_port), timeout=5) as raw:
     raw.sendall(_request('POST', ':predict', headers=headers) + b'{"instan')  # then hang up
   time.sleep(2 * TIMEOUT_MS / 1000)  # both handlers are done
@@ -362,31 +361,37 @@ def test_grpc_channel_arguments_reach_the_grpc_server(tiny_base_path):
 
 @pytest.mark.parametrize('threads', [1, 2])
 def test_grpc_max_threads_bounds_the_grpc_calls_handled_at_once(tiny_base_path, threads):
-  """Batching waits up to 0.5 s to fill a batch of two. With two gRPC threads two concurrent
-  calls fill one batch at once; with one, the second call is not taken until the first's
-  batch has timed out alone, and then waits out its own timeout."""
+  """Batching waits for a batch of two. With two gRPC threads two concurrent calls fill one
+  batch at once: with a 60 s batch timeout both are answered (within the 10 s the test waits)
+  only if they were batched together. With one thread the second call is not taken until the
+  first's batch has timed out alone (0.5 s), and then waits out its own timeout: at least 1 s,
+  however busy the machine (a lower bound, which slowness only lengthens)."""
+  timeout_micros = 500_000 if threads == 1 else 60_000_000
   server = ModelServer([ModelSource('tiny', str(tiny_base_path))],
                        _options(grpc_max_threads=threads),
-                       BatchingParameters(max_batch_size=2, batch_timeout_micros=500_000),
+                       BatchingParameters(max_batch_size=2, batch_timeout_micros=timeout_micros),
                        log=lambda message: None).start()
   try:
     clients = [_grpc(server) for _ in range(2)]
-    for client in clients:  # connected, and the model's first call made, before the clock
-      client.predict({'user_id': ['1']})
-    answers = []
+
+    def call_both():
+      """Both clients' answers to a call each, made at once (waiting up to 10 s for them)."""
+      answers = []
+      calls = [threading.Thread(target=lambda client=client: answers.append(
+          client.predict({'user_id': ['1']}))) for client in clients]
+      for call in calls:
+        call.start()
+      for call in calls:
+        call.join(timeout=10)
+      return answers
+
+    call_both()  # connected, and the model's first calls made, before the clock
     started = time.monotonic()
-    calls = [threading.Thread(target=lambda client=client: answers.append(
-        client.predict({'user_id': ['1']}))) for client in clients]
-    for call in calls:
-      call.start()
-    for call in calls:
-      call.join(timeout=10)
+    answers = call_both()
     elapsed = time.monotonic() - started
-    assert len(answers) == 2
+    assert len(answers) == 2  # with two threads: one batch, long before its timeout
     if threads == 1:
       assert elapsed >= 0.95
-    else:
-      assert elapsed < 0.45
   finally:
     server.stop()
 
