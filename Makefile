@@ -37,7 +37,7 @@ help:
 	@echo "make bench-quality   # top-k accuracy, NDCG@10 vs baselines (sequential: leave-last-out) [DATA_DIR=ml-100k or ml-1m folder] [ARGS=--model sequential]"
 	@echo "make bench-replay    # the future replayed in time order: models vs baselines per segment [DATA_DIR=...] [ARGS=--cut-date 1998-03-01]"
 	@echo "make bench-continuous # week-by-week retraining: warm vs cold vs frozen vs EASE vs popular [DATA_DIR=...]"
-	@echo "make bench-training RUN_WORKDIR=<a pipeline workdir> [ARGS=--model-arg=batch_size=128]  # a training step: examples/s, FLOP/s against the peak"
+	@echo "make bench-training RUN_WORKDIR=<a pipeline workdir> [ARGS='--batch-size 128']  # a training step: examples/s, FLOP/s against the peak"
 	@echo "make bench-pipeline  # per component: time, peak memory, ratings/s at 1M, 3M, 10M ratings [DATA_DIR=...] [ARGS=\"--sizes 1M --stop-after FileBasedExampleGen\"]"
 	@echo "make kubeflow-compile DATA_ROOT=gs://... PIPELINE_ROOT=gs://... IMAGE=...  # KFP V2 spec"
 	@echo "make kubeflow-image IMAGE=...   # build the pipeline image (needs Docker)"

@@ -2,7 +2,8 @@
 
 Reads a finished pipeline run's Transform output (--run-workdir: a `pipeline run` workdir,
 e.g. one of bench-replay's runs), builds the model the Trainer builds (the kind's tuned
-settings, then --model-arg flags as `pipeline run` takes them) and measures, after a warm-up:
+settings, then `pipeline run`'s model flags: --batch-size 128, --model retrieval...) and
+measures, after a warm-up:
 
 - the input pipeline alone: one pass over the training batches (for every-position training:
   the window ends, read once and then kept in memory, as the Trainer does);
@@ -21,7 +22,6 @@ settings, then --model-arg flags as `pipeline run` takes them) and measures, aft
 Prints every figure; writes nothing.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -37,6 +37,7 @@ from components.model.catalogue import Catalogue
 from components.model.config import ModelConfig
 from components.model.epoch_metrics import CatalogueTopK
 from components.trainer import _movie_table_size, _optimizer, build_model, window_ends
+from pipeline import cli
 from pipeline.results import latest_run_results
 
 
@@ -91,16 +92,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--run-workdir', required=True,
                       help='a `pipeline run` workdir whose Transform output to train on')
-  parser.add_argument('--model-arg', action='append', default=[], metavar='FIELD=VALUE',
-                      help='a ModelConfig field over the tuned defaults, e.g. batch_size=128 '
-                      '(repeatable)')
-  parser.add_argument('--epochs', type=int, default=3, help='epochs timed (default: 3)')
+  parser.add_argument('--timed-epochs', type=int, default=3,
+                      help='epochs timed after the first (default: 3)')
+  cli.add_model_arguments(parser)
   args = parser.parse_args(argv)
-  overrides = {}
-  for item in args.model_arg:
-    name, _, value = item.partition('=')
-    overrides[name] = json.loads(value) if value[:1] in '0123456789-[{"tf' else value
-  config = ModelConfig.tuned(**{'ensemble_size': 1, **overrides})
+  config = cli.model_config_from_args(args)
   outputs = transform_outputs(args.run_workdir)
   tft_output = tft.TFTransformOutput(outputs['graph'])
 
@@ -129,8 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   model.fit(batches, epochs=1, verbose=0)
   first_epoch = time.perf_counter() - started
   started = time.perf_counter()
-  model.fit(batches, epochs=args.epochs, verbose=0)
-  epoch = (time.perf_counter() - started) / args.epochs
+  model.fit(batches, epochs=args.timed_epochs, verbose=0)
+  epoch = (time.perf_counter() - started) / args.timed_epochs
 
   validation = CatalogueTopK(split('valid' if os.path.isdir(os.path.join(
       outputs['examples'], 'Split-valid')) else 'eval'), catalogue.candidate_features(),

@@ -156,8 +156,9 @@ def _epoch_callbacks(log_dir: Optional[str], member: int, eval_dataset: Optional
 
 
 def _epochs_trained(history: tf.keras.callbacks.History, callbacks: list) -> Dict[str, object]:
-  """What one member's fit did: epochs run, each epoch's training loss (the mean of its
-  batches' summed losses), and with early stopping the best epoch (1-based, the one whose
+  """What one member's fit did: epochs run, the training loss Keras logged at each epoch's end
+  (TFRS's train_step returns the batch's summed loss, so it is the epoch's last batch's), and
+  with early stopping the best epoch (1-based, the one whose
   weights it kept) and its validation top-10."""
   metric = f'val_top_{EARLY_STOPPING_K}_accuracy'
   summary = {'epochs': len(history.epoch),

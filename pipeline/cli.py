@@ -147,9 +147,7 @@ def add_run_arguments(parser: argparse.ArgumentParser,
   data.add_argument('--infer-schema', action='store_true',
                     help='infer the schema with SchemaGen instead of the curated one')
 
-  model = parser.add_argument_group('model (components/model/config.py ModelConfig)')
-  add_config_arguments(model, ModelConfig,
-                       _MODEL_FLAG_FIELDS, per_kind=TUNED)
+  add_model_arguments(parser)
   add_config_arguments(parser.add_argument_group('sequential: timelines built from the ratings'),
                        PipelineConfig, _TIMELINE_FIELDS)
   add_config_arguments(parser.add_argument_group('warm start, evaluation gate and push'),
@@ -173,15 +171,27 @@ def add_run_arguments(parser: argparse.ArgumentParser,
   run.add_argument('--verbose', action='store_true', help='show all TFX and Beam logs')
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+  """A flag for every documented ModelConfig field (the kind's tuned ones unset unless given)."""
+  add_config_arguments(parser.add_argument_group('model (components/model/config.py ModelConfig)'),
+                       ModelConfig, _MODEL_FLAG_FIELDS, per_kind=TUNED)
+
+
+def model_config_from_args(args: argparse.Namespace, **fixed) -> ModelConfig:
+  """The model config of add_model_arguments' flags: the kind's tuned values where a flag is
+  unset; fixed: fields the flags do not set (rating_scale)."""
+  values = {field.name: getattr(args, _dest(field))
+            for field in dataclasses.fields(ModelConfig) if field.name in _MODEL_FLAG_FIELDS}
+  return ModelConfig.tuned(**fixed, **{
+      name: value for name, value in values.items()
+      if value is not None or name not in TUNED_FIELDS})  # unset: the kind's tuned value
+
+
 def config_from_args(args: argparse.Namespace, data_dir: str,
                      rating_scale: Optional[str] = None) -> PipelineConfig:
   """The run's config from its flags; rating_scale: the data's (default: read from data_dir's
   files, rating_scale_of)."""
-  model_values = {field.name: getattr(args, _dest(field))
-                  for field in dataclasses.fields(ModelConfig) if field.name in _MODEL_FLAG_FIELDS}
-  model = ModelConfig.tuned(rating_scale=rating_scale or rating_scale_of(data_dir), **{
-      name: value for name, value in model_values.items()
-      if value is not None or name not in TUNED_FIELDS})  # unset: the kind's tuned value
+  model = model_config_from_args(args, rating_scale=rating_scale or rating_scale_of(data_dir))
   pipeline_values = {name: getattr(args, name) for name in PIPELINE_FLAG_FIELDS}
   pipeline_values['workdir'] = os.path.abspath(args.workdir)
   return PipelineConfig(

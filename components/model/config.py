@@ -36,8 +36,8 @@ REFIT_STARTS = ('gated', 'scratch')
 # The validation metric early stopping watches (epoch_metrics.CatalogueTopK's) and its k.
 EARLY_STOPPING_K = 10
 # Beside a trained model's SavedModels (components/trainer.py): a JSON list, one entry per
-# ensemble member, of what its fit did ({'epochs': run, 'loss': per epoch, 'best_epoch': kept,
-# 'val_top_10_accuracy': its figure}).
+# ensemble member, of what its fit did ({'epochs': run, 'loss': each epoch's last batch's,
+# 'best_epoch': kept, 'val_top_10_accuracy': its figure}).
 FIT_FILE = 'fit.json'
 # Where the Trainer's TensorBoard profiler trace goes (profile_steps), under its ModelRun.
 PROFILE_DIR = 'member-0/plugins/profile'
