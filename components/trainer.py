@@ -158,8 +158,8 @@ def _epoch_callbacks(log_dir: Optional[str], member: int, eval_dataset: Optional
 def _epochs_trained(history: tf.keras.callbacks.History, callbacks: list) -> Dict[str, object]:
   """What one member's fit did: epochs run, the training loss Keras logged at each epoch's end
   (TFRS's train_step returns the batch's summed loss, so it is the epoch's last batch's), and
-  with early stopping the best epoch (1-based, the one whose
-  weights it kept) and its validation top-10."""
+  with early stopping the best epoch (1-based, the one whose weights it kept) and its
+  validation top-10."""
   metric = f'val_top_{EARLY_STOPPING_K}_accuracy'
   summary = {'epochs': len(history.epoch),
              'loss': [float(loss) for loss in history.history.get('loss', [])]}
@@ -217,7 +217,7 @@ def train_and_export(config: ModelConfig, tft_output: tft.TFTransformOutput,
   else:
     epochs = (config.refit_epochs if refit else config.warm_start_epochs if warm
               else config.epochs)
-  if base_model_dir and not warm:
+  if base_model_dir and not warm and not refit:
     absl.logging.warning('%s holds no warm-start weights: training from scratch',
                          base_model_dir)
   train_config = training.training_config(config)
@@ -334,7 +334,7 @@ VERTEX_KEYS = (tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY,
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """TFX Trainer entry point (on every worker of a multi-worker Trainer)."""
   custom_config = dict(fn_args.custom_config or {})
-  # The splits this Trainer trains on (the pipeline's; the refit's are train and eval): which
+  # The splits this Trainer trains on (the pipeline's: train; the refit's: every split): which
   # windows every-position training reads.
   train_splits = tuple(custom_config.pop(TRAIN_SPLITS_KEY, ['train']))
   refit = bool(custom_config.pop(REFIT_KEY, False))

@@ -561,6 +561,16 @@ def test_training_stops_early_and_keeps_the_weights_of_its_best_epoch(sequential
   assert logs['val_top_10_accuracy'] == pytest.approx(fit['val_top_10_accuracy'], abs=1e-4)
 
 
+def test_a_refit_from_scratch_trains_as_many_epochs_as_the_gated_model_kept(tmp_path):
+  import json
+  from components.model.config import FIT_FILE
+  from components.trainer import kept_epochs
+  assert kept_epochs(str(tmp_path), default=100) == 100  # no fit.json: the maximum
+  (tmp_path / FIT_FILE).write_text(json.dumps([
+      {'epochs': 18, 'best_epoch': 15}, {'epochs': 20, 'best_epoch': 17}, {'epochs': 9}]))
+  assert kept_epochs(str(tmp_path), default=100) == 17
+
+
 def test_the_refit_continues_the_gated_model_from_its_weights(sequential_run, tmp_path):
   """The Refit starts from the gated model (its base model) and trains refit_epochs over every
   split; its first loss is the gated model's on the same batch."""

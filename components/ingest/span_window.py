@@ -21,11 +21,12 @@ from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
 from tfx.types import Artifact, artifact_utils
 
+from components import features as f
 from components.ingest.spans import SPAN_PROPERTY, describe
 
 EVAL_SPLIT = 'eval'
 # The newest span's splits that keep their name; every other split folder is train.
-HELD_OUT_SPLITS = ('valid', EVAL_SPLIT)
+HELD_OUT_SPLITS = (f.VALID_SPLIT, EVAL_SPLIT)
 # The window's custom property naming the spans joined ('1-4').
 SPANS_PROPERTY = 'spans'
 

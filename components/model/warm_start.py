@@ -176,14 +176,21 @@ def _optimizer_file(state_dir: str, index: int) -> str:
   return os.path.join(state_dir, f'member-{index}-optimizer.npz')
 
 
+def _carries_state(optimizer) -> bool:
+  """Whether an optimizer's state can be saved and restored here: Keras' optimizers, whose
+  variables are the step count and then the slots in the order of the variables they were
+  built over; not the legacy ones (multitask's CompositeOptimizer), which keep slots by name."""
+  return (optimizer is not None and hasattr(optimizer, 'variables')
+          and not callable(getattr(optimizer, 'get_slot_names', None)))
+
+
 def save_optimizer(members: Sequence[tf.keras.Model], model_dir: str) -> None:
   """Writes each member's optimizer variables (its step count, then its slots in the order of
   the member's trainable variables) beside its weights, for a refit that continues them."""
   state_dir = os.path.join(model_dir, STATE_DIR)
   for index, member in enumerate(members):
     optimizer = getattr(member, 'optimizer', None)
-    if optimizer is None or not hasattr(optimizer, 'variables') or callable(
-        getattr(optimizer, 'get_slot_names', None)):  # legacy optimizers (multitask): none
+    if not _carries_state(optimizer):
       continue
     buffer = io.BytesIO()
     np.savez(buffer, *[variable.numpy() for variable in optimizer.variables])
@@ -197,7 +204,7 @@ def restore_optimizer(member: tf.keras.Model, index: int, model_dir: str) -> boo
   when there is none or its shapes differ (another config, other vocabularies)."""
   path = _optimizer_file(os.path.join(model_dir, STATE_DIR), index)
   optimizer = member.optimizer
-  if not tf.io.gfile.exists(path) or callable(getattr(optimizer, 'get_slot_names', None)):
+  if not tf.io.gfile.exists(path) or not _carries_state(optimizer):
     return False
   with tf.io.gfile.GFile(path, 'rb') as file:
     saved = np.load(io.BytesIO(file.read()))
