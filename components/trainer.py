@@ -29,7 +29,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components import features as f
-from components.model import distribution, export, warm_start
+from components.model import data_settings, distribution, export, warm_start
 from components.model.catalogue import Catalogue
 from components.model.config import (EARLY_STOPPING_K, FIT_FILE, REFIT_KEY, TRAIN_SPLITS_KEY,
                                      ModelConfig)
@@ -340,6 +340,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   refit = bool(custom_config.pop(REFIT_KEY, False))
   config = ModelConfig.from_dict({key: value for key, value in custom_config.items()
                                   if key not in VERTEX_KEYS})
+  if fn_args.hyperparameters:  # SettingsGen's (components/settings_gen.py), or a Tuner's
+    config = data_settings.apply(config, fn_args.hyperparameters)
+    absl.logging.info('Settings chosen for the data: %s',
+                      data_settings.values_of(fn_args.hyperparameters))
   if config.train_positions == 'every' and train_splits not in f.WINDOW_END_OF_SPLITS:
     raise ValueError(f'train_positions every reads the windows TimelineGen marks for the '
                      f'splits {" or ".join(map(str, f.WINDOW_END_OF_SPLITS))}, not for '

@@ -13,7 +13,8 @@ from typing import Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import components
 from components.ingest import movielens, spans
-from components.model.config import PROFILE_DIR, TUNED, TUNED_FIELDS, ModelConfig
+from components.model.config import (DERIVED_FIELDS, PROFILE_DIR, TUNED, TUNED_FIELDS,
+                                     ModelConfig)
 from pipeline import beam_presets
 from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, PipelineConfig
 from pipeline.datasets import DATASETS, SyntheticSize
@@ -56,18 +57,22 @@ def _shown(value) -> str:
 
 def add_config_arguments(group, config_class, names: Iterable[str],
                          per_kind: Optional[Mapping[str, Mapping[str, object]]] = None,
-                         defaults: Optional[Mapping[str, object]] = None) -> None:
+                         defaults: Optional[Mapping[str, object]] = None,
+                         derived: Iterable[str] = ()) -> None:
   """A flag for each named field of a config dataclass, from the field itself: its help
   (components/model/config.py `documented`), its type and its default, printed once.
 
   per_kind: kind -> {field: default} (TUNED); those fields stay None unless given, and their
   help lists each kind's default.
   defaults: field -> this command's default, in place of the field's (shown in the help).
+  derived: fields the data may set (DERIVED_FIELDS): they stay None unless given too, and their
+  help says so.
   """
   defaults = defaults or {}
   fields = {field.name: field for field in dataclasses.fields(config_class)}
   per_kind = per_kind or {}
-  tuned_names = {name for values in per_kind.values() for name in values}
+  derived = set(derived)
+  tuned_names = {name for values in per_kind.values() for name in values} | derived
   for name in names:
     field = fields[name]
     help_text = field.metadata['help']
@@ -91,6 +96,8 @@ def add_config_arguments(group, config_class, names: Iterable[str],
       default = None
       shown = 'per model kind: ' + ', '.join(
           f'{kind} {_shown(values.get(name, field.default))}' for kind, values in per_kind.items())
+      if name in derived:
+        shown += '; or chosen for the data'
     else:
       default = defaults.get(name, field.default)
       shown = _shown(default)
@@ -174,17 +181,21 @@ def add_run_arguments(parser: argparse.ArgumentParser,
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
   """A flag for every documented ModelConfig field (the kind's tuned ones unset unless given)."""
   add_config_arguments(parser.add_argument_group('model (components/model/config.py ModelConfig)'),
-                       ModelConfig, _MODEL_FLAG_FIELDS, per_kind=TUNED)
+                       ModelConfig, _MODEL_FLAG_FIELDS, per_kind=TUNED,
+                       derived=DERIVED_FIELDS)
 
 
-def model_config_from_args(args: argparse.Namespace, **fixed) -> ModelConfig:
+def model_config_from_args(args: argparse.Namespace, **data_fields) -> ModelConfig:
   """The model config of add_model_arguments' flags: the kind's tuned values where a flag is
-  unset; fixed: fields the flags do not set (rating_scale)."""
+  unset; data_fields: fields the flags do not set (rating_scale). The given flags of fields the
+  data may set are named in its `fixed`: the data never overrides them."""
   values = {field.name: getattr(args, _dest(field))
             for field in dataclasses.fields(ModelConfig) if field.name in _MODEL_FLAG_FIELDS}
-  return ModelConfig.tuned(**fixed, **{
+  open_names = set(TUNED_FIELDS) | set(DERIVED_FIELDS)
+  given = tuple(name for name in DERIVED_FIELDS if values.get(name) is not None)
+  return ModelConfig.tuned(**data_fields, fixed=given, **{
       name: value for name, value in values.items()
-      if value is not None or name not in TUNED_FIELDS})  # unset: the kind's tuned value
+      if value is not None or name not in open_names})  # unset: the kind's tuned value
 
 
 def config_from_args(args: argparse.Namespace, data_dir: str,
@@ -275,6 +286,10 @@ def print_results(config: PipelineConfig) -> int:
     print(f'  ({int(results.metrics["example_count"]):,} eval examples; per user segment: '
           'the model card)')
   print(f'Model:      {results.model_uri}')
+  chosen = results.data_settings()
+  if chosen:
+    print('Settings chosen for the data (each flag overrides; why: the model card): ' +
+          ', '.join(f'{name} {value}' for name, value in chosen.items()))
   for trainer in ('Trainer', 'Refit'):
     fits = results.fits(trainer)
     if fits:

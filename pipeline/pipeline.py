@@ -1,4 +1,6 @@
 """create_pipeline(config): the TFX pipeline, components wired in data-flow order."""
+import json
+
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
@@ -13,6 +15,7 @@ from components.ingest.span_window import SpanWindow
 from components.model.config import REFIT_KEY, TRAIN_SPLITS_KEY
 from components.model_card import ModelCard
 from components.refit_blessing import RefitBlessing
+from components.settings_gen import SettingsGen
 from components.validation import AnomaliesGate, DistributionValidator, DriftGate, drift_config
 from pipeline.config import PREVIOUS_STATISTICS_RESOLVER, SPAN_WINDOW_RESOLVER, PipelineConfig
 
@@ -115,6 +118,12 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                                settings=config)
   transform = model_data.transform
 
+  # The model settings the train split's size calls for (components/model/data_settings.py),
+  # less those the user chose: recorded in MLMD, read by both Trainers as hyperparameters.
+  settings_gen = SettingsGen(  # pylint: disable=no-value-for-parameter
+      statistics=statistics_gen.outputs['statistics'],
+      model_config=json.dumps(config.trained_model.to_dict(), sort_keys=True))
+
   # Finds the latest blessed model: the baseline a new model must not fall below, and with
   # --warm-start the model the Trainer starts from. With span folders it is the live model
   # (the refit one, RefitBlessing below); otherwise the gated one, trained without the eval
@@ -132,6 +141,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         transform_graph=transform.outputs['transform_graph'],
         schema=schema_gen.outputs['schema'],
         base_model=base_model,
+        hyperparameters=settings_gen.outputs['hyperparameters'],
         train_args=tfx.proto.TrainArgs(splits=train_splits),
         eval_args=tfx.proto.EvalArgs(splits=[eval_split]),
         custom_config={**config.trained_model.to_dict(), TRAIN_SPLITS_KEY: train_splits,
@@ -187,6 +197,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
         pushed_model=pusher.outputs['pushed_model'],
         transform_graph=transform.outputs['transform_graph'], examples=model_data.examples,
+        data_settings=settings_gen.outputs['hyperparameters'],
         model_name=config.serving_model_name, model_config=config.trained_model.to_dict(),
         refit=bool(refit))
 
@@ -194,7 +205,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
-                  anomalies_gate, *drift_check, *span_window, *model_data.components, trainer,
+                  anomalies_gate, *drift_check, *span_window, *model_data.components, settings_gen, trainer,
                   model_resolver, evaluator, *([refit] if refit else []), pusher, model_card,
                   *([refit_blessing] if refit_blessing else [])],
       enable_cache=config.enable_cache,

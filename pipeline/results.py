@@ -11,6 +11,7 @@ from tfx.orchestration import metadata
 
 from components.eval_config import evaluation_metrics, failed_thresholds
 from components.model.config import EARLY_STOPPING_K, FIT_FILE
+from components.model.data_settings import HYPERPARAMETERS_FILE, values_of
 from components.model_card import HTML_FILE as MODEL_CARD_FILE, card_folder
 from components.model_card.component import ModelCardArtifact
 
@@ -52,6 +53,16 @@ class RunResults:
       return []
     with open(path) as file:
       return json.load(file)
+
+  def data_settings(self) -> Dict[str, Any]:
+    """The settings SettingsGen chose for the data (components/settings_gen.py): name ->
+    value; none when the run had no SettingsGen."""
+    folder = self.outputs.get(('SettingsGen', 'HyperParameters'))
+    path = os.path.join(folder, HYPERPARAMETERS_FILE) if folder else None
+    if not path or not os.path.exists(path):
+      return {}
+    with open(path) as file:
+      return values_of(json.load(file))
 
   @property
   def evaluation_uri(self) -> Optional[str]:

@@ -151,10 +151,11 @@ def test_every_model_config_field_is_a_flag_carrying_its_help_but_the_datas_rati
     run_parser):
   flag_helps = [action.help for action in run_parser._actions]  # pylint: disable=protected-access
   fields = dataclasses.fields(ModelConfig)
+  # rating_scale: the data's; fixed: the given flags themselves.
   for field in fields:
-    if field.name != 'rating_scale':
+    if field.name not in ('rating_scale', 'fixed'):
       assert any(field.metadata['help'] in flag_help for flag_help in flag_helps), field.name
-  assert not any(action.dest == 'rating_scale'
+  assert not any(action.dest in ('rating_scale', 'fixed')
                  for action in run_parser._actions)  # pylint: disable=protected-access
 
 

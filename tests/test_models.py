@@ -4,6 +4,7 @@ length, exclusions, clear errors on bad input). The sequential run is the pipeli
 (no --model, the time split): it answers users the training data never saw."""
 import contextlib
 import io
+import json
 import os
 import pathlib
 import re
@@ -620,13 +621,73 @@ def test_the_profiler_trace_is_written_where_the_run_says(sequential_run,
   assert list(trace_dir.glob('*/*.xplane.pb'))  # TensorBoard's Profile tab reads these
 
 
-def test_the_run_says_what_each_trainer_s_fit_did(sequential_run_output):
+def test_the_run_says_what_each_trainer_s_fit_did(sequential_run, sequential_run_output):
   from components.model.config import ModelConfig
   printed = sequential_run_output[0]
   assert re.search(r'^Trainer: +\d+ epochs?, (stopped early, kept epoch \d+|kept the last) '
                    r'\(validation top-10 0\.\d{4}\)$', printed, re.MULTILINE)
   refit_epochs = ModelConfig.tuned().refit_epochs
   assert re.search(rf'^Refit: +{refit_epochs} epochs$', printed, re.MULTILINE)
+
+
+def test_the_settings_chosen_for_the_data_are_in_mlmd_the_model_card_and_the_runs_output(
+    sequential_run, sequential_run_output):
+  from ml_metadata.metadata_store import metadata_store
+  from tfx.orchestration import metadata
+
+  from components.model.kinds import Sequential
+  _, workdir, results = sequential_run
+  # The profile is the train split's: its ratings and distinct users and movies.
+  train = ratings_of_split(results.outputs[('FileBasedExampleGen', 'Examples')], 'train')
+  store = metadata_store.MetadataStore(
+      metadata.sqlite_metadata_connection_config(str(workdir / 'metadata.sqlite')))
+  (recorded,) = store.get_artifacts_by_uri(results.outputs[('SettingsGen', 'HyperParameters')])
+  properties = recorded.custom_properties
+  assert (properties['ratings'].int_value, properties['users'].int_value,
+          properties['movies'].int_value) == (
+              len(train.movie_ids), len(set(train.user_ids)), len(set(train.movie_ids)))
+  # The small synthetic set is sparse: the GRU over 20 movies, regularised, as tuned.
+  assert len(train.movie_ids) / len(set(train.movie_ids)) < Sequential.DENSE_RATINGS_PER_MOVIE
+  assert properties['history_encoder'].string_value == 'gru'
+  reasons = json.loads(properties['reasons'].string_value)
+  assert reasons['history_encoder'].endswith(
+      f'training ratings a movie, fewer than {Sequential.DENSE_RATINGS_PER_MOVIE}')
+  assert results.data_settings()['max_context_length'] == 20
+  card = pathlib.Path(results.model_card).read_text()
+  assert re.search(r'<tr data-setting="history_encoder"><td>history_encoder</td><td>gru</td>'
+                   r'<td>\d+ training ratings a movie, fewer than \d+</td></tr>', card)
+  assert f'{len(train.movie_ids):,} training ratings' in card
+  assert re.search(r'^Settings chosen for the data \(.*\): .*history_encoder gru',
+                   sequential_run_output[0], re.MULTILINE)
+
+
+@pytest.fixture(scope='module')
+def wide_catalogue_runs(small_dataset, tmp_path_factory):
+  """Two short runs whose full softmax may rank at most 10 movies (fewer than the catalogue):
+  the settings the data then calls for (the next movie alone, in-batch negatives), and the same
+  run with --train-positions every given: (exit code, results) of the first, the error the
+  second raised."""
+  workdir = tmp_path_factory.mktemp('wide_catalogue')
+  wide = ('--max-catalogue-negatives', '10', '--no-refit', '--epochs', '2', '--min-accuracy', '0')
+  exit_code = run_pipeline(small_dataset, workdir, *wide)
+  results = latest_run_results(str(workdir / 'metadata.sqlite'))
+  with pytest.raises(ValueError) as refused:
+    run_pipeline(small_dataset, workdir, *wide, '--train-positions', 'every')
+  return exit_code, results, str(refused.value)
+
+
+def test_the_trainer_trains_with_the_settings_chosen_for_the_data_and_a_flag_overrides_them(
+    wide_catalogue_runs):
+  derived_exit, derived, refused = wide_catalogue_runs
+  # Every position would rank against the whole catalogue, which the Trainer refuses past
+  # max_catalogue_negatives: the data chose the next movie alone, and the Trainer took it.
+  assert derived_exit == 0 and derived.pushed
+  assert derived.data_settings()['train_positions'] == 'last'
+  card = pathlib.Path(derived.model_card).read_text()
+  assert re.search(r'<tr data-setting="train_positions"><td>train_positions</td><td>last</td>'
+                   r'<td>\d+ movies, more than --max-catalogue-negatives 10', card)
+  # Given as a flag, every position stays, and the Trainer refuses it, saying why.
+  assert "train_positions 'every' ranks every position against the whole catalogue" in refused
 
 
 def test_recommend_cli_takes_a_history_for_sequential_models(sequential_run, capsys):

@@ -48,6 +48,11 @@ PROFILE_DIR = 'member-0/plugins/profile'
 TUNED = {name: dict(kind.tuned) for name, kind in kinds.KINDS.items()}
 # The fields some kind tunes: the CLI leaves them unset unless given (each needs a flag).
 TUNED_FIELDS = tuple(dict.fromkeys(name for values in TUNED.values() for name in values))
+# The fields some kind may set from the data (each kind's `derived`, components/model/
+# data_settings.py): the CLI leaves them unset unless given, and names the given ones in
+# ModelConfig.fixed so that the data never overrides them.
+DERIVED_FIELDS = tuple(dict.fromkeys(name for kind in kinds.KINDS.values()
+                                     for name in kind.derived))
 
 
 def documented(default: Any, help: str,  # pylint: disable=redefined-builtin
@@ -196,9 +201,16 @@ class ModelConfig:
   # A property of the data, not a flag: the CLI sets it from the raw files' format
   # (components/ingest/movielens.py RATING_SCALE_OF_FORMAT); multitask clips to it.
   rating_scale: str = 'whole-stars'
+  # Not a flag: the fields the user chose (the CLI's given model flags), which settings
+  # derived from the data never replace (components/model/data_settings.py).
+  fixed: Tuple[str, ...] = ()
 
   def __post_init__(self):
     kinds.of(self.kind)  # an unknown kind fails, naming the known ones
+    names = {field.name for field in dataclasses.fields(self)}
+    unknown = sorted(set(self.fixed) - names)
+    if unknown:
+      raise ValueError(f'fixed names no ModelConfig field: {", ".join(map(repr, unknown))}')
     distribution.of(self.distribution)  # so does an unknown distribution
     if self.retrieval_weight < 0 or self.rating_weight < 0:
       raise ValueError('loss weights must be >= 0, got retrieval_weight '
@@ -255,7 +267,7 @@ class ModelConfig:
   def to_dict(self) -> Dict[str, Any]:
     """JSON-friendly form for the Trainer's custom_config."""
     return {**dataclasses.asdict(self), 'layer_sizes': list(self.layer_sizes),
-            'rating_layer_sizes': list(self.rating_layer_sizes)}
+            'rating_layer_sizes': list(self.rating_layer_sizes), 'fixed': list(self.fixed)}
 
   @classmethod
   def from_dict(cls, values: Dict[str, Any]) -> 'ModelConfig':
@@ -272,4 +284,6 @@ class ModelConfig:
     for name in ('layer_sizes', 'rating_layer_sizes'):
       if name in values:
         values[name] = tuple(int(size) for size in values[name])
+    if 'fixed' in values:
+      values['fixed'] = tuple(values['fixed'])
     return cls(**values)

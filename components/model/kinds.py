@@ -16,7 +16,9 @@ The hooks, by caller (ModelKind documents each):
 - components/trainer.py: `query_tower` (QueryTower, or ContextTower for sequential),
   `rating_head` (multitask's RatingHead) and `export_module` (UserRecommender,
   RatingRecommender, ContextRecommender in export.py).
-- config.py, the CLI, benchmarks: `name`, `description`, `tuned`, `timelines`.
+- config.py, the CLI, benchmarks: `name`, `description`, `tuned`, `derived`, `timelines`.
+- components/settings_gen.py: `data_settings`, the settings the training data's size calls
+  for (components/model/data_settings.py).
 
 One class, both sides of the pipeline. The model side is the Trainer's (it runs in its own
 container and sees only the ModelConfig), so the classes live here, in components/, which may
@@ -30,7 +32,7 @@ the CLI's --help, stay free of TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Protocol, Sequence, Tuple
 
 from components import features as f  # names only: no TensorFlow
 
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # annotations only: these import TensorFlow, and config.py im
 
   from components.model.catalogue import Catalogue
   from components.model.config import ModelConfig
+  from components.model.data_settings import DataProfile, Setting
   from components.model.export import RecommenderModule
   from components.model.recommender import RatingHead, RecommenderModel
 
@@ -79,6 +82,7 @@ class ModelKind:
     name: the `--model` value, ModelConfig.kind, and the default serving model name.
     description: what it recommends from what, for the --model help.
     tuned: ModelConfig fields this kind sets on top of the dataclass defaults (ModelConfig.tuned).
+    derived: ModelConfig fields data_settings may set from the data.
     timelines: trains and is evaluated on TimelineGen's (recent movies -> next movie) examples
       rather than on the ratings.
     preprocessing_fn: the Transform's, as a dotted path.
@@ -86,6 +90,7 @@ class ModelKind:
   name: str
   description: str
   tuned: Mapping[str, Any] = {}
+  derived: Tuple[str, ...] = ()
   timelines: bool = False
   preprocessing_fn: str
 
@@ -133,6 +138,12 @@ class ModelKind:
   def describe_gate(self, settings: PipelineSettings) -> str:
     """Those thresholds in words, appended to the CLI's 'Blessed: top_k_accuracy >= x'."""
     return ''
+
+  def data_settings(self, profile: DataProfile, config: ModelConfig) -> Dict[str, Setting]:
+    """The `derived` fields' values for data of this profile (the training split's size),
+    each with its reason. Run by SettingsGen; the user's own choices are removed after
+    (data_settings.derive)."""
+    return {}
 
   # Model side (components/trainer.py).
   def query_tower(self, config: ModelConfig,
@@ -224,6 +235,14 @@ class Sequential(ModelKind):
   # at every position of its windows (64 a step), at most 100 epochs, stopped early.
   tuned = {'negatives': 'catalogue', 'max_context_length': 20, 'embedding_l2': 0.5,
            'query_dropout': 0.3, 'train_positions': 'every', 'batch_size': 64, 'epochs': 100}
+  derived = ('train_positions', 'negatives', 'history_encoder', 'max_context_length',
+             'optimizer', 'learning_rate', 'embedding_l2', 'query_dropout', 'batch_size')
+  # From this many training ratings a movie, the data is dense enough for self-attention
+  # over long histories without regularisation: MovieLens 100K's train split has 35-40 (the
+  # GRU over 20 movies, L2 0.5 and dropout 0.3 won there; attention over 200 lost 0.03
+  # HR@10), MovieLens 1M's 95-135 (attention over 200, Adam, no L2 or dropout won there).
+  # Between the two, untested (docs/benchmarks.md, "Settings chosen for the data").
+  DENSE_RATINGS_PER_MOVIE = 75
   timelines = True
   preprocessing_fn = 'components.transform.timeline_preprocessing_fn'
 
@@ -250,6 +269,40 @@ class Sequential(ModelKind):
     transform = self.transform(timelines, timeline_schema_gen.outputs['schema'], settings)
     return ModelData(components=[timeline_gen, timeline_schema_gen, transform],
                      examples=timelines, transform=transform)
+
+  def data_settings(self, profile, config):
+    from components.model.data_settings import Setting, open_to_data
+    settings = {}
+    if profile.movies > config.max_catalogue_negatives:
+      # Every position is ranked against the whole catalogue; past max_catalogue_negatives the
+      # Trainer would refuse it. The next movie alone trains on in-batch negatives, which
+      # need large batches.
+      why = (f'{profile.movies:,} movies, more than --max-catalogue-negatives '
+             f'{config.max_catalogue_negatives:,}: the next movie alone, against in-batch '
+             'negatives')
+      settings.update(train_positions=Setting('last', why), negatives=Setting('in-batch', why),
+                      batch_size=Setting(1024, why), history_encoder=Setting('gru', why),
+                      max_context_length=Setting(20, why))
+    dense = profile.ratings_per_movie >= self.DENSE_RATINGS_PER_MOVIE
+    density = (f'{profile.ratings_per_movie:.0f} training ratings a movie, '
+               f'{"at least" if dense else "fewer than"} {self.DENSE_RATINGS_PER_MOVIE}')
+    if dense:
+      settings.update(embedding_l2=Setting(0.0, density), query_dropout=Setting(0.0, density))
+      # SASRec's setting, as on MovieLens 1M; all of it or none (a GRU over 200 movies is
+      # untested and slow).
+      if 'train_positions' not in settings and open_to_data(config, 'history_encoder'):
+        settings.update(history_encoder=Setting('attention', density),
+                        max_context_length=Setting(200, density),
+                        optimizer=Setting('adam', density),
+                        learning_rate=Setting(0.001, density),
+                        batch_size=Setting(32, density))
+    else:  # the tuned settings, as on MovieLens 100K
+      settings.update(embedding_l2=Setting(self.tuned['embedding_l2'], density),
+                      query_dropout=Setting(self.tuned['query_dropout'], density))
+      if 'train_positions' not in settings:
+        settings.update(history_encoder=Setting('gru', density),
+                        max_context_length=Setting(self.tuned['max_context_length'], density))
+    return settings
 
   def query_tower(self, config, tft_output):
     from components.model.towers import ContextTower

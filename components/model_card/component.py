@@ -17,7 +17,10 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from components import settings_gen
 from components.eval_config import failed_thresholds
+from components.model import data_settings
+from components.model.config import ModelConfig
 from components.model_card import facts as card_facts
 from components.model_card import render
 
@@ -26,7 +29,8 @@ CARDS_FOLDER = 'model_cards'
 _ROLES = {'model': 'the model (SavedModels)', 'model_run': 'its training logs (TensorBoard)',
           'evaluation': "the Evaluator's metrics", 'blessing': "the gate's verdict",
           'pushed_model': 'the push', 'transform_graph': 'the feature transform',
-          'examples': 'the training and eval examples'}
+          'examples': 'the training and eval examples',
+          'data_settings': 'the settings chosen for the data (SettingsGen)'}
 
 
 class ModelCardArtifact(types.Artifact):
@@ -49,6 +53,7 @@ class ModelCardSpec(types.ComponentSpec):
       'pushed_model': ChannelParameter(type=standard_artifacts.PushedModel),
       'transform_graph': ChannelParameter(type=standard_artifacts.TransformGraph),
       'examples': ChannelParameter(type=standard_artifacts.Examples),
+      'data_settings': ChannelParameter(type=standard_artifacts.HyperParameters),
   }
   OUTPUTS = {'model_card': ChannelParameter(type=ModelCardArtifact)}
 
@@ -89,7 +94,13 @@ class Executor(base_executor.BaseExecutor):
 
 def gather(inputs: Dict[str, types.Artifact], exec_properties: Dict[str, Any],
            execution_id: str, pipeline_run_id: str) -> card_facts.CardFacts:
-  config = json.loads(exec_properties['model_config'])
+  settings = inputs['data_settings']
+  with fileio.open(os.path.join(settings.uri, settings_gen.HYPERPARAMETERS_FILE)) as file:
+    hyperparameters = json.load(file)
+  # The settings both Trainers trained with: the flags' and those chosen for the data.
+  config = data_settings.apply(
+      ModelConfig.from_dict(json.loads(exec_properties['model_config'])), hyperparameters
+  ).to_dict()
   pushed = inputs['pushed_model']
   evaluation_uri = inputs['evaluation'].uri
   metrics, top_k = card_facts.metrics(evaluation_uri)
@@ -105,6 +116,8 @@ def gather(inputs: Dict[str, types.Artifact], exec_properties: Dict[str, Any],
       version=pushed.get_string_custom_property('pushed_version') or 'not pushed',
       pushed_to=pushed.get_string_custom_property('pushed_destination') or '',
       kind=kind, summary=summary, config=card_facts.shown_config(config),
+      data_settings=settings_gen.reasons(settings),
+      data_profile=settings_gen.profile_recorded(settings).describe(),
       vocabulary_sizes=card_facts.vocabulary_sizes(inputs['transform_graph'].uri),
       training_data=examples.uri + (f' (span {span})' if span else ''),
       blessed=inputs['blessing'].get_int_custom_property('blessed') == 1,
@@ -121,9 +134,11 @@ class ModelCard(base_component.BaseComponent):
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
   def __init__(self, model, model_run, evaluation, blessing, pushed_model, transform_graph,
-               examples, model_name: str, model_config: Dict[str, Any], refit: bool):
+               examples, data_settings, model_name: str, model_config: Dict[str, Any],
+               refit: bool):
     super().__init__(ModelCardSpec(
         model=model, model_run=model_run, evaluation=evaluation, blessing=blessing,
         pushed_model=pushed_model, transform_graph=transform_graph, examples=examples,
+        data_settings=data_settings,
         model_name=model_name, model_config=json.dumps(model_config, sort_keys=True),
         refit=int(refit), model_card=types.Channel(type=ModelCardArtifact)))

@@ -28,8 +28,8 @@ KIND_SUMMARIES = {
 # ModelConfig fields worth a reader's attention (the rest are in the model's config JSON).
 SHOWN_CONFIG = ('kind', 'history_encoder', 'train_positions', 'embedding_dim', 'layer_sizes',
                 'epochs', 'early_stopping_patience', 'warm_start_epochs', 'refit_epochs',
-                'ensemble_size', 'learning_rate', 'batch_size',
-                'negatives', 'max_context_length', 'use_timestamps', 'use_user_id', 'index',
+                'ensemble_size', 'optimizer', 'learning_rate', 'batch_size', 'embedding_l2',
+                'query_dropout', 'negatives', 'max_context_length', 'use_timestamps', 'use_user_id', 'index',
                 'exclude_seen', 'fallback_days', 'seed')
 
 
@@ -82,6 +82,8 @@ class CardFacts:
   kind: str
   summary: str
   config: Dict[str, Any]
+  data_settings: Dict[str, str]  # setting -> why the data chose it (components/settings_gen.py)
+  data_profile: str  # the training split's size, in words
   vocabulary_sizes: Dict[str, int]
   training_data: str
   blessed: bool
