@@ -15,6 +15,7 @@ import os
 from tfx import types
 from tfx import v1 as tfx
 from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts
 
 from components import features as f
@@ -65,6 +66,12 @@ def record(artifact: types.Artifact, profile: data_settings.DataProfile,
       artifact.set_float_custom_property(name, value)
   artifact.set_string_custom_property(
       REASONS_PROPERTY, json.dumps({name: setting.reason for name, setting in settings.items()}))
+
+
+def read_values(folder: str) -> dict:
+  """The settings record() wrote into a HyperParameters artifact's folder: name -> value."""
+  with fileio.open(os.path.join(folder, HYPERPARAMETERS_FILE)) as file:
+    return data_settings.values_of(json.load(file))
 
 
 def profile_recorded(artifact: types.Artifact) -> data_settings.DataProfile:

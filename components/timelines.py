@@ -41,6 +41,7 @@ from tfx.dsl.component.experimental.annotations import BeamComponentParameter
 from tfx.types import artifact_utils
 
 from components import example_batches
+from components.settings_gen import read_values as read_settings
 from components import features as f
 
 SPLITS = ('train', 'eval')
@@ -218,10 +219,17 @@ def TimelineGen(
     eval_percent: tfx.dsl.components.Parameter[int] = 10,
     eval_examples: tfx.dsl.components.Parameter[str] = 'future',
     valid_percent: tfx.dsl.components.Parameter[int] = 0,
+    data_settings: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.HyperParameters] = None,
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None) -> None:
   """Builds the sequential model's train/eval examples (and valid ones, when the ratings have
   a valid split) from every split of the ratings; eval_examples: which are evaluated, one of
-  EVAL_RULES (module docstring); valid_percent: the 'hash' rule's share of valid examples."""
+  EVAL_RULES (module docstring); valid_percent: the 'hash' rule's share of valid examples;
+  data_settings: SettingsGen's choice (components/settings_gen.py), whose max_context_length,
+  when it has one, replaces the parameter's."""
+  if data_settings is not None:
+    max_context_length = int(read_settings(data_settings.uri).get('max_context_length',
+                                                                  max_context_length))
   if min_timeline_length < 2:
     raise ValueError(f'min_timeline_length must be >= 2, got {min_timeline_length}')
   if max_context_length < 1:

@@ -341,9 +341,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   config = ModelConfig.from_dict({key: value for key, value in custom_config.items()
                                   if key not in VERTEX_KEYS})
   if fn_args.hyperparameters:  # SettingsGen's (components/settings_gen.py), or a Tuner's
-    config = data_settings.apply(config, fn_args.hyperparameters)
-    absl.logging.info('Settings chosen for the data: %s',
-                      data_settings.values_of(fn_args.hyperparameters))
+    chosen = data_settings.values_of(fn_args.hyperparameters)
+    config = data_settings.apply(config, chosen)
+    absl.logging.info('Settings chosen for the data: %s', chosen)
   if config.train_positions == 'every' and train_splits not in f.WINDOW_END_OF_SPLITS:
     raise ValueError(f'train_positions every reads the windows TimelineGen marks for the '
                      f'splits {" or ".join(map(str, f.WINDOW_END_OF_SPLITS))}, not for '

@@ -113,16 +113,17 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   # ratings, or for sequential TimelineGen's (recent movies -> next movie) examples and their
   # schema. Transform builds vocabularies, timestamp buckets and z-scores; transforms every split.
   kind = config.model.model_kind
-  model_data = kind.model_data(window, schema_gen.outputs['schema'],
-                               after=drift_check[-1] if drift_check else anomalies_gate,
-                               settings=config)
-  transform = model_data.transform
-
   # The model settings the train split's size calls for (components/model/data_settings.py),
-  # less those the user chose: recorded in MLMD, read by both Trainers as hyperparameters.
+  # less those the user chose: recorded in MLMD, read by both Trainers as hyperparameters (and
+  # by TimelineGen, whose windows' length is one of them).
   settings_gen = SettingsGen(  # pylint: disable=no-value-for-parameter
       statistics=statistics_gen.outputs['statistics'],
       model_config=json.dumps(config.trained_model.to_dict(), sort_keys=True))
+  model_data = kind.model_data(window, schema_gen.outputs['schema'],
+                               after=drift_check[-1] if drift_check else anomalies_gate,
+                               settings=config,
+                               data_settings=settings_gen.outputs['hyperparameters'])
+  transform = model_data.transform
 
   # Finds the latest blessed model: the baseline a new model must not fall below, and with
   # --warm-start the model the Trainer starts from. With span folders it is the live model
@@ -205,7 +206,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen_component, statistics_gen, schema_gen, example_validator,
-                  anomalies_gate, *drift_check, *span_window, *model_data.components, settings_gen, trainer,
+                  anomalies_gate, *drift_check, *span_window, settings_gen, *model_data.components, trainer,
                   model_resolver, evaluator, *([refit] if refit else []), pusher, model_card,
                   *([refit_blessing] if refit_blessing else [])],
       enable_cache=config.enable_cache,

@@ -11,7 +11,8 @@ from tfx.orchestration import metadata
 
 from components.eval_config import evaluation_metrics, failed_thresholds
 from components.model.config import EARLY_STOPPING_K, FIT_FILE
-from components.model.data_settings import HYPERPARAMETERS_FILE, values_of
+from components.model.data_settings import HYPERPARAMETERS_FILE
+from components.settings_gen import read_values as read_settings
 from components.model_card import HTML_FILE as MODEL_CARD_FILE, card_folder
 from components.model_card.component import ModelCardArtifact
 
@@ -58,11 +59,9 @@ class RunResults:
     """The settings SettingsGen chose for the data (components/settings_gen.py): name ->
     value; none when the run had no SettingsGen."""
     folder = self.outputs.get(('SettingsGen', 'HyperParameters'))
-    path = os.path.join(folder, HYPERPARAMETERS_FILE) if folder else None
-    if not path or not os.path.exists(path):
+    if not folder or not os.path.exists(os.path.join(folder, HYPERPARAMETERS_FILE)):
       return {}
-    with open(path) as file:
-      return values_of(json.load(file))
+    return read_settings(folder)
 
   @property
   def evaluation_uri(self) -> Optional[str]:

@@ -34,10 +34,8 @@ def test_sparse_data_keeps_the_regularised_gru_and_dense_data_gets_self_attentio
   sparse = _values(config, ML_100K)
   assert sparse['history_encoder'] == 'gru' and sparse['max_context_length'] == 20
   assert (sparse['embedding_l2'], sparse['query_dropout']) == (0.5, 0.3)
-  assert data_settings.apply(config, data_settings.hyperparameters(
-      data_settings.derive(config, ML_100K))) == config  # the tuned settings already
-  dense = data_settings.apply(config, data_settings.hyperparameters(
-      data_settings.derive(config, ML_1M_HALF)))
+  assert data_settings.apply(config, sparse) == config  # the tuned settings already
+  dense = data_settings.apply(config, _values(config, ML_1M_HALF))
   assert (dense.history_encoder, dense.max_context_length, dense.optimizer,
           dense.learning_rate, dense.batch_size) == ('attention', 200, 'adam', 0.001, 32)
   assert (dense.embedding_l2, dense.query_dropout) == (0.0, 0.0)
@@ -74,7 +72,7 @@ def test_a_setting_the_user_chose_is_never_replaced_by_the_datas():
       ModelConfig.tuned('sequential', history_encoder='mean'), ML_1M_HALF)
   # Even a Tuner's hyperparameters do not replace a fixed field.
   tuner = {'values': {'history_encoder': 'attention', 'embedding_l2': 0.1}}
-  applied = data_settings.apply(given, tuner)
+  applied = data_settings.apply(given, data_settings.values_of(tuner))
   assert (applied.history_encoder, applied.embedding_l2) == ('gru', 0.1)
 
 
@@ -137,5 +135,6 @@ def test_both_trainers_and_the_model_card_read_the_settings_gen_output():
   for name in ('Trainer', 'Refit'):
     assert components[name].inputs['hyperparameters'] is settings
   assert components['ModelCard'].inputs['data_settings'] is settings
+  assert components['TimelineGen'].inputs['data_settings'] is settings  # its windows' length
   assert (components['SettingsGen'].inputs['statistics']
           is components['StatisticsGen'].outputs['statistics'])

@@ -661,33 +661,53 @@ def test_the_settings_chosen_for_the_data_are_in_mlmd_the_model_card_and_the_run
                    sequential_run_output[0], re.MULTILINE)
 
 
+# Few movies, many ratings each: past Sequential.DENSE_RATINGS_PER_MOVIE in the train split.
+DENSE = dict(num_users=150, num_movies=40, num_ratings=6000, seed=5)
+
+
 @pytest.fixture(scope='module')
-def wide_catalogue_runs(small_dataset, tmp_path_factory):
-  """Two short runs whose full softmax may rank at most 10 movies (fewer than the catalogue):
-  the settings the data then calls for (the next movie alone, in-batch negatives), and the same
-  run with --train-positions every given: (exit code, results) of the first, the error the
-  second raised."""
-  workdir = tmp_path_factory.mktemp('wide_catalogue')
-  wide = ('--max-catalogue-negatives', '10', '--no-refit', '--epochs', '2', '--min-accuracy', '0')
-  exit_code = run_pipeline(small_dataset, workdir, *wide)
-  results = latest_run_results(str(workdir / 'metadata.sqlite'))
-  with pytest.raises(ValueError) as refused:
-    run_pipeline(small_dataset, workdir, *wide, '--train-positions', 'every')
-  return exit_code, results, str(refused.value)
+def dense_runs(tmp_path_factory):
+  """Two short runs on dense synthetic data: with no model flag (the data chooses), and with
+  --history-encoder gru given. Each: (exit code, results, the Trainer's warm-start weight
+  index: key -> shape)."""
+  data = synthetic.generate(tmp_path_factory.mktemp('dense') / 'synthetic', **DENSE)
+  workdir = tmp_path_factory.mktemp('dense_runs')
+  runs = []
+  for given in ((), ('--history-encoder', 'gru')):
+    exit_code = run_pipeline(data, workdir, '--no-refit', '--epochs', '2', '--min-accuracy',
+                             '0', *given)
+    results = latest_run_results(str(workdir / 'metadata.sqlite'))
+    index = pathlib.Path(results.model_uri) / 'Format-WarmStart' / 'member-0.json'
+    runs.append((exit_code, results, {entry['key']: entry['shape']
+                                      for entry in json.loads(index.read_text())}))
+  return runs
 
 
-def test_the_trainer_trains_with_the_settings_chosen_for_the_data_and_a_flag_overrides_them(
-    wide_catalogue_runs):
-  derived_exit, derived, refused = wide_catalogue_runs
-  # Every position would rank against the whole catalogue, which the Trainer refuses past
-  # max_catalogue_negatives: the data chose the next movie alone, and the Trainer took it.
-  assert derived_exit == 0 and derived.pushed
-  assert derived.data_settings()['train_positions'] == 'last'
-  card = pathlib.Path(derived.model_card).read_text()
-  assert re.search(r'<tr data-setting="train_positions"><td>train_positions</td><td>last</td>'
-                   r'<td>\d+ movies, more than --max-catalogue-negatives 10', card)
-  # Given as a flag, every position stays, and the Trainer refuses it, saying why.
-  assert "train_positions 'every' ranks every position against the whole catalogue" in refused
+def _longest_context(results) -> int:
+  train = ratings_of_split(results.outputs[('TimelineGen', 'Examples')], 'train')
+  return max(len(context) for context in train.contexts)
+
+
+def test_dense_data_trains_self_attention_over_long_windows_and_a_flag_overrides_it(dense_runs):
+  from components.model.kinds import Sequential
+  (chosen_exit, chosen, chosen_weights), (given_exit, given, given_weights) = dense_runs
+  assert chosen_exit == 0 and given_exit == 0
+  # The data chose attention over 200 movies: TimelineGen cut windows longer than the tuned 20,
+  # the Trainer built 200 positions, and the card says why.
+  settings = chosen.data_settings()
+  assert (settings['history_encoder'], settings['max_context_length']) == ('attention', 200)
+  assert _longest_context(chosen) > 20
+  assert chosen_weights['query_tower/encoder/position_embedding/embeddings'][0] == 200
+  card = pathlib.Path(chosen.model_card).read_text()
+  assert re.search(r'<tr data-setting="history_encoder"><td>history_encoder</td>'
+                   rf'<td>attention</td><td>\d+ training ratings a movie, at least '
+                   rf'{Sequential.DENSE_RATINGS_PER_MOVIE}</td></tr>', card)
+  # --history-encoder gru given: the GRU over the tuned 20 movies, only the regularisation
+  # is the data's.
+  assert given.data_settings() == {'embedding_l2': 0.0, 'query_dropout': 0.0}
+  assert _longest_context(given) <= 20
+  assert not any('position_embedding' in key for key in given_weights)
+  assert any('gru' in key for key in given_weights)
 
 
 def test_recommend_cli_takes_a_history_for_sequential_models(sequential_run, capsys):

@@ -84,11 +84,11 @@ def values_of(hyperparameters_config: Mapping[str, Any]) -> Dict[str, Any]:
   return dict(hyperparameters_config.get(_VALUES, {}))
 
 
-def apply(config, hyperparameters_config: Mapping[str, Any]):
-  """config (a ModelConfig) with the hyperparameters' values, except fields the user chose
-  (ModelConfig.fixed): SettingsGen leaves those out, and a Tuner's search space might not."""
-  values = {name: value for name, value in values_of(hyperparameters_config).items()
-            if name not in config.fixed}
+def apply(config, values: Mapping[str, Any]):
+  """config (a ModelConfig) with the values (values_of a HyperParameters config), except
+  fields the user chose (ModelConfig.fixed): SettingsGen leaves those out, and a Tuner's search
+  space might not."""
+  values = {name: value for name, value in values.items() if name not in config.fixed}
   if not values:
     return config
   return type(config).from_dict({**config.to_dict(), **values})

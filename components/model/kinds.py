@@ -106,9 +106,11 @@ class ModelKind:
 
   # Pipeline side (pipeline/pipeline.py, pipeline/cli.py).
   def model_data(self, ratings: tfx.dsl.Channel, schema: tfx.dsl.Channel, after: BaseNode,
-                 settings: PipelineSettings) -> ModelData:
+                 settings: PipelineSettings, data_settings: tfx.dsl.Channel) -> ModelData:
     """The components that make the model's examples from ExampleGen's ratings (with their
-    schema) and transform them; the first of them runs `after` the validation gate."""
+    schema) and transform them; the first of them runs `after` the validation gate.
+    data_settings: SettingsGen's HyperParameters, for the settings that shape the examples
+    (sequential: the windows' max_context_length)."""
     raise NotImplementedError
 
   def transform(self, examples: tfx.dsl.Channel, schema: tfx.dsl.Channel,
@@ -174,7 +176,7 @@ class Retrieval(ModelKind):
            'query_dropout': 0.4, 'ensemble_size': 3}
   preprocessing_fn = 'components.transform.preprocessing_fn'
 
-  def model_data(self, ratings, schema, after, settings):
+  def model_data(self, ratings, schema, after, settings, data_settings):
     transform = self.transform(ratings, schema, settings)
     transform.add_upstream_node(after)
     return ModelData(components=[transform], examples=ratings, transform=transform)
@@ -246,7 +248,7 @@ class Sequential(ModelKind):
   timelines = True
   preprocessing_fn = 'components.transform.timeline_preprocessing_fn'
 
-  def model_data(self, ratings, schema, after, settings):
+  def model_data(self, ratings, schema, after, settings, data_settings):
     from tfx import v1 as tfx
 
     from components.timelines import TimelineGen
@@ -258,7 +260,9 @@ class Sequential(ModelKind):
         max_context_length=settings.model.max_context_length,
         eval_percent=settings.timeline_eval_percent,
         eval_examples=TIMELINE_EVAL_RULES[settings.split],
-        valid_percent=settings.valid_percent)
+        valid_percent=settings.valid_percent,
+        # The windows' length may be the data's choice (200 movies for dense data).
+        data_settings=data_settings)
     timeline_gen.add_upstream_node(after)
     from components.curated_schema import CuratedSchemaGen
     timeline_schema_gen = CuratedSchemaGen(  # pylint: disable=no-value-for-parameter

@@ -95,12 +95,10 @@ class Executor(base_executor.BaseExecutor):
 def gather(inputs: Dict[str, types.Artifact], exec_properties: Dict[str, Any],
            execution_id: str, pipeline_run_id: str) -> card_facts.CardFacts:
   settings = inputs['data_settings']
-  with fileio.open(os.path.join(settings.uri, settings_gen.HYPERPARAMETERS_FILE)) as file:
-    hyperparameters = json.load(file)
   # The settings both Trainers trained with: the flags' and those chosen for the data.
   config = data_settings.apply(
-      ModelConfig.from_dict(json.loads(exec_properties['model_config'])), hyperparameters
-  ).to_dict()
+      ModelConfig.from_dict(json.loads(exec_properties['model_config'])),
+      settings_gen.read_values(settings.uri)).to_dict()
   pushed = inputs['pushed_model']
   evaluation_uri = inputs['evaluation'].uri
   metrics, top_k = card_facts.metrics(evaluation_uri)
