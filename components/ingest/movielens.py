@@ -9,7 +9,7 @@ file and the 1-based line, so a broken download or a hand-edited file is caught 
 turning into silently missing examples later. Value ranges (a rating of 7, an odd gender) are
 *not* checked: those are data-validation anomalies that TFDV reports against the schema.
 
-Rules the readers apply to every dataset (the README's "Data" section states them too):
+Rules the readers apply to every dataset (docs/usage.md's "Data" section states them too):
 
 * Encoding. GroupLens files are latin-1; files re-saved by an editor or a notebook are often
   UTF-8, sometimes with a byte-order mark. Each file is read as UTF-8 or latin-1, decided by
