@@ -52,7 +52,7 @@ def record(artifact: types.Artifact, profile: data_settings.DataProfile,
            settings: dict) -> None:
   """Writes the settings into artifact's folder (HYPERPARAMETERS_FILE) and, with the profile
   and reasons, into its MLMD custom properties."""
-  with open(os.path.join(artifact.uri, HYPERPARAMETERS_FILE), 'w') as file:
+  with fileio.open(os.path.join(artifact.uri, HYPERPARAMETERS_FILE), 'w') as file:  # or gs://
     json.dump(data_settings.hyperparameters(settings), file, indent=1)
   for name in PROFILE_PROPERTIES:
     artifact.set_int_custom_property(name, getattr(profile, name))

@@ -340,8 +340,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   refit = bool(custom_config.pop(REFIT_KEY, False))
   config = ModelConfig.from_dict({key: value for key, value in custom_config.items()
                                   if key not in VERTEX_KEYS})
-  if fn_args.hyperparameters:  # SettingsGen's (components/settings_gen.py), or a Tuner's
-    chosen = data_settings.values_of(fn_args.hyperparameters)
+  # SettingsGen's choice (components/settings_gen.py), or a Tuner's best hyperparameters.
+  chosen = data_settings.values_of(fn_args.hyperparameters or {})
+  if chosen:
     config = data_settings.apply(config, chosen)
     absl.logging.info('Settings chosen for the data: %s', chosen)
   if config.train_positions == 'every' and train_splits not in f.WINDOW_END_OF_SPLITS:
